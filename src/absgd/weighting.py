@@ -1,0 +1,464 @@
+r"""Attentional-biased sample weighting: the method of ABSGD.
+
+Qi, Xu, Yin, Jin, Yang, "Attentional-Biased Stochastic Gradient Descent", TMLR 2023
+(arXiv 2012.06951), Algorithm 1.
+
+For per-sample losses :math:`l_1, \dots, l_B` of a mini-batch, temperature λ, moving-average
+rate γ ∈ (0, 1] and scale α > 0::
+
+    m_t   = mean_i exp(l_i / λ)                        batch statistic
+    s_t   = (1 - γ) s_{t-1} + γ · α · m_t              moving-average normaliser
+    p_i   = exp(l_i / λ) / (B · s_t)                   attentional weight (detached)
+    loss  = Σ_i p_i · l_i                              one backward pass, as plain SGD
+
+It is the stochastic solver of the KL-regularised distributionally robust objective
+``min_w max_p Σ p_i l_i - λ KL(p, 1/n)`` for λ > 0 (hard and minority samples weigh more) and
+of the min-min version for λ < 0 (high-loss, likely mislabelled samples weigh less).
+λ = ∞ is plain SGD: every weight is exactly ``1/B``.
+
+Numerics. Everything is done in log space in float32 whatever the loss dtype::
+
+    log m_t = logsumexp(l/λ) - log B
+    log s_t = logaddexp(log(1-γ) + log s_{t-1},  log γ + log α + log m_t)
+    p_i     = exp(l_i/λ - log s_t) / B
+
+Since ``log s_t ≥ log(γ α) + max_i l_i/λ - log B``, every weight is at most ``1/(γ α)``: no
+overflow for any loss scale or λ.
+
+Differences from the authors' implementation
+--------------------------------------------
+* Log-space arithmetic: the reference exponentiates ``l/λ`` directly, which overflows to
+  inf/NaN once ``l/λ`` exceeds about 88 in float32 (for example λ = 0.1 and a loss of 9).
+* Initialisation: the reference starts from ``s_0 = 0`` so the first weights sum to ``1/(γα)``;
+  the default here, ``init="first_batch"``, sets ``s_1 = α m_1`` so they sum to ``1/α``.
+  ``init="zero"`` reproduces the reference exactly.
+* State: the reference keeps ``s`` as a tensor attached to the autograd graph of past batches;
+  here it is a detached buffer saved by ``state_dict()`` so a resumed run continues exactly.
+* λ = ∞ is ``math.inf``, not "any λ ≥ 200"; while λ = ∞ the normaliser is cleared, so the
+  first batch after a two-stage switch initialises it afresh (with ``init="zero"`` this is the
+  reference's behaviour at its milestone).
+* Multi-process: the batch statistic is all-reduced so every rank holds the same ``s_t``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, NamedTuple
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+__all__ = [
+    "ABState",
+    "ABWeighting",
+    "WeightingStep",
+    "ab_weights",
+    "effective_sample_size",
+    "validate_lam",
+]
+
+Init = Literal["first_batch", "zero"]
+_INITS = ("first_batch", "zero")
+
+
+class ABState(NamedTuple):
+    """The normaliser state: ``log s = log_s_ref + log_s_delta``, and a batch count.
+
+    ``log s`` is kept as a reference point (the largest ``l/λ`` of the last batch) plus a
+    small offset, so float32 keeps it to full relative precision even when ``l/λ`` is huge
+    (a loss of 1e4 with λ = 0.01 gives ``l/λ = 1e6``, where a float32 has an ulp of 0.06).
+    """
+
+    log_s_ref: Tensor
+    """Reference point of ``log s`` (float32 scalar)."""
+    log_s_delta: Tensor
+    """``log s - log_s_ref`` (float32 scalar; ``-inf`` means ``s = 0``)."""
+    step: Tensor
+    """Number of batches in the moving average (int64 scalar); 0 means not initialised."""
+
+    @classmethod
+    def initial(cls, device: torch.device | str | None = None) -> ABState:
+        """``s = 0`` and ``step = 0``."""
+        return cls(
+            torch.zeros((), dtype=torch.float32, device=device),
+            torch.full((), -math.inf, dtype=torch.float32, device=device),
+            torch.zeros((), dtype=torch.int64, device=device),
+        )
+
+    def log_s(self) -> Tensor:
+        """``log s_t`` as one float32 scalar (rounded where ``|log s|`` is large)."""
+        return self.log_s_ref + self.log_s_delta
+
+
+class WeightingStep(NamedTuple):
+    """Result of one weighting step: the weights and the new normaliser state."""
+
+    weights: Tensor
+    """Detached weights ``p_i`` (float32, shape ``(B,)``)."""
+    state: ABState
+    """The state after this batch (equal to the input state if the batch was refused)."""
+    num_nonfinite: Tensor
+    """Number of NaN/inf losses in the (global) batch; if non-zero the state is unchanged."""
+
+
+def validate_lam(lam: float) -> float:
+    """Return λ as a float, or raise ``ValueError`` if it is 0 or NaN.
+
+    λ may be any non-zero real number or ±``math.inf`` (``-inf`` is treated like ``+inf``:
+    uniform weights).
+    """
+    try:
+        value = float(lam)
+    except (TypeError, ValueError):
+        raise ValueError(f"lam must be a non-zero real number or math.inf, got {lam!r}") from None
+    if value == 0.0 or math.isnan(value):
+        raise ValueError(
+            f"lam must be a non-zero real number or math.inf, got {lam!r}: "
+            "lam > 0 up-weights hard samples (imbalance), lam < 0 down-weights them "
+            "(label noise), lam = math.inf is plain SGD"
+        )
+    return value
+
+
+def _validate_options(gamma: float, alpha: float, init: str, max_weight: float | None) -> None:
+    if not (isinstance(gamma, (int, float)) and 0.0 < gamma <= 1.0):
+        raise ValueError(f"gamma must be in (0, 1], got {gamma!r}")
+    if not (isinstance(alpha, (int, float)) and alpha > 0.0 and math.isfinite(alpha)):
+        raise ValueError(f"alpha must be a finite number > 0, got {alpha!r}")
+    if init not in _INITS:
+        raise ValueError(f"init must be one of {_INITS}, got {init!r}")
+    if max_weight is not None and not (
+        isinstance(max_weight, (int, float)) and max_weight > 0.0 and not math.isnan(max_weight)
+    ):
+        raise ValueError(f"max_weight must be None or a number > 0, got {max_weight!r}")
+
+
+def _check_losses(losses: Tensor) -> None:
+    if not isinstance(losses, Tensor):
+        raise TypeError(
+            f"losses must be a torch.Tensor of per-sample losses, got {type(losses).__name__}"
+        )
+    if losses.dim() != 1:
+        raise ValueError(
+            f"expected a 1-D tensor of per-sample losses, got shape {tuple(losses.shape)}; "
+            "build the criterion with reduction='none' (for example "
+            "nn.CrossEntropyLoss(reduction='none')) so it returns one loss per sample"
+        )
+    if losses.numel() == 0:
+        raise ValueError("got an empty batch of losses; ABSGD needs at least one sample")
+    if not (losses.is_floating_point()):
+        raise TypeError(f"losses must be a floating-point tensor, got dtype {losses.dtype}")
+
+
+def _batch_statistic(
+    z: Tensor, group: dist.ProcessGroup | None, sync: bool
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``(M, log mean exp(z - M), number of non-finite entries)`` with ``M = max z``.
+
+    Non-finite entries are left out of the statistic (their count is returned so the caller
+    can refuse the batch). With ``sync`` the statistic is reduced over every rank of
+    ``group``: the global max, then the sums of ``exp(z - M)`` and the counts, so the result
+    is that of one process holding the concatenated global batch.
+    """
+    finite = torch.isfinite(z)
+    z_ok = torch.where(finite, z, torch.full_like(z, -math.inf))
+    shift = z_ok.max()
+    if sync:
+        dist.all_reduce(shift, op=dist.ReduceOp.MAX, group=group)
+    shift = torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))
+    stats = torch.stack(
+        [
+            torch.exp(z_ok - shift).sum(),
+            finite.sum().to(z.dtype),
+            (~finite).sum().to(z.dtype),
+        ]
+    )
+    if sync:
+        dist.all_reduce(stats, op=dist.ReduceOp.SUM, group=group)
+    sum_exp, n_ok, n_bad = stats.unbind()
+    return shift, torch.log(sum_exp) - torch.log(n_ok), n_bad
+
+
+def ab_weights(
+    losses: Tensor,
+    lam: float,
+    state: ABState,
+    *,
+    gamma: float = 0.9,
+    alpha: float = 1.0,
+    init: Init = "first_batch",
+    max_weight: float | None = None,
+    group: dist.ProcessGroup | None = None,
+    sync: bool = False,
+) -> WeightingStep:
+    r"""One ABSGD weighting step as a pure function (no state is modified).
+
+    Args:
+        losses: per-sample losses, shape ``(B,)``, any floating dtype. Only their values are
+            used (they are detached here).
+        lam: temperature λ (non-zero, may be negative; ``math.inf`` gives ``1/B`` and returns
+            the state unchanged).
+        state: the normaliser before this batch (:meth:`ABState.initial` to start). With
+            ``state.step == 0`` and ``init="first_batch"`` the normaliser is set to
+            ``α m_t``; with ``init="zero"`` the update runs from whatever ``s`` holds
+            (``s = 0`` initially).
+        gamma, alpha, init, max_weight: see :class:`ABWeighting`.
+        group, sync: with ``sync=True`` the batch statistic is all-reduced over ``group``.
+
+    Returns:
+        :class:`WeightingStep` with detached float32 weights and the new state. If the batch
+        has a non-finite loss, the returned state equals the input state.
+
+    Example:
+        >>> import torch
+        >>> losses = torch.tensor([0.1, 2.0, 0.5, 0.4])
+        >>> out = ab_weights(losses, 1.0, ABState.initial())
+        >>> round(out.weights.sum().item(), 6)  # first batch, alpha = 1: weights sum to 1
+        1.0
+        >>> bool(out.weights.argmax() == 1)  # the hardest sample weighs most for lam > 0
+        True
+        >>> int(out.state.step)
+        1
+    """
+    lam = validate_lam(lam)
+    _validate_options(gamma, alpha, init, max_weight)
+    _check_losses(losses)
+    batch = losses.numel()
+    if math.isinf(lam):
+        weights = torch.full((batch,), 1.0 / batch, dtype=torch.float32, device=losses.device)
+        n_bad = (~torch.isfinite(losses.detach())).sum()
+        return WeightingStep(weights, state, n_bad)
+
+    z = losses.detach().to(torch.float32) / lam
+    shift, log_m, n_bad = _batch_statistic(z, group, sync)
+    log_m = log_m + math.log(alpha)  # log(α m_t) - M
+    # Everything below is relative to M = max z, so it stays small and exact in float32.
+    prev = (state.log_s_ref - shift) + state.log_s_delta  # log s_{t-1} - M
+    decay = math.log1p(-gamma) if gamma < 1.0 else -math.inf
+    delta = torch.logaddexp(prev + decay, log_m + math.log(gamma))
+    if init == "first_batch":
+        delta = torch.where(state.step == 0, log_m, delta)
+
+    ok = n_bad == 0
+    new_state = ABState(
+        torch.where(ok, shift, state.log_s_ref),
+        torch.where(ok, delta, state.log_s_delta),
+        state.step + ok.to(state.step.dtype),
+    )
+    weights = torch.exp((z - shift) - delta) / batch
+    if max_weight is not None:
+        weights = weights.clamp(max=max_weight / batch)
+    return WeightingStep(weights, new_state, n_bad.to(torch.int64))
+
+
+def effective_sample_size(weights: Tensor) -> Tensor:
+    r"""Normalised effective sample size ``(Σ p)² / (B · Σ p²)`` in ``(0, 1]``.
+
+    1 means uniform weights (plain SGD); ``1/B`` means one sample carries all the weight.
+
+    >>> effective_sample_size(torch.tensor([0.25, 0.25, 0.25, 0.25])).item()
+    1.0
+    >>> effective_sample_size(torch.tensor([1.0, 0.0, 0.0, 0.0])).item()
+    0.25
+    """
+    w = weights.to(torch.float32)
+    return w.sum() ** 2 / (w.numel() * (w * w).sum())
+
+
+class ABWeighting(nn.Module):
+    r"""Stateful ABSGD weighting: per-sample losses in, weighted scalar loss out.
+
+    ``forward(losses)`` returns ``Σ_i p_i · l_i`` with detached weights
+    ``p_i = exp(l_i/λ) / (B · s_t)`` and updates the moving-average normaliser
+    ``s_t = (1-γ) s_{t-1} + γ α mean_i exp(l_i/λ)`` (see the module docstring for the maths and
+    the differences from the authors' code). Back-propagating the result gives
+    ``Σ_i p_i ∇l_i``: one backward pass, the cost of plain SGD. Pair it with
+    :class:`absgd.ABSGD` (momentum SGD) or :class:`absgd.ABAdam`.
+
+    Args:
+        lam: temperature λ. ``λ > 0`` favours high-loss samples (imbalance; the paper uses
+            values around 1 to 5 for CIFAR-LT), ``λ < 0`` discounts them (label noise),
+            ``math.inf`` is plain SGD. Can be changed between steps (``module.lam = ...``).
+        gamma: moving-average rate γ ∈ (0, 1]; 1 normalises by the current batch only.
+        alpha: scale α > 0 of the batch mean in the update (the authors' ``abalpha``); the
+            weights then sum to about ``1/α``, which rescales the effective learning rate.
+        init: ``"first_batch"`` (default) initialises ``s`` with the first batch so weights
+            sum to ``1/α`` from the start; ``"zero"`` starts from ``s_0 = 0`` as the
+            authors' code does.
+        max_weight: optional clip of ``B · p_i`` (the weight relative to uniform).
+        check_finite: raise ``ValueError`` on a NaN/inf loss (one host synchronisation per
+            step). With ``False`` there is no check and no synchronisation; a non-finite
+            batch still leaves the state unchanged but the returned loss is non-finite.
+        sync: all-reduce the batch statistic over ``process_group`` so every rank holds the
+            same ``s_t``. ``None`` (default) syncs whenever ``torch.distributed`` is
+            initialised. Each rank divides by its local batch size, so with equal local
+            batches DDP's gradient averaging gives exactly the single-process gradient on
+            the concatenated global batch.
+        process_group: the group to reduce over (default: the world).
+
+    State (buffers, in ``state_dict()``, moved by ``.to(device)``, kept in float32 by
+    ``.to(dtype)``): ``log_s_ref`` and ``log_s_delta`` (``log s_t`` is their sum, see
+    :class:`ABState`), ``step`` (batches in the average since the last reset) and
+    ``lam_value`` (λ).
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+        <torch._C.Generator object at ...>
+        >>> model = nn.Linear(4, 3)
+        >>> criterion = nn.CrossEntropyLoss(reduction="none")
+        >>> weighting = ABWeighting(lam=1.0)
+        >>> x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
+        >>> loss = weighting(criterion(model(x), y))
+        >>> loss.backward()
+        >>> weighting.last_weights.shape
+        torch.Size([8])
+        >>> round(weighting.last_weights.sum().item(), 5)
+        1.0
+    """
+
+    log_s_ref: Tensor
+    log_s_delta: Tensor
+    step: Tensor
+    lam_value: Tensor
+
+    def __init__(
+        self,
+        lam: float,
+        *,
+        gamma: float = 0.9,
+        alpha: float = 1.0,
+        init: Init = "first_batch",
+        max_weight: float | None = None,
+        check_finite: bool = True,
+        sync: bool | None = None,
+        process_group: dist.ProcessGroup | None = None,
+    ) -> None:
+        super().__init__()
+        _validate_options(gamma, alpha, init, max_weight)
+        self.gamma = float(gamma)
+        self.alpha = float(alpha)
+        self.init = init
+        self.max_weight = None if max_weight is None else float(max_weight)
+        self.check_finite = bool(check_finite)
+        self.sync = sync
+        self.process_group = process_group
+        self._lam = validate_lam(lam)
+        initial = ABState.initial()
+        self.register_buffer("log_s_ref", initial.log_s_ref)
+        self.register_buffer("log_s_delta", initial.log_s_delta)
+        self.register_buffer("step", initial.step)
+        self.register_buffer("lam_value", torch.tensor(self._lam, dtype=torch.float32))
+        self.register_load_state_dict_post_hook(_refresh_lam_mirror)
+        self.last_weights: Tensor | None = None
+
+    # -- λ ------------------------------------------------------------------------------
+    @property
+    def lam(self) -> float:
+        """Temperature λ (a Python float; kept in sync with the ``lam_value`` buffer)."""
+        return self._lam
+
+    @lam.setter
+    def lam(self, value: float) -> None:
+        self._lam = validate_lam(value)
+        self.lam_value.fill_(self._lam)
+
+    # -- state --------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget the moving average; the next batch initialises it according to ``init``."""
+        self.log_s_ref.zero_()
+        self.log_s_delta.fill_(-math.inf)
+        self.step.zero_()
+
+    @property
+    def state(self) -> ABState:
+        """The current normaliser state (the buffers themselves, not copies)."""
+        return ABState(self.log_s_ref, self.log_s_delta, self.step)
+
+    @property
+    def log_normalizer(self) -> Tensor:
+        """``log s_t`` (float32 scalar; ``-inf`` before the first finite-λ batch)."""
+        return self.state.log_s()
+
+    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
+        # Buffers follow device moves but keep their dtype: ``module.half()`` or
+        # ``.to(torch.bfloat16)`` must not round the normaliser.
+        originals = dict(self._buffers)
+        super()._apply(fn, recurse)
+        for name, original in originals.items():
+            moved = self._buffers[name]
+            if original is not None and moved is not None and moved.dtype != original.dtype:
+                self._buffers[name] = original.to(device=moved.device)
+        return self
+
+    # -- forward ------------------------------------------------------------------------
+    def _should_sync(self) -> bool:
+        if self.sync is None:
+            return dist.is_available() and dist.is_initialized()
+        return self.sync
+
+    def weights(self, losses: Tensor) -> Tensor:
+        """Update the state with this batch and return its detached weights ``p``."""
+        _check_losses(losses)
+        if math.isinf(self._lam):
+            # Plain SGD; the moving average of exp(l/λ) is meaningless for λ = ∞, so it is
+            # cleared and the first finite-λ batch re-initialises it.
+            self.reset()
+        result = ab_weights(
+            losses,
+            self._lam,
+            self.state,
+            gamma=self.gamma,
+            alpha=self.alpha,
+            init=self.init,  # type: ignore[arg-type]
+            max_weight=self.max_weight,
+            group=self.process_group,
+            sync=self._should_sync() and not math.isinf(self._lam),
+        )
+        if self.check_finite:
+            # The count is global when synchronised, so every rank raises together.
+            bad = int(result.num_nonfinite)
+            if bad:
+                raise ValueError(
+                    f"{bad} per-sample losses in the batch are NaN or infinite; the "
+                    "ABSGD state was left unchanged. Check the learning rate, the inputs and "
+                    "the loss, or pass check_finite=False to let the caller handle it "
+                    "(for example a GradScaler skipping the step)"
+                )
+        with torch.no_grad():
+            for buffer, value in zip(self.state, result.state, strict=True):
+                buffer.copy_(value)
+        self.last_weights = result.weights
+        return result.weights
+
+    def forward(self, losses: Tensor) -> Tensor:
+        """Return ``Σ_i p_i · l_i`` (float32 scalar) for per-sample ``losses`` of shape ``(B,)``."""
+        weights = self.weights(losses)
+        return (weights * losses.to(torch.float32)).sum()
+
+    # -- diagnostics --------------------------------------------------------------------
+    @property
+    def last_effective_sample_size(self) -> Tensor | None:
+        """Normalised ESS of the last batch's weights (see :func:`effective_sample_size`)."""
+        return None if self.last_weights is None else effective_sample_size(self.last_weights)
+
+    @property
+    def last_max_weight(self) -> Tensor | None:
+        """Largest ``B · p_i`` of the last batch (1 for uniform weights)."""
+        if self.last_weights is None:
+            return None
+        return self.last_weights.max() * self.last_weights.numel()
+
+    def extra_repr(self) -> str:
+        parts = [f"lam={self._lam}", f"gamma={self.gamma}", f"alpha={self.alpha}"]
+        parts.append(f"init={self.init!r}")
+        if self.max_weight is not None:
+            parts.append(f"max_weight={self.max_weight}")
+        return ", ".join(parts)
+
+
+def _refresh_lam_mirror(module: nn.Module, incompatible_keys: object) -> None:
+    assert isinstance(module, ABWeighting)
+    module._lam = validate_lam(float(module.lam_value))

@@ -1,0 +1,91 @@
+"""Two CPU processes (gloo): the synchronised weighting equals one process on the global batch."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from absgd import ABSGD, ABLoss, ABWeighting
+
+WORLD = 2
+LOCAL = 6  # samples per rank; the global batch is WORLD * LOCAL
+
+
+def _global_batches(steps: int):
+    g = torch.Generator().manual_seed(11)
+    return [
+        (
+            torch.randn(WORLD * LOCAL, 5, generator=g),
+            torch.randint(0, 3, (WORLD * LOCAL,), generator=g),
+        )
+        for _ in range(steps)
+    ]
+
+
+def _model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3))
+
+
+def _worker(rank: int, init_file: str, lam: float, init: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
+    try:
+        mine = slice(rank * LOCAL, (rank + 1) * LOCAL)
+
+        # 1. weights: rank weights × B_local/B_global == single-process weights
+        g = torch.Generator().manual_seed(5)
+        losses = [torch.rand(WORLD * LOCAL, generator=g) * 4 for _ in range(6)]
+        synced = ABWeighting(lam, gamma=0.6, alpha=0.8, init=init)
+        single = ABWeighting(lam, gamma=0.6, alpha=0.8, init=init, sync=False)
+        assert synced._should_sync()
+        for batch in losses:
+            local = synced.weights(batch[mine]) * (LOCAL / (WORLD * LOCAL))
+            full = single.weights(batch)
+            torch.testing.assert_close(local, full[mine], rtol=1e-6, atol=0)
+            torch.testing.assert_close(synced.log_normalizer, single.log_normalizer)
+
+        # 2. a few DDP + ABSGD steps == one process on the doubled batch
+        data = _global_batches(steps=5)
+        ddp = DistributedDataParallel(_model())
+        ref = _model()
+        opt_d = ABSGD(ddp.parameters(), lr=0.2, weight_decay=1e-3)
+        opt_r = ABSGD(ref.parameters(), lr=0.2, weight_decay=1e-3)
+        loss_d = ABLoss(nn.CrossEntropyLoss(reduction="none"), lam=lam, init=init)
+        loss_r = ABLoss(nn.CrossEntropyLoss(reduction="none"), lam=lam, init=init, sync=False)
+        for x, y in data:
+            opt_d.zero_grad()
+            loss_d(ddp(x[mine]), y[mine]).backward()
+            opt_d.step()
+            opt_r.zero_grad()
+            loss_r(ref(x), y).backward()
+            opt_r.step()
+        for pd, pr in zip(ddp.module.parameters(), ref.parameters(), strict=True):
+            torch.testing.assert_close(pd, pr, rtol=1e-5, atol=1e-5)
+        for bd, br in zip(loss_d.weighting.state, loss_r.weighting.state, strict=True):
+            torch.testing.assert_close(bd, br)
+
+        # 3. a non-finite loss on one rank makes every rank raise (no rank left hanging)
+        bad = torch.rand(LOCAL)
+        if rank == 1:
+            bad[0] = float("nan")
+        try:
+            synced.weights(bad)
+        except ValueError as err:
+            assert "NaN or infinite" in str(err)
+        else:
+            raise AssertionError(f"rank {rank} did not raise on a non-finite loss elsewhere")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
+@pytest.mark.parametrize(("lam", "init"), [(0.7, "first_batch"), (-1.5, "zero")])
+def test_two_processes_match_one_process_on_the_global_batch(tmp_path, lam, init):
+    init_file = os.fspath(tmp_path / "rendezvous")
+    mp.spawn(_worker, args=(init_file, lam, init), nprocs=WORLD, join=True)
