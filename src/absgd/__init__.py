@@ -11,9 +11,11 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from absgd import schedules
+from absgd import class_weights, losses, schedules
 from absgd.abloss import ABLoss
+from absgd.objective import Objective, build_objective
 from absgd.optim import ABSGD, ABAdam
+from absgd.rgd import RGDWeighting
 from absgd.weighting import ABState, ABWeighting, ab_weights, effective_sample_size
 
 __all__ = [
@@ -22,8 +24,13 @@ __all__ = [
     "ABLoss",
     "ABState",
     "ABWeighting",
+    "Objective",
+    "RGDWeighting",
     "__version__",
     "ab_weights",
+    "build_objective",
+    "class_weights",
     "effective_sample_size",
+    "losses",
     "schedules",
 ]

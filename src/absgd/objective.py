@@ -1,0 +1,211 @@
+r"""The training objective: a per-sample loss, class weights and a per-sample weighting, composed.
+
+For a batch with per-sample losses ``l_i``, class weights ``c_i = w_{y_i}`` (1 without class
+weighting) and per-sample weights ``q_i`` (``1/B`` without a sample weighting; ABSGD's
+``p_i``; RGD's ``r_i / B``)::
+
+    objective = Σ_i q_i · c_i · l_i  /  mean_i c_i
+
+Where the class weight sits relative to ABSGD is an explicit choice (``placement``):
+
+- ``"inside"`` (default; the authors' code): ``q`` is computed from the class-weighted losses
+  ``c_i l_i``, i.e. ``p_i ∝ exp(c_i l_i / λ)``;
+- ``"outside"``: ``q`` is computed from the unweighted ``l_i`` and the class weight multiplies
+  afterwards: ``c_i · p_i · l_i``.
+
+The division by the batch mean of ``c`` (``normalize_class_weights=True``) makes the plain
+objective (``q = 1/B``) the weighted mean ``Σ c_i l_i / Σ c_i`` of
+``torch.nn.functional.cross_entropy(weight=...)`` — the LDAM-DRW and class-balanced
+baselines — and keeps ABSGD with λ = ∞ equal to that baseline. ``False`` gives the raw
+``Σ q_i c_i l_i``, as in the ABSGD authors' code.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from absgd.class_weights import ClassWeightSchedule, build_class_weighting
+from absgd.losses import build_loss
+from absgd.registry import Registry
+from absgd.rgd import RGDWeighting
+from absgd.weighting import ABWeighting
+
+__all__ = ["SAMPLE_WEIGHTINGS", "Objective", "build_objective"]
+
+Placement = Literal["inside", "outside"]
+PLACEMENTS = ("inside", "outside")
+
+
+class Objective(nn.Module):
+    """``loss`` (per sample) × class weights (a schedule of the epoch) × ``weighting``.
+
+    Args:
+        loss: a module returning one loss per sample (``reduction="none"``).
+        class_weighting: a class-weight schedule ``epoch -> weights | None`` (see
+            :mod:`absgd.class_weights`) or ``None``; call :meth:`set_epoch` at the start of
+            every epoch so deferred schemes (DRW) switch on time.
+        weighting: a per-sample weighting (:class:`absgd.ABWeighting`,
+            :class:`absgd.rgd.RGDWeighting`) or ``None`` for uniform ``1/B``.
+        placement: ``"inside"`` or ``"outside"`` (see the module docstring).
+        normalize_class_weights: divide by the batch mean of the class weights.
+
+    Example:
+        >>> obj = build_objective("ldam", class_counts=[500, 50, 5], class_weighting="drw",
+        ...                       class_weighting_options={"switch": 2}, weighting="absgd",
+        ...                       weighting_options={"lam": 1.0})
+        >>> obj.set_epoch(0)
+        >>> loss = obj(torch.randn(8, 3), torch.tensor([0, 0, 0, 0, 1, 1, 2, 0]))
+        >>> loss.shape
+        torch.Size([])
+    """
+
+    class_weight: Tensor | None
+
+    def __init__(
+        self,
+        loss: nn.Module,
+        *,
+        class_weighting: ClassWeightSchedule | None = None,
+        weighting: nn.Module | None = None,
+        placement: Placement = "inside",
+        normalize_class_weights: bool = True,
+    ) -> None:
+        super().__init__()
+        if getattr(loss, "reduction", "none") != "none":
+            raise ValueError(
+                f"the objective needs per-sample losses; got a loss with "
+                f"reduction={loss.reduction!r}, build it with reduction='none'"
+            )
+        if placement not in PLACEMENTS:
+            raise ValueError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
+        self.loss = loss
+        self.class_weighting = class_weighting
+        self.weighting = weighting
+        self.placement = placement
+        self.normalize_class_weights = bool(normalize_class_weights)
+        # Not persistent: it is a pure function of the epoch, restored by set_epoch on resume.
+        self.register_buffer("class_weight", None, persistent=False)
+        self.epoch: float = 0.0
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: float) -> None:
+        """Apply the class-weight schedule for ``epoch`` (0-based)."""
+        self.epoch = epoch
+        weights = None if self.class_weighting is None else self.class_weighting(epoch)
+        if weights is not None:
+            device = self.class_weight.device if self.class_weight is not None else None
+            weights = torch.as_tensor(weights, dtype=torch.float32, device=device)
+        self.class_weight = weights
+
+    @property
+    def last_weights(self) -> Tensor | None:
+        """The per-sample weights ``q`` of the last batch (``None`` without a weighting)."""
+        return None if self.weighting is None else self.weighting.last_weights
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        losses = self.loss(logits, target).to(torch.float32)
+        if losses.dim() != 1 or losses.shape[0] != target.shape[0]:
+            raise ValueError(
+                f"the loss returned shape {tuple(losses.shape)} for a batch of "
+                f"{target.shape[0]}; it must return one loss per sample (reduction='none')"
+            )
+        if self.class_weight is None:
+            return losses.mean() if self.weighting is None else self.weighting(losses)
+        c = self.class_weight.to(losses.device)[target.long()]
+        weighted = c * losses
+        if self.weighting is None:
+            q = None
+        elif self.placement == "inside":
+            q = self.weighting.weights(weighted)
+        else:
+            q = self.weighting.weights(losses)
+        total = weighted.mean() if q is None else (q * weighted).sum()
+        return total / c.mean() if self.normalize_class_weights else total
+
+    def extra_repr(self) -> str:
+        return f"placement={self.placement!r}, class_weighting={self.class_weighting!r}"
+
+
+SAMPLE_WEIGHTINGS: Registry = Registry("sample weighting")
+
+
+@SAMPLE_WEIGHTINGS.register("none")
+def _no_weighting() -> None:
+    return None
+
+
+@SAMPLE_WEIGHTINGS.register("absgd")
+def _absgd(
+    *,
+    lam: float,
+    gamma: float = 0.9,
+    alpha: float = 1.0,
+    init: str = "first_batch",
+    max_weight: float | None = None,
+    check_finite: bool = True,
+    sync: bool | None = None,
+) -> ABWeighting:
+    return ABWeighting(
+        lam,
+        gamma=gamma,
+        alpha=alpha,
+        init=init,  # type: ignore[arg-type]
+        max_weight=max_weight,
+        check_finite=check_finite,
+        sync=sync,
+    )
+
+
+@SAMPLE_WEIGHTINGS.register("rgd")
+def _rgd(*, tau: float = 1.0, normalize: bool = False) -> RGDWeighting:
+    return RGDWeighting(tau, normalize=normalize)
+
+
+def build_objective(
+    loss: str = "ce",
+    *,
+    class_counts: Sequence[int] | np.ndarray | Tensor | None = None,
+    class_weighting: str = "none",
+    weighting: str = "none",
+    placement: Placement = "inside",
+    normalize_class_weights: bool = True,
+    loss_options: dict[str, Any] | None = None,
+    class_weighting_options: dict[str, Any] | None = None,
+    weighting_options: dict[str, Any] | None = None,
+) -> Objective:
+    """Compose an :class:`Objective` from registered names, as a config names them.
+
+    ``loss`` is a name of :data:`absgd.losses.LOSSES`, ``class_weighting`` of
+    :data:`absgd.class_weights.CLASS_WEIGHTINGS` (``none``, ``class_balanced``, ``drw``,
+    ``inverse``, ``inverse_sqrt``) and ``weighting`` of :data:`SAMPLE_WEIGHTINGS`
+    (``none``, ``absgd``, ``rgd``). ABSGD needs ``weighting_options={"lam": ...}``
+    (``math.inf`` for a two-stage run that starts as plain SGD).
+    """
+    loss_options = dict(loss_options or {})
+    if loss_options.get("reduction", "none") != "none":
+        raise ValueError("loss_options may not set reduction: the objective reduces itself")
+    loss_options["reduction"] = "none"
+    built_loss = build_loss(loss, class_counts=class_counts, **loss_options)
+    schedule = build_class_weighting(
+        class_weighting, class_counts=class_counts, **(class_weighting_options or {})
+    )
+    options = dict(weighting_options or {})
+    if weighting == "absgd" and "lam" not in options:
+        raise ValueError(
+            "weighting 'absgd' needs weighting_options={'lam': ...} (λ > 0 for imbalance, "
+            f"λ < 0 for label noise, {math.inf} for plain SGD)"
+        )
+    sample_weighting = SAMPLE_WEIGHTINGS.build(weighting, **options)
+    return Objective(
+        built_loss,
+        class_weighting=schedule,
+        weighting=sample_weighting,
+        placement=placement,
+        normalize_class_weights=normalize_class_weights,
+    )

@@ -1,0 +1,222 @@
+"""Composition of losses, class weights and per-sample weightings (ABSGD, RGD)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from absgd import ABWeighting, Objective, RGDWeighting, build_objective
+from absgd.class_weights import (
+    DRW,
+    build_class_weighting,
+    effective_number_weights,
+    inverse_frequency_weights,
+)
+from absgd.losses import LOSSES, build_loss
+from absgd.rgd import rgd_weights
+
+COUNTS = [300, 60, 12, 4]
+
+
+def _batch(seed=0, n=16):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 4, generator=g) * 2, torch.randint(0, 4, (n,), generator=g)
+
+
+# -- class weights ----------------------------------------------------------------------------
+
+
+def test_class_balanced_weights_by_hand():
+    # beta = 0.99: E_n = (1 - 0.99^n) / 0.01
+    counts = np.array([100, 10])
+    e = (1 - 0.99**counts) / 0.01
+    w = (1 / e) / (1 / e).sum() * 2
+    torch.testing.assert_close(effective_number_weights(counts, 0.99), torch.tensor(w).float())
+    torch.testing.assert_close(effective_number_weights([5, 1], 0.0), torch.ones(2))
+    torch.testing.assert_close(inverse_frequency_weights([4, 1]), torch.tensor([0.4, 1.6]))
+    torch.testing.assert_close(inverse_frequency_weights([9, 1], 0.5), torch.tensor([0.5, 1.5]))
+
+
+def test_default_beta_weights_sum_to_c_and_favour_rare_classes():
+    w = effective_number_weights(COUNTS)
+    assert w.sum().item() == pytest.approx(len(COUNTS), rel=1e-6)
+    assert torch.all(w[1:] > w[:-1])
+
+
+def test_drw_switches_exactly_at_the_epoch():
+    drw = build_class_weighting("drw", class_counts=COUNTS, switch=5)
+    assert isinstance(drw, DRW)
+    assert drw(4.99) is None
+    torch.testing.assert_close(drw(5), effective_number_weights(COUNTS))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"name": "focal"}, "unknown class weighting 'focal'; valid names: class_balanced, drw"),
+        ({"name": "drw", "class_counts": COUNTS}, "needs switch="),
+        ({"name": "class_balanced"}, "needs class_counts"),
+        (
+            {"name": "class_balanced", "class_counts": COUNTS, "beta": 1.0},
+            r"beta must be in \[0, 1\)",
+        ),
+        ({"name": "inverse", "class_counts": COUNTS, "power": 2}, "unknown option"),
+    ],
+)
+def test_bad_class_weighting_is_refused(kwargs, match):
+    name = kwargs.pop("name")
+    with pytest.raises(ValueError, match=match):
+        build_class_weighting(name, **kwargs)
+
+
+# -- RGD --------------------------------------------------------------------------------------
+
+
+def test_rgd_weights_against_the_formula():
+    losses = torch.tensor([0.0, 0.5, 2.0, 10.0])
+    tau = 1.5
+    expected = torch.exp(torch.clamp(losses, max=tau) / (tau + 1)) / 4
+    torch.testing.assert_close(rgd_weights(losses, tau), expected)
+    torch.testing.assert_close(rgd_weights(losses, tau, normalize=True).sum(), torch.tensor(1.0))
+    w = RGDWeighting(tau)
+    out = w(losses.requires_grad_())
+    torch.testing.assert_close(out, (expected * losses).sum())
+    assert not w.last_weights.requires_grad
+    with pytest.raises(ValueError, match="tau must be a finite number > 0"):
+        RGDWeighting(0.0)
+
+
+# -- composition ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("loss", LOSSES.names())
+@pytest.mark.parametrize("class_weighting", ["none", "class_balanced"])
+def test_absgd_with_infinite_lambda_equals_the_plain_objective(loss, class_weighting):
+    logits, y = _batch(1)
+    plain = build_objective(loss, class_counts=COUNTS, class_weighting=class_weighting)
+    absgd = build_objective(
+        loss,
+        class_counts=COUNTS,
+        class_weighting=class_weighting,
+        weighting="absgd",
+        weighting_options={"lam": math.inf},
+    )
+    torch.testing.assert_close(absgd(logits, y), plain(logits, y))
+    mean_loss = build_loss(loss, class_counts=COUNTS, reduction="mean")(logits, y)
+    if class_weighting == "none":
+        torch.testing.assert_close(plain(logits, y), mean_loss)
+
+
+def test_plain_class_balanced_objective_is_torch_weighted_cross_entropy():
+    logits, y = _batch(2)
+    obj = build_objective("ce", class_counts=COUNTS, class_weighting="class_balanced")
+    torch.testing.assert_close(
+        obj(logits, y), F.cross_entropy(logits, y, weight=effective_number_weights(COUNTS))
+    )
+    raw = build_objective(
+        "ce", class_counts=COUNTS, class_weighting="class_balanced", normalize_class_weights=False
+    )
+    w = effective_number_weights(COUNTS)[y]
+    torch.testing.assert_close(
+        raw(logits, y), (w * F.cross_entropy(logits, y, reduction="none")).mean()
+    )
+
+
+def test_inside_and_outside_placement_on_a_hand_made_example():
+    # Two samples with equal loss l = ln 2 (CE of logits (0, 0)), class weights (1, 3), λ = 1.
+    # inside:  p ∝ exp(c·l) = (2, 8)  -> p = (2, 8) / (2 · mean(2, 8)) = (0.2, 0.8)
+    # outside: p ∝ exp(l)   = (2, 2)  -> p = (0.5, 0.5)
+    logits = torch.zeros(2, 2)
+    y = torch.tensor([0, 1])
+    weights = DRW((1.0, 3.0), switch=0)
+    loss_value = math.log(2.0)
+    for placement, p in (("inside", (0.2, 0.8)), ("outside", (0.5, 0.5))):
+        obj = Objective(
+            build_loss("ce", reduction="none"),
+            class_weighting=weights,
+            weighting=ABWeighting(1.0),
+            placement=placement,
+            normalize_class_weights=False,
+        )
+        total = obj(logits, y)
+        torch.testing.assert_close(obj.last_weights, torch.tensor(p))
+        expected = p[0] * 1 * loss_value + p[1] * 3 * loss_value
+        assert total.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_objective_gradient_is_the_weighted_sum_of_per_sample_gradients():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 4)
+    x, y = torch.randn(10, 3), torch.randint(0, 4, (10,))
+    obj = build_objective(
+        "focal",
+        class_counts=COUNTS,
+        class_weighting="inverse_sqrt",
+        weighting="absgd",
+        weighting_options={"lam": 0.5},
+        loss_options={"gamma": 1.0},
+    )
+    obj(model(x), y).backward()
+    got = model.weight.grad.clone()
+    c = inverse_frequency_weights(COUNTS, 0.5)[y]
+    q = obj.last_weights
+    expected = torch.zeros_like(got)
+    for i in range(10):
+        model.zero_grad()
+        build_loss("focal", gamma=1.0)(model(x[i : i + 1]), y[i : i + 1]).backward()
+        expected += q[i] * c[i] * model.weight.grad / c.mean()
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_drw_objective_follows_set_epoch_and_rgd_composes():
+    logits, y = _batch(3)
+    obj = build_objective(
+        "ldam",
+        class_counts=COUNTS,
+        class_weighting="drw",
+        class_weighting_options={"switch": 2},
+        weighting="rgd",
+        weighting_options={"tau": 2.0},
+    )
+    obj.set_epoch(1)
+    assert obj.class_weight is None
+    before = obj(logits, y)
+    obj.set_epoch(2)
+    torch.testing.assert_close(obj.class_weight, effective_number_weights(COUNTS))
+    after = obj(logits, y)
+    assert not torch.isclose(before, after)
+    assert obj.last_weights is not None and obj.last_weights.shape == (16,)
+    assert "class_weight" not in obj.state_dict()
+
+
+def test_objective_state_dict_carries_loss_buffers_and_absgd_state():
+    obj = build_objective(
+        "ldam", class_counts=COUNTS, weighting="absgd", weighting_options={"lam": 2.0}
+    )
+    obj(*_batch(4))
+    keys = set(obj.state_dict())
+    assert {"loss.margins", "weighting.log_s_ref", "weighting.step", "weighting.lam_value"} <= keys
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"weighting": "meta"}, "unknown sample weighting 'meta'; valid names: absgd, none, rgd"),
+        ({"weighting": "absgd"}, "needs weighting_options"),
+        ({"loss": "ce", "placement": "middle"}, "placement must be one of"),
+        ({"loss_options": {"reduction": "mean"}}, "may not set reduction"),
+        ({"weighting": "rgd", "weighting_options": {"lam": 1.0}}, "unknown option.*lam"),
+    ],
+)
+def test_bad_objective_options_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        build_objective(**kwargs)
+
+
+def test_objective_refuses_a_reducing_loss():
+    with pytest.raises(ValueError, match="reduction='none'"):
+        Objective(build_loss("ce"))
