@@ -1,14 +1,27 @@
-"""The ``absgd`` command line.
+"""The ``absgd`` command line: ``train``, ``eval``, ``compare``, ``demo``, ``configs``.
 
-Exit codes: 0 success, 1 failure, 2 usage error (argparse's convention).
+Exit codes: 0 success, 1 failure (missing data, a run that failed), 2 usage error (bad
+arguments or config), 130 interrupted (the checkpoint is written; ``--resume`` continues).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 import absgd
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+SHIPPED_CONFIGS = Path(__file__).resolve().parent / "configs"
+
+
+class UsageError(Exception):
+    """A mistake in the command line or the config: exit code 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,11 +33,256 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--version", action="version", version=f"absgd {absgd.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train from a config file (or resume a run)")
+    p.add_argument("--config", help="a YAML config: a path, or a name from `absgd configs`")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set optim.lr=0.05 (repeatable)",
+    )
+    p.add_argument("--out", help="run directory (default: runs/<name>-<time>)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+    p = sub.add_parser("eval", help="evaluate the model of a finished run")
+    p.add_argument("run_dir")
+    p.add_argument("--split", choices=("test", "val"), default="test")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument("--quiet", action="store_true")
+
+    p = sub.add_parser("compare", help="side-by-side table of finished runs")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--markdown", action="store_true", help="a markdown table")
+
+    p = sub.add_parser("demo", help="plain SGD vs ABSGD on long-tailed digits (offline, < 1 min)")
+    p.add_argument("--epochs", type=int, default=None, help="override the demo's epochs")
+    p.add_argument("--out", help="keep the two run directories here")
+    p.add_argument("--quiet", action="store_true")
+
+    p = sub.add_parser("configs", help="list the shipped configs")
+    p.add_argument("--show", metavar="NAME", help="print one resolved config")
     return parser
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _resolve_config_path(name: str) -> Path:
+    path = Path(name).expanduser()
+    if path.is_file():
+        return path
+    for candidate in (SHIPPED_CONFIGS / name, SHIPPED_CONFIGS / f"{name}.yaml"):
+        if candidate.is_file():
+            return candidate
+    raise UsageError(
+        f"config {name!r} is neither a file nor a shipped config; `absgd configs` lists them"
+    )
+
+
+def shipped_configs() -> list[str]:
+    """Names of the shipped configs (relative paths without ``.yaml``), sorted."""
+    return sorted(
+        str(p.relative_to(SHIPPED_CONFIGS).with_suffix(""))
+        for p in SHIPPED_CONFIGS.rglob("*.yaml")
+        if not any(part.startswith("_") for part in p.relative_to(SHIPPED_CONFIGS).parts)
+    )
+
+
+class _ProgressReporter:
+    """Progress bars at the command-line edge (tqdm is imported only here)."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bar: Any = None
+
+    def message(self, text: str) -> None:
+        if not self.quiet:
+            from tqdm import tqdm
+
+            tqdm.write(text, file=sys.stderr)
+
+    def epoch_start(self, epoch: int, epochs: int, steps: int, start_step: int) -> None:
+        if self.quiet:
+            return
+        from tqdm import tqdm
+
+        self.bar = tqdm(
+            total=steps,
+            initial=start_step,
+            desc=f"epoch {epoch + 1}/{epochs}",
+            leave=False,
+            file=sys.stderr,
+            dynamic_ncols=True,
+        )
+
+    def step(self) -> None:
+        if self.bar is not None:
+            self.bar.update()
+
+    def epoch_end(self, record: dict[str, Any]) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        if self.quiet:
+            return
+        parts = [f"epoch {record['epoch']}", f"loss {record['train_loss']:.4f}"]
+        parts.append(f"lr {record['lr']:.3g}")
+        if record.get("lam") is not None:
+            parts.append(f"λ {record['lam']}")
+        for split in ("val", "test"):
+            if record.get(split):
+                m = record[split]
+                parts.append(
+                    f"{split} top1 {100 * m['top1']:.2f} bal {100 * m['balanced_accuracy']:.2f}"
+                )
+        parts.append(f"{record['epoch_seconds']:.1f}s")
+        self.message(" | ".join(parts))
+
+
+def _pct(value: Any) -> str:
+    return "–" if value is None else f"{100 * value:.2f}"
+
+
+def format_table(rows: list[dict[str, Any]], markdown: bool) -> str:
+    """A table of final metrics: method, dataset, top-1, balanced, many/medium/few, time."""
+    header = ["run", "method", "dataset", "top-1", "balanced", "many", "medium", "few", "time"]
+    body = [
+        [
+            str(r.get("run", "")),
+            str(r["method"]),
+            str(r["dataset"]),
+            _pct(r["top1"]),
+            _pct(r["balanced_accuracy"]),
+            _pct(r.get("many")),
+            _pct(r.get("medium")),
+            _pct(r.get("few")),
+            f"{r['wall_seconds']:.1f}s",
+        ]
+        for r in rows
+    ]
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(row) + " |" for row in body]
+        return "\n".join(lines)
+    widths = [max(len(x) for x in col) for col in zip(header, *body, strict=True)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join(
+        [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
+        + [fmt.format(*row) for row in body]
+    )
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from absgd.config import ConfigError, config_from_dict, load_config
+    from absgd.train import train
+
+    if args.resume:
+        if args.config or args.overrides:
+            raise UsageError("--resume continues a run with its saved config; drop --config/--set")
+        from absgd.checkpoint import load_checkpoint
+
+        run_dir = Path(args.resume)
+        state = load_checkpoint(run_dir)
+        cfg = config_from_dict(state["config"])
+        del state
+    else:
+        if not args.config:
+            raise UsageError("train needs --config FILE (or --resume RUN_DIR)")
+        try:
+            cfg = load_config(_resolve_config_path(args.config), args.overrides)
+        except ConfigError as err:
+            raise UsageError(str(err)) from None
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        run_dir = Path(args.out) if args.out else Path("runs") / f"{cfg.name}-{stamp}"
+    reporter = _ProgressReporter(args.quiet)
+    final = train(cfg, run_dir, resume=bool(args.resume), reporter=reporter)
+    row = {"run": run_dir.name, **final}
+    print(format_table([row], markdown=False))
+    print(f"run directory: {run_dir}")
+    return EXIT_OK
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from absgd.evaluation import evaluate_run
+
+    metrics = evaluate_run(args.run_dir, split=args.split, quiet=args.quiet)
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        row = {"run": Path(args.run_dir).name, **metrics}
+        print(format_table([row], markdown=False))
+    return EXIT_OK
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    rows = []
+    for run in args.run_dirs:
+        path = Path(run) / "final.json"
+        if not path.is_file():
+            raise UsageError(f"{run} has no final.json (not a finished run directory)")
+        rows.append({"run": Path(run).name, **json.loads(path.read_text(encoding="utf-8"))})
+    print(format_table(rows, markdown=args.markdown))
+    return EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from absgd.demo import run_demo
+
+    rows = run_demo(epochs=args.epochs, out=args.out, quiet=args.quiet)
+    print(format_table(rows, markdown=False))
+    return EXIT_OK
+
+
+def _cmd_configs(args: argparse.Namespace) -> int:
+    from absgd.config import ConfigError, dump_yaml, load_config
+
+    if args.show:
+        try:
+            print(dump_yaml(load_config(_resolve_config_path(args.show))), end="")
+        except ConfigError as err:
+            raise UsageError(str(err)) from None
+        return EXIT_OK
+    for name in shipped_configs():
+        print(name)
+    return EXIT_OK
+
+
+COMMANDS = {
+    "train": _cmd_train,
+    "eval": _cmd_eval,
+    "compare": _cmd_compare,
+    "demo": _cmd_demo,
+    "configs": _cmd_configs,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    parser.parse_args(argv)
-    parser.print_help()
-    return 0
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_OK
+    from absgd.train import RunInterrupted
+
+    try:
+        return COMMANDS[args.command](args)
+    except UsageError as err:
+        print(f"absgd {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except RunInterrupted as err:
+        print(f"absgd: {err}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print("absgd: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (OSError, ValueError, RuntimeError, ImportError) as err:
+        print(f"absgd {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_FAILURE

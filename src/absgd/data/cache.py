@@ -1,4 +1,4 @@
-"""The decoded-array cache and atomic file writes.
+"""The decoded-array cache (entries written atomically with absgd.fileio).
 
 Decoding an image archive is slow (≈10 s for CIFAR-10 as JPEGs), so readers store the decoded
 ``uint8`` arrays once as an uncompressed ``.npz`` in the cache directory and reuse them. The
@@ -12,21 +12,19 @@ half-written entry under the final name; an unreadable entry is ignored and rebu
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 
+from absgd.fileio import atomic_write
+
 __all__ = [
     "CACHE_ENV",
-    "atomic_write",
     "cache_entry",
     "default_cache_dir",
     "load_arrays",
@@ -63,33 +61,6 @@ def cache_entry(
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     stem = src.name.split(".")[0] or "data"
     return root / f"{kind}-{stem}-{digest}.cache.npz"
-
-
-@contextlib.contextmanager
-def atomic_write(dest: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
-    """Open a temporary file next to ``dest`` for binary writing; on success rename it to
-    ``dest`` (after ``fsync``), on any exception delete it. ``dest``'s directory is created.
-
-    >>> import tempfile, pathlib
-    >>> d = pathlib.Path(tempfile.mkdtemp())
-    >>> with atomic_write(d / "a.bin") as f:
-    ...     _ = f.write(b"hello")
-    >>> (d / "a.bin").read_bytes(), sorted(p.name for p in d.iterdir())
-    (b'hello', ['a.bin'])
-    """
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def save_arrays(dest: str | os.PathLike[str], arrays: Mapping[str, np.ndarray]) -> None:

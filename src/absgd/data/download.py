@@ -15,8 +15,8 @@ import urllib.request
 from pathlib import Path
 from typing import IO
 
-from absgd.data.cache import atomic_write
 from absgd.data.errors import ChecksumError, DownloadError
+from absgd.fileio import atomic_write
 
 __all__ = ["download_url", "md5_file", "verify_md5"]
 
