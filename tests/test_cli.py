@@ -1,7 +1,8 @@
-"""The ``absgd`` command line."""
+"""The ``absgd`` command line: exit codes, train / eval / compare / demo / configs."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -9,6 +10,22 @@ import pytest
 
 import absgd
 from absgd.cli import main
+
+TINY = [
+    "data.name=synthetic",
+    "data.options={num_classes: 3, train_per_class: 20, test_per_class: 5}",
+    "data.imbalance_ratio=4",
+    "model.name=mlp",
+    "model.options={hidden: [16]}",
+    "train.epochs=2",
+    "train.batch_size=16",
+    "train.device=cpu",
+    "optim.warmup_epochs=0",
+]
+
+
+def _sets(overrides):
+    return [arg for item in overrides for arg in ("--set", item)]
 
 
 def test_version_via_python_dash_m():
@@ -24,3 +41,88 @@ def test_help_and_usage_error_exit_codes(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--no-such-flag"])
     assert exc.value.code == 2
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train"], "train needs --config"),
+        (["train", "--config", "no/such/config"], "neither a file nor a shipped config"),
+        (
+            ["train", "--config", "cpu/fashion_mnist_lt_exp100_ce", "--set", "optim.lrr=1"],
+            "optim.lrr: unknown key",
+        ),
+        (["train", "--resume", "x", "--config", "y"], "--resume continues a run"),
+        (["compare", "/nonexistent"], "has no final.json"),
+    ],
+)
+def test_usage_errors_exit_2_with_a_message(capsys, argv, message):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_missing_data_is_a_failure_with_exit_1(capsys, tmp_path):
+    argv = [
+        "train",
+        "--config",
+        "cpu/fashion_mnist_lt_exp100_ce",
+        "--quiet",
+        "--out",
+        str(tmp_path / "r"),
+        "--set",
+        f"data.root={tmp_path}/nowhere",
+    ]
+    assert main(argv) == 1
+    assert "nowhere" in capsys.readouterr().err
+
+
+def test_train_eval_compare_and_resume_of_a_finished_run(capsys, tmp_path):
+    run = tmp_path / "run"
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                "cpu/fashion_mnist_lt_exp100_ce",
+                "--quiet",
+                "--out",
+                str(run),
+                *_sets(TINY),
+                "--set",
+                "data.val_source=split",
+                "--set",
+                "data.val_per_class=null",
+                "--set",
+                "data.val_fraction=0.2",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    final = json.loads((run / "final.json").read_text())
+    assert f"{100 * final['top1']:.2f}" in out
+    assert main(["eval", str(run), "--json", "--quiet"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["top1"] == pytest.approx(final["top1"])
+    assert evaluated["per_class_accuracy"] == final["per_class_accuracy"]
+    assert main(["compare", str(run), str(run), "--markdown"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].startswith("| run | method") and len(table) == 4
+    # resuming a finished run trains nothing more and reports the same metrics
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    assert json.loads((run / "final.json").read_text())["top1"] == final["top1"]
+
+
+def test_demo_runs_offline_and_prints_both_methods(capsys):
+    assert main(["demo", "--epochs", "3", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "plain SGD" in out and "ABSGD (λ=2, two-stage)" in out
+
+
+def test_configs_lists_and_shows(capsys):
+    assert main(["configs"]) == 0
+    names = capsys.readouterr().out.split()
+    assert "cifar_lt/cifar10_lt_exp100/ldam_drw_absgd" in names
+    assert not any(n.startswith("_") for n in names)
+    assert main(["configs", "--show", "cifar_lt/cifar10_lt_exp100/ldam_drw_absgd"]) == 0
+    assert "lam_switch: 160" in capsys.readouterr().out

@@ -1,0 +1,127 @@
+"""Checkpoints: everything a resume needs, written atomically, read back safely.
+
+A checkpoint is one ``torch.save`` file holding a mapping with a format marker and version,
+the resolved config, the position (epoch and step within it), the model, optimiser, objective
+(ABSGD state) and gradient-scaler states, the random-number-generator states, the partial
+statistics of an interrupted epoch and the history of finished epochs. It is written to a
+temporary file and renamed into place, so a crash or Ctrl-C leaves the previous checkpoint
+intact. It is loaded with ``torch.load(weights_only=True)``: no code from the file runs.
+A truncated or foreign file raises :class:`CheckpointError`; it is never silently ignored.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import random
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from absgd.fileio import atomic_write
+
+__all__ = [
+    "CHECKPOINT_NAME",
+    "FORMAT",
+    "CheckpointError",
+    "capture_rng",
+    "load_checkpoint",
+    "restore_rng",
+    "save_checkpoint",
+]
+
+FORMAT = "absgd-checkpoint"
+VERSION = 1
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used (missing, truncated, corrupt or of another format)."""
+
+
+def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
+    """Write ``state`` (tensors, numbers, strings, lists, dicts) atomically to ``path``."""
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, "version": VERSION, **state}, buffer)
+    with atomic_write(path) as fh:
+        fh.write(buffer.getbuffer())
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
+) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` (a run directory works too)."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        path = path / CHECKPOINT_NAME
+    if not path.is_file():
+        raise CheckpointError(
+            f"no checkpoint at {path}; a run directory holds one ({CHECKPOINT_NAME}) after its "
+            "first epoch"
+        )
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except (
+        RuntimeError,
+        EOFError,
+        OSError,
+        ValueError,
+        zipfile.BadZipFile,
+        pickle.UnpicklingError,
+    ) as err:
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint ({type(err).__name__}: {err}); it may be "
+            "truncated or corrupt. Restore it from a copy or start a new run without --resume"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an absgd checkpoint (no {FORMAT!r} marker)")
+    if state.get("version") != VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint version {state.get('version')!r}; this absgd reads "
+            f"version {VERSION}"
+        )
+    return state
+
+
+def capture_rng() -> dict[str, Any]:
+    """The states of Python's, NumPy's and torch's (CPU and CUDA) global generators."""
+    np_state = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    """Restore generator states captured by :func:`capture_rng`."""
+    random.setstate(_as_tuple(state["python"]))
+    n = state["numpy"]
+    np.random.set_state(
+        (
+            "MT19937",
+            n["keys"].numpy().astype(np.uint32),
+            n["pos"],
+            n["has_gauss"],
+            n["cached_gaussian"],
+        )
+    )
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuple(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return tuple(_as_tuple(v) for v in value)
+    return value

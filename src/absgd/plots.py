@@ -1,0 +1,113 @@
+"""PNG plots of a run: per-class accuracy against training count, learning curves, ABSGD weights.
+
+Uses matplotlib's non-interactive Agg backend; imported only when a run finishes.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from absgd.fileio import atomic_write
+
+__all__ = ["plot_run"]
+
+
+def _save(fig: Any, path: Path) -> None:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    with atomic_write(path) as fh:
+        fh.write(buffer.getvalue())
+
+
+def _per_class(final: dict[str, Any], path: Path) -> None:
+    counts = np.asarray(final["train_class_counts"], dtype=float)
+    acc = np.asarray([np.nan if a is None else a for a in final["per_class_accuracy"]], float)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.scatter(counts, 100 * acc, s=18)
+    if len(counts) <= 20:
+        for name, n, a in zip(final["class_names"], counts, acc, strict=True):
+            ax.annotate(
+                str(name), (n, 100 * a), fontsize=7, xytext=(3, 3), textcoords="offset points"
+            )
+    ax.set_xscale("log")
+    ax.set_xlabel("training images of the class (log scale)")
+    ax.set_ylabel("test accuracy of the class (%)")
+    ax.set_ylim(-3, 103)
+    ax.set_title(f"{final['method']} on {final['dataset']}")
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def _curves(history: list[dict[str, Any]], path: Path) -> None:
+    epochs = [r["epoch"] for r in history]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.plot(epochs, [r["train_loss"] for r in history], label="train loss (objective)")
+    left.set_xlabel("epoch")
+    left.set_yscale("log")
+    left.legend()
+    left.grid(alpha=0.3)
+    for split in ("val", "test"):
+        points = [(r["epoch"], r[split]) for r in history if r.get(split)]
+        if points:
+            xs = [e for e, _ in points]
+            right.plot(xs, [100 * m["top1"] for _, m in points], label=f"{split} top-1")
+            right.plot(
+                xs,
+                [100 * m["balanced_accuracy"] for _, m in points],
+                linestyle="--",
+                label=f"{split} balanced",
+            )
+    right.set_xlabel("epoch")
+    right.set_ylabel("accuracy (%)")
+    right.grid(alpha=0.3)
+    if right.lines:
+        right.legend()
+    _save(fig, path)
+
+
+def _weights(history: list[dict[str, Any]], final: dict[str, Any], path: Path) -> bool:
+    rows = [
+        (r["epoch"], r["absgd_mean_weight_per_class"])
+        for r in history
+        if r.get("absgd_mean_weight_per_class")
+    ]
+    if not rows:
+        return False
+    epochs = [e for e, _ in rows]
+    table = np.asarray([[np.nan if v is None else v for v in w] for _, w in rows], dtype=float)
+    counts = np.asarray(final["train_class_counts"], dtype=float)
+    order = np.argsort(-counts)
+    colours = plt.cm.viridis(np.linspace(0, 1, len(counts)))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for rank, c in enumerate(order):
+        label = f"{final['class_names'][c]} (n={int(counts[c])})" if len(counts) <= 12 else None
+        ax.plot(epochs, table[:, c], color=colours[rank], label=label)
+    ax.axhline(1.0, color="grey", linewidth=0.8, linestyle=":")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mean weight B·p of the class")
+    ax.set_title("ABSGD weight per class (1 = plain SGD)")
+    ax.grid(alpha=0.3)
+    if len(counts) <= 12:
+        ax.legend(fontsize=7)
+    _save(fig, path)
+    return True
+
+
+def plot_run(out: Path, history: list[dict[str, Any]], final: dict[str, Any]) -> list[Path]:
+    """Write the plots of a finished run into ``out/plots`` and return their paths."""
+    plots = Path(out) / "plots"
+    written = [plots / "per_class_accuracy.png", plots / "learning_curves.png"]
+    _per_class(final, written[0])
+    _curves(history, written[1])
+    if _weights(history, final, plots / "absgd_class_weights.png"):
+        written.append(plots / "absgd_class_weights.png")
+    return written

@@ -1,0 +1,131 @@
+"""Config schema, YAML with base files, overrides, and every shipped config."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from absgd.cli import SHIPPED_CONFIGS, shipped_configs
+from absgd.config import ConfigError, config_from_dict, config_to_dict, dump_yaml, load_config
+from absgd.data import long_tail_counts
+from absgd.experiment import build_lam_schedule, build_objective_for, build_optimizer
+from absgd.models import build_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_defaults_round_trip_through_yaml(tmp_path):
+    cfg = load_config(None, ["objective.weighting=absgd", "objective.lam=.inf"])
+    assert math.isinf(cfg.objective.lam)
+    path = tmp_path / "c.yaml"
+    path.write_text(dump_yaml(cfg))
+    again = load_config(path)
+    assert again == cfg
+    assert config_from_dict(config_to_dict(cfg)) == cfg
+
+
+def test_base_files_merge_and_overrides_win(tmp_path):
+    (tmp_path / "a.yaml").write_text("optim: {lr: 0.5, momentum: 0.8}\ntrain: {epochs: 3}\n")
+    (tmp_path / "b.yaml").write_text("optim: {lr: 0.2}\n")
+    (tmp_path / "c.yaml").write_text("base: [a.yaml, b.yaml]\ntrain: {batch_size: 7}\n")
+    cfg = load_config(tmp_path / "c.yaml", ["optim.weight_decay=0.01", "train.epochs=4"])
+    assert (cfg.optim.lr, cfg.optim.momentum, cfg.optim.weight_decay) == (0.2, 0.8, 0.01)
+    assert (cfg.train.epochs, cfg.train.batch_size) == (4, 7)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        (["optim.lrate=0.1"], r"optim.lrate: unknown key; valid keys here: name, lr, momentum"),
+        (["colour=red"], "colour: unknown key; valid keys here: name, method, data, model"),
+        (["optim.lr=abc"], "optim.lr: Input should be a valid number"),
+        (["optim.lr=-1"], "optim.lr: Input should be greater than 0"),
+        (["train.epochs=0"], "train.epochs: Input should be greater than or equal to 1"),
+        (["data.profile=linear"], "data.profile: Input should be 'exp' or 'step'"),
+        (["objective.loss=hinge"], "objective.loss: unknown name 'hinge'; valid names: "),
+        (["model.name=vgg"], "model.name: unknown name 'vgg'; valid names: "),
+        (["data.name=imagenet"], "data.name: unknown name 'imagenet'"),
+        (["objective.weighting=absgd"], "objective.lam is required with weighting=absgd"),
+        (["objective.lam=2"], "objective.lam is only used with weighting=absgd"),
+        (["objective.class_weighting=drw"], "class_weighting_options.switch is required"),
+        (["optim.milestones=[10]"], "must have the same length"),
+        (["train.device=gpu"], "train.device: String should match pattern"),
+        (["train.select=best_top1", "data.val_source=none"], "needs a validation split"),
+        (["optim"], "must look like section.key=value"),
+        (["optim.lr.x=1"], "optim.lr: Input should be a valid number"),
+        (["optim.lr=0.1", "optim.lr.x=1"], "optim.lr is a value, not a section"),
+    ],
+)
+def test_bad_configs_name_the_key_and_what_is_allowed(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(None, overrides)
+
+
+def test_config_files_errors(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+    (tmp_path / "bad.yaml").write_text("optim: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(tmp_path / "bad.yaml")
+    (tmp_path / "loop.yaml").write_text("base: loop.yaml\n")
+    with pytest.raises(ConfigError, match="include each other in a loop"):
+        load_config(tmp_path / "loop.yaml")
+
+
+def test_shipped_configs_are_what_the_generator_writes():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "generate_configs.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout
+
+
+def _train_counts(cfg) -> np.ndarray:
+    """Training class counts known without reading data (for the objective)."""
+    d = cfg.data
+    n_max = {"cifar10": 5000, "cifar100": 500, "fashion_mnist": 6000, "image_folder": 5000}
+    classes = {"cifar10": 10, "cifar100": 100, "fashion_mnist": 10, "image_folder": 10}
+    if d.name == "list_file":
+        return np.full(d.options["num_classes"], 20)
+    c = classes[d.name]
+    if d.imbalance_ratio is None:
+        return np.full(c, n_max[d.name])
+    return np.asarray(long_tail_counts(n_max[d.name], c, d.imbalance_ratio, d.profile))
+
+
+@pytest.mark.parametrize("name", shipped_configs())
+def test_every_shipped_config_validates_and_builds(name):
+    cfg = load_config(SHIPPED_CONFIGS / f"{name}.yaml")
+    counts = _train_counts(cfg)
+    options = dict(cfg.model.options)
+    if cfg.model.name in ("small_cnn",):
+        options["in_channels"] = 1
+    model = build_model(cfg.model.name, len(counts), **options)
+    objective = build_objective_for(cfg.objective, counts)
+    build_optimizer(cfg.optim, model.parameters())
+    lam_at = build_lam_schedule(cfg.objective)
+    if cfg.objective.lam_switch is not None:
+        assert math.isinf(lam_at(0)) and lam_at(cfg.objective.lam_switch) == cfg.objective.lam
+    assert objective.loss.reduction == "none"
+
+
+def test_the_cifar_lt_grid_is_complete():
+    names = set(shipped_configs())
+    for ds in ("cifar10", "cifar100"):
+        for setting in ("exp100", "exp10", "step100", "step10"):
+            for method in ("ce", "focal", "cb_drw", "ldam_drw"):
+                for suffix in ("", "_absgd"):
+                    assert f"cifar_lt/{ds}_lt_{setting}/{method}{suffix}" in names
+    noisy = [n for n in names if n.startswith("noisy/")]
+    assert len(noisy) == 2 * 2 * 2 * 5
+    assert {
+        "large_scale/imagenet_lt_stage2_absgd",
+        "large_scale/places_lt_stage2_absgd",
+        "large_scale/inaturalist2018_stage2_absgd",
+    } <= names
