@@ -243,7 +243,7 @@ def test_effective_sample_size_and_max_weight_diagnostics():
 # -- bad input --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("lam", [0, 0.0, float("nan"), "abc", None])
+@pytest.mark.parametrize("lam", [0, 0.0, float("nan"), "abc", None, True])
 def test_bad_lambda_is_refused_with_the_value(lam):
     with pytest.raises(ValueError, match="lam must be a non-zero real number"):
         ABWeighting(lam)

@@ -109,6 +109,8 @@ def validate_lam(lam: float) -> float:
     uniform weights).
     """
     try:
+        if isinstance(lam, bool):
+            raise TypeError
         value = float(lam)
     except (TypeError, ValueError):
         raise ValueError(f"lam must be a non-zero real number or math.inf, got {lam!r}") from None
@@ -121,15 +123,19 @@ def validate_lam(lam: float) -> float:
     return value
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _validate_options(gamma: float, alpha: float, init: str, max_weight: float | None) -> None:
-    if not (isinstance(gamma, (int, float)) and 0.0 < gamma <= 1.0):
+    if not (_is_number(gamma) and 0.0 < gamma <= 1.0):
         raise ValueError(f"gamma must be in (0, 1], got {gamma!r}")
-    if not (isinstance(alpha, (int, float)) and alpha > 0.0 and math.isfinite(alpha)):
+    if not (_is_number(alpha) and alpha > 0.0 and math.isfinite(alpha)):
         raise ValueError(f"alpha must be a finite number > 0, got {alpha!r}")
     if init not in _INITS:
         raise ValueError(f"init must be one of {_INITS}, got {init!r}")
     if max_weight is not None and not (
-        isinstance(max_weight, (int, float)) and max_weight > 0.0 and not math.isnan(max_weight)
+        _is_number(max_weight) and max_weight > 0.0 and not math.isnan(max_weight)
     ):
         raise ValueError(f"max_weight must be None or a number > 0, got {max_weight!r}")
 

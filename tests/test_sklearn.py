@@ -1,0 +1,545 @@
+"""absgd.sklearn.ABSGDClassifier: scikit-learn conventions, equivalences and imbalance."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+import pickle
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+sklearn = pytest.importorskip("sklearn", minversion="1.8")
+
+import scipy.sparse as sp  # noqa: E402
+from sklearn.base import clone  # noqa: E402
+from sklearn.datasets import make_blobs, make_classification  # noqa: E402
+from sklearn.metrics import balanced_accuracy_score  # noqa: E402
+from sklearn.model_selection import GridSearchCV, train_test_split  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+from sklearn.utils.estimator_checks import (  # noqa: E402
+    check_class_weight_classifiers,
+    parametrize_with_checks,
+)
+
+from absgd.sklearn import ABSGDClassifier  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """The models here are tiny: one intra-op thread is faster and immune to a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _data(n=256, n_features=5, n_classes=3, seed=0, weights=None):
+    X, y = make_classification(
+        n_samples=n,
+        n_features=n_features,
+        n_informative=3,
+        n_redundant=0,
+        n_classes=n_classes,
+        n_clusters_per_class=1,
+        weights=weights,
+        flip_y=0,
+        random_state=seed,
+    )
+    return StandardScaler().fit_transform(X), y
+
+
+def _params(est):
+    return [p.detach().clone() for p in est.model_.parameters()]
+
+
+def _assert_same_params(a, b):
+    pa, pb = _params(a), _params(b)
+    assert len(pa) == len(pb)
+    for x, y in zip(pa, pb, strict=True):
+        assert torch.equal(x, y)
+
+
+# -- the scikit-learn estimator checks -------------------------------------------------------
+
+_SAMPLE_WEIGHT_REASON = (
+    "mini-batch training: a row of weight k is one sample of one mini-batch, while k repeated "
+    "rows are spread over several mini-batches (and, with a finite lam, sit in the exponent of "
+    "the ABSGD weights differently), so the steps differ; scikit-learn marks SGDClassifier and "
+    "MLPClassifier the same way"
+)
+
+
+def _expected_failed_checks(estimator):
+    failed = {
+        "check_sample_weight_equivalence_on_dense_data": _SAMPLE_WEIGHT_REASON,
+        "check_sample_weight_equivalence_on_sparse_data": _SAMPLE_WEIGHT_REASON,
+    }
+    if estimator.placement == "inside" and not math.isinf(estimator.lam):
+        failed["check_class_weight_classifiers"] = (
+            "with placement='inside' the class weight sits in the exponent: weights "
+            "{0: 1000, 1: 1e-4} give p ∝ exp(1000·l/lam), all the weight on the single worst "
+            "class-0 sample of very noisy data (a worst-case objective), so the model does not "
+            "predict class 0 on 87% of the test set; placement='outside' or lam=math.inf pass "
+            "(test_class_weights_are_honoured_with_outside_placement_or_plain_sgd)"
+        )
+    return failed
+
+
+CHECKED = [
+    ABSGDClassifier(max_iter=20, random_state=0),
+    ABSGDClassifier(
+        (8,),
+        lam=2.0,
+        solver="sgd",
+        learning_rate=0.05,
+        placement="outside",
+        early_stopping=True,
+        max_iter=20,
+        random_state=0,
+    ),
+]
+
+
+@parametrize_with_checks(CHECKED, expected_failed_checks=_expected_failed_checks, xfail_strict=True)
+def test_scikit_learn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+def test_class_weights_are_honoured_with_outside_placement_or_plain_sgd():
+    check_class_weight_classifiers("ABSGDClassifier", ABSGDClassifier(placement="outside"))
+    check_class_weight_classifiers("ABSGDClassifier", ABSGDClassifier(lam=math.inf))
+
+
+def test_import_absgd_does_not_import_sklearn():
+    code = "import sys, absgd; assert 'sklearn' not in sys.modules, 'sklearn imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# -- equivalences ----------------------------------------------------------------------------
+
+
+def _reference_plain_sgd(X, y, *, hidden, lr, momentum, batch_size, epochs, random_state):
+    """Unweighted mini-batch SGD in plain torch, following the documented conventions."""
+    rng = np.random.RandomState(random_state)
+    generator = torch.Generator().manual_seed(int(rng.randint(2**31 - 1)))
+    widths = [X.shape[1], *hidden, len(np.unique(y))]
+    layers = []
+    for fan_in, fan_out in itertools.pairwise(widths):
+        bound = 1.0 / math.sqrt(fan_in)
+        weight = (torch.rand(fan_out, fan_in, generator=generator) * 2 - 1) * bound
+        bias = (torch.rand(fan_out, generator=generator) * 2 - 1) * bound
+        layers.append((nn.Parameter(weight), nn.Parameter(bias)))
+    params = [p for layer in layers for p in layer]
+    optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum)
+    X_t, y_t = torch.tensor(X, dtype=torch.float32), torch.tensor(y)
+    for _ in range(epochs):
+        order = rng.permutation(len(y))
+        for start in range(0, len(y), batch_size):
+            idx = torch.from_numpy(order[start : start + batch_size])
+            h = X_t[idx]
+            for k, (weight, bias) in enumerate(layers):
+                h = F.linear(h, weight, bias)
+                if k < len(layers) - 1:
+                    h = F.relu(h)
+            loss = F.cross_entropy(h, y_t[idx])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return params
+
+
+@pytest.mark.parametrize("hidden", [(), (16,)])
+def test_infinite_lambda_without_weights_is_plain_sgd_exactly(hidden):
+    X, y = _data(n=256)
+    options = dict(lr=0.1, momentum=0.9, batch_size=32, epochs=3, random_state=7)
+    reference = _reference_plain_sgd(X, y, hidden=hidden, **options)
+    est = ABSGDClassifier(
+        hidden,
+        lam=math.inf,
+        solver="sgd",
+        learning_rate=0.1,
+        momentum=0.9,
+        batch_size=32,
+        max_iter=3,
+        random_state=7,
+    ).fit(X, y)
+    for ours, theirs in zip(_params(est), reference, strict=True):
+        assert torch.equal(ours, theirs.detach())
+
+
+def test_sample_and_class_weights_sit_inside_the_absgd_weights():
+    # One full batch, one momentum-free SGD step, the ABSGD maths by hand in float64.
+    X, y = _data(n=12, n_features=3, n_classes=2, seed=3)
+    sw = np.linspace(0.5, 2.0, len(y))
+    cw = {0: 1.0, 1: 3.0}
+    lam, lr = 0.7, 0.5
+    est = ABSGDClassifier(
+        lam=lam,
+        class_weight=cw,
+        solver="sgd",
+        momentum=0.0,
+        learning_rate=lr,
+        batch_size=len(y),
+        max_iter=1,
+        shuffle=False,
+        random_state=0,
+    )
+    init = ABSGDClassifier(max_iter=1, batch_size=len(y), random_state=0)
+    init.set_params(learning_rate=1e-30, solver="sgd", momentum=0.0).fit(X, y)
+    W0, b0 = (p.detach().double().numpy() for p in init.model_.parameters())
+    est.fit(X, y, sample_weight=sw)
+
+    z = X @ W0.T + b0
+    log_p = z - np.log(np.exp(z).sum(1, keepdims=True))
+    loss = -log_p[np.arange(len(y)), y]
+    v = sw * np.array([cw[k] for k in y]) * loss
+    p = np.exp(v / lam) / np.exp(v / lam).sum()  # first batch: the weights sum to 1
+    dz = (np.exp(log_p) - np.eye(2)[y]) * (p * sw * np.array([cw[k] for k in y]))[:, None]
+    W1, b1 = W0 - lr * dz.T @ X, b0 - lr * dz.sum(0)
+    W, b = (p.detach().double().numpy() for p in est.model_.parameters())
+    np.testing.assert_allclose(W, W1, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(b, b1, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+def test_partial_fit_over_chunks_equals_one_epoch_of_fit(solver):
+    X, y = _data(n=300)
+    sw = np.random.RandomState(0).uniform(0.5, 1.5, len(y))
+    options = dict(
+        hidden_layer_sizes=(8,),
+        lam=0.5,
+        class_weight={0: 1.0, 1: 2.0, 2: 0.5},
+        solver=solver,
+        batch_size=32,
+        random_state=3,
+    )
+    full = ABSGDClassifier(max_iter=1, shuffle=False, **options).fit(X, y, sample_weight=sw)
+    stream = ABSGDClassifier(**options)
+    for start, stop in [(0, 64), (64, 160), (160, 288), (288, 300)]:  # multiples of 32
+        stream.partial_fit(X[start:stop], y[start:stop], np.unique(y), sw[start:stop])
+    _assert_same_params(full, stream)
+    assert torch.equal(full.weighting_.log_normalizer, stream.weighting_.log_normalizer)
+    assert stream.t_ == full.t_ == 300 and stream.n_iter_ == 4
+
+    # Two epochs of fit equal two passes of partial_fit over the whole data.
+    two = ABSGDClassifier(max_iter=2, shuffle=False, **options).fit(X, y)
+    passes = ABSGDClassifier(**options)
+    passes.partial_fit(X, y, classes=np.unique(y)).partial_fit(X, y)
+    _assert_same_params(two, passes)
+
+
+def test_lam_schedule_is_plain_sgd_then_lam():
+    X, y = _data(n=128)
+    common = dict(solver="sgd", momentum=0.0, batch_size=32, shuffle=False, random_state=0)
+    scheduled = ABSGDClassifier(lam=0.5, lam_schedule=0.5, max_iter=4, **common).fit(X, y)
+    staged = ABSGDClassifier(lam=math.inf, max_iter=2, **common).fit(X, y)
+    staged.set_params(lam=0.5, warm_start=True).fit(X, y)
+    _assert_same_params(scheduled, staged)
+    assert int(scheduled.weighting_.step) == 2 * 4  # the average restarted at the switch
+
+
+def test_sparse_input_trains_like_dense_input():
+    X, y = _data(n=100)
+    X[np.abs(X) < 0.5] = 0.0
+    dense = ABSGDClassifier(max_iter=3, random_state=0).fit(X, y)
+    sparse = ABSGDClassifier(max_iter=3, random_state=0).fit(sp.csr_matrix(X), y)
+    _assert_same_params(dense, sparse)
+    np.testing.assert_array_equal(dense.predict_proba(X), sparse.predict_proba(sp.csr_array(X)))
+
+
+def test_sample_weight_of_ones_is_no_weight():
+    X, y = _data(n=100)
+    a = ABSGDClassifier(max_iter=3, random_state=0).fit(X, y)
+    b = ABSGDClassifier(max_iter=3, random_state=0).fit(X, y, sample_weight=np.ones(len(y)))
+    _assert_same_params(a, b)
+
+
+# -- imbalance -------------------------------------------------------------------------------
+
+
+def test_absgd_beats_the_unweighted_model_on_an_imbalanced_problem():
+    gains = []
+    for seed in range(3):
+        X, y = make_classification(
+            n_samples=1500,
+            n_features=8,
+            n_informative=4,
+            n_redundant=0,
+            n_classes=3,
+            n_clusters_per_class=1,
+            weights=[0.9, 0.07, 0.03],
+            class_sep=1.5,
+            flip_y=0,
+            random_state=seed,
+        )
+        X_tr, X_te, y_tr, y_te = train_test_split(
+            X, y, test_size=0.5, stratify=y, random_state=seed
+        )
+        scores = []
+        for lam in (math.inf, 0.3):
+            model = make_pipeline(
+                StandardScaler(),
+                ABSGDClassifier(lam=lam, lam_schedule=0.5, max_iter=20, random_state=seed),
+            )
+            model.fit(X_tr, y_tr)
+            scores.append(balanced_accuracy_score(y_te, model.predict(X_te)))
+        gains.append(scores[1] - scores[0])
+    assert min(gains) >= 0.0 and np.mean(gains) > 0.02, gains  # never worse, better on average
+
+
+def test_class_weight_schemes():
+    y = np.array([0] * 90 + [1] * 9 + [2] * 1)
+    X = np.random.RandomState(0).normal(size=(len(y), 2))
+    balanced = ABSGDClassifier(class_weight="balanced", max_iter=1).fit(X, y)
+    np.testing.assert_allclose(balanced.class_weight_, 100 / (3 * np.array([90, 9, 1])))
+    effective = ABSGDClassifier(class_weight="effective_number", max_iter=1).fit(X, y)
+    counts = np.array([90, 9, 1])
+    assert (effective.class_weight_ * counts).sum() == pytest.approx(100)  # average 1
+    ratio = effective.class_weight_ / effective.class_weight_[0]
+    e = (1 - 0.9999**counts) / (1 - 0.9999)
+    np.testing.assert_allclose(ratio, e[0] / e, rtol=1e-5)
+    partial = ABSGDClassifier(class_weight={2: 5.0}, max_iter=1).fit(X, y)
+    np.testing.assert_array_equal(partial.class_weight_, [1.0, 1.0, 5.0])
+    with pytest.raises(ValueError, match=r"labels \[7\] that are not classes"):
+        ABSGDClassifier(class_weight={7: 1.0}).fit(X, y)
+
+
+def test_losses_that_need_class_counts_get_them_from_fit():
+    X, y = _data(n=120, weights=[0.8, 0.15, 0.05])
+    for loss in ("ldam", "logit_adjusted", "balanced_softmax", "focal"):
+        est = ABSGDClassifier(loss=loss, max_iter=2, random_state=0).fit(X, y)
+        assert est.predict(X).shape == y.shape
+    np.testing.assert_array_equal(est.class_counts_, np.bincount(y))
+    est = ABSGDClassifier(loss="focal", loss_options={"gamma": 2.0}, max_iter=1).fit(X, y)
+    assert est.predict_proba(X).shape == (120, 3)
+
+
+# -- scikit-learn usage ----------------------------------------------------------------------
+
+
+def test_pipeline_and_grid_search_over_lam():
+    X, y = _data(n=240, weights=[0.8, 0.15, 0.05], seed=1)
+    pipe = make_pipeline(StandardScaler(), ABSGDClassifier(max_iter=5, random_state=0))
+    grid = GridSearchCV(
+        pipe, {"absgdclassifier__lam": [math.inf, 1.0, 0.3]}, cv=3, scoring="balanced_accuracy"
+    )
+    grid.fit(X, y)
+    assert grid.best_params_["absgdclassifier__lam"] in (math.inf, 1.0, 0.3)
+    assert len(grid.cv_results_["mean_test_score"]) == 3
+    assert grid.predict(X).shape == y.shape
+
+
+def test_clone_pickle_and_continue_training_after_unpickling():
+    X, y = _data(n=160)
+    est = ABSGDClassifier((8,), lam=1.0, max_iter=3, random_state=0).fit(X, y)
+    assert clone(est).get_params() == est.get_params()
+    assert not hasattr(clone(est), "model_")
+    restored = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(restored.predict_proba(X), est.predict_proba(X))
+    twin = copy.deepcopy(est)
+    est.partial_fit(X[:64], y[:64])
+    restored.partial_fit(X[:64], y[:64])  # the optimiser and ABSGD states were pickled too
+    twin.partial_fit(X[:64], y[:64])
+    _assert_same_params(est, restored)
+    _assert_same_params(est, twin)
+
+
+def test_string_labels_binary_and_multiclass_outputs():
+    X, y = _data(n=120, n_classes=2)
+    labels = np.array(["ham", "spam"])[y]
+    est = ABSGDClassifier(max_iter=50, random_state=0).fit(X, labels)
+    np.testing.assert_array_equal(est.classes_, ["ham", "spam"])
+    scores = est.decision_function(X)
+    assert scores.shape == (120,)
+    np.testing.assert_array_equal(est.predict(X), np.where(scores > 0, "spam", "ham"))
+    proba = est.predict_proba(X)
+    np.testing.assert_allclose(proba.sum(1), 1.0)
+    np.testing.assert_allclose(np.exp(est.predict_log_proba(X)), proba, rtol=1e-12)
+    assert est.score(X, labels) > 0.8
+
+    X3, y3 = _data(n=120, n_classes=3)
+    names = np.array(["a", "b", "c"], dtype=object)[y3]
+    est3 = ABSGDClassifier(max_iter=10, random_state=0).fit(X3, names)
+    assert est3.decision_function(X3).shape == (120, 3)
+    np.testing.assert_allclose(est3.predict_proba(X3).sum(1), 1.0)
+
+
+def test_reproducible_and_leaves_global_random_state_alone():
+    X, y = _data(n=100)
+    torch_state, numpy_state = torch.random.get_rng_state(), np.random.get_state()
+    a = ABSGDClassifier((8,), max_iter=3, random_state=5).fit(X, y)
+    b = ABSGDClassifier((8,), max_iter=3, random_state=5).fit(X, y)
+    assert torch.equal(torch.random.get_rng_state(), torch_state)
+    assert np.random.get_state()[1].tolist() == numpy_state[1].tolist()
+    _assert_same_params(a, b)
+    c = ABSGDClassifier((8,), max_iter=3, random_state=6).fit(X, y)
+    assert not torch.equal(_params(a)[0], _params(c)[0])
+
+
+def test_warm_start_continues_and_checks_compatibility():
+    X, y = _data(n=100)
+    est = ABSGDClassifier(lam=math.inf, max_iter=2, random_state=0).fit(X, y)
+    before = _params(est)
+    est.set_params(warm_start=True, lam=1.0, max_iter=1).fit(X, y)
+    assert est.n_iter_ == 1 and est.t_ == 300
+    fresh_start = ABSGDClassifier(lam=1.0, max_iter=1, random_state=0).fit(X, y)
+    assert not torch.equal(_params(est)[0], _params(fresh_start)[0])
+    assert not torch.equal(_params(est)[0], before[0])
+    with pytest.raises(ValueError, match="warm_start=True needs the classes"):
+        est.fit(X, np.where(y == 2, 1, y))
+    with pytest.raises(ValueError, match="does not match the fitted network"):
+        est.set_params(hidden_layer_sizes=(4,)).fit(X, y)
+
+
+def test_early_stopping_keeps_the_best_epoch():
+    X, y = _data(n=300, weights=[0.8, 0.15, 0.05])
+    est = ABSGDClassifier(
+        early_stopping=True, n_iter_no_change=3, max_iter=200, random_state=0
+    ).fit(X, y)
+    assert est.n_iter_ < 200
+    assert len(est.validation_scores_) == est.n_iter_
+    assert est.best_validation_score_ == max(est.validation_scores_)
+    assert est.class_counts_.sum() == 300 - round(0.1 * 240) - round(0.1 * 45) - round(0.1 * 15)
+
+
+def test_partial_fit_online_without_a_prior():
+    X, y = _data(n=200)
+    est = ABSGDClassifier(lam=1.0, batch_size=16, random_state=0)
+    for start in range(0, 200, 40):
+        est.partial_fit(X[start : start + 40], y[start : start + 40], classes=[0, 1, 2])
+    np.testing.assert_array_equal(est.class_counts_, np.bincount(y))
+    assert est.n_iter_ == 5 and len(est.loss_curve_) == 5
+    est.set_params(lam=math.inf).partial_fit(X[:40], y[:40])  # switch λ between calls
+    assert est.weighting_.lam == math.inf
+    # A batch may miss classes; labels outside `classes` are refused.
+    est.partial_fit(X[y == 0][:10], y[y == 0][:10])
+    with pytest.raises(ValueError, match=r"labels \['5'\] that are not in classes"):
+        est.partial_fit(X[:3], np.array([0, 1, 5]))
+
+
+# -- errors ----------------------------------------------------------------------------------
+
+
+def test_clear_errors_for_bad_input():
+    X, y = _data(n=60)
+    est = ABSGDClassifier(max_iter=1)
+    X_nan = X.copy()
+    X_nan[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        est.fit(X_nan, y)
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        est.fit(X, y[:-1])
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        est.fit(X, np.zeros(len(y)))
+    with pytest.raises(ValueError, match="non-negative"):
+        est.fit(X, y, sample_weight=-np.ones(len(y)))
+    with pytest.raises(ValueError, match="at least one non-zero weight"):
+        est.fit(X, y, sample_weight=np.zeros(len(y)))
+    est.fit(X, y)
+    with pytest.raises(ValueError, match="expecting 5 features"):
+        est.predict(X[:, :3])
+    with pytest.raises(ValueError, match="expecting 5 features"):
+        est.partial_fit(X[:, :3], y)
+
+
+def test_partial_fit_refuses_what_needs_a_class_prior():
+    X, y = _data(n=60)
+    with pytest.raises(ValueError, match="classes must be passed on the first call"):
+        ABSGDClassifier().partial_fit(X, y)
+    with pytest.raises(ValueError, match="stream does not provide"):
+        ABSGDClassifier(class_weight="balanced").partial_fit(X, y, classes=[0, 1, 2])
+    with pytest.raises(ValueError, match="loss_options=\\{'class_counts'"):
+        ABSGDClassifier(loss="ldam").partial_fit(X, y, classes=[0, 1, 2])
+    with pytest.raises(ValueError, match="lam_schedule"):
+        ABSGDClassifier(lam_schedule=0.5).partial_fit(X, y, classes=[0, 1, 2])
+    with pytest.raises(ValueError, match=r"labels \['7'\] that are not in classes"):
+        ABSGDClassifier().partial_fit(X[:2], [0, 7], classes=[0, 1, 2])
+    counts = {"class_counts": np.bincount(y).tolist(), "scale": 1.0}
+    est = ABSGDClassifier(loss="ldam", loss_options=counts, class_weight={2: 3.0})
+    est.partial_fit(X, y, classes=[0, 1, 2])
+    with pytest.raises(ValueError, match="differs from the classes of the first call"):
+        est.partial_fit(X, y, classes=[0, 1])
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"lam": 0.0}, "lam must be a non-zero"),
+        ({"gamma": 1.5}, "gamma must be in"),
+        ({"lam_schedule": 1.0}, "lam_schedule must be None or a fraction"),
+        ({"loss": "hinge"}, "unknown loss 'hinge'; valid names"),
+        ({"loss_options": {"reduction": "mean"}}, "may not set reduction"),
+        ({"class_weight": "auto"}, "class_weight must be None"),
+        ({"hidden_layer_sizes": (8, 0)}, "hidden_layer_sizes must be a tuple"),
+        ({"solver": "lbfgs"}, "solver must be one of"),
+        ({"placement": "middle"}, "placement must be one of"),
+        ({"learning_rate": -1.0}, "learning_rate must be a finite number > 0"),
+        ({"batch_size": 0}, "batch_size must be an int >= 1"),
+        ({"validation_fraction": 1.0}, "validation_fraction must be in"),
+        ({"device": "tpu"}, "device must be"),
+    ],
+)
+def test_clear_errors_for_bad_hyperparameters(params, match):
+    X, y = _data(n=30)
+    with pytest.raises(ValueError, match=match):
+        ABSGDClassifier(**params).fit(X, y)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")
+def test_cuda_without_cuda_is_a_clear_error():
+    X, y = _data(n=30)
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        ABSGDClassifier(device="cuda").fit(X, y)
+    assert ABSGDClassifier(device="auto", max_iter=1).fit(X, y).model_[0].weight.is_cpu
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_training_matches_cpu_closely_and_pickles_to_cpu():
+    X, y = _data(n=256)
+    cpu = ABSGDClassifier((16,), max_iter=3, random_state=0).fit(X, y)
+    gpu = ABSGDClassifier((16,), max_iter=3, random_state=0, device="cuda").fit(X, y)
+    assert next(gpu.model_.parameters()).is_cuda
+    np.testing.assert_allclose(gpu.predict_proba(X), cpu.predict_proba(X), atol=1e-4)
+    restored = pickle.loads(pickle.dumps(gpu))
+    assert next(restored.model_.parameters()).is_cpu
+    assert next(gpu.model_.parameters()).is_cuda  # pickling did not move the live model
+    np.testing.assert_allclose(restored.predict_proba(X), gpu.predict_proba(X), atol=1e-12)
+    restored.set_params(device="cpu").partial_fit(X[:64], y[:64])
+
+
+def test_feature_names_from_a_dataframe():
+    pd = pytest.importorskip("pandas")
+    X, y = _data(n=60)
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    est = ABSGDClassifier(max_iter=1).fit(frame, y)
+    np.testing.assert_array_equal(est.feature_names_in_, frame.columns)
+    with pytest.warns(UserWarning, match="feature names"):
+        est.predict(X)
+
+
+def test_verbose_prints_one_line_per_epoch(capsys):
+    X, y = make_blobs(n_samples=40, centers=2, random_state=0)
+    ABSGDClassifier(max_iter=3, verbose=1, early_stopping=True).fit(X, y)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3 and "validation balanced accuracy" in lines[0]
+
+
+def test_docs_python_blocks_run():
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "sklearn.md").read_text("utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", doc, flags=re.DOTALL)
+    assert len(blocks) == 2
+    namespace: dict = {}
+    for index, code in enumerate(blocks):  # the second block continues the first
+        exec(compile(code, f"docs/sklearn.md python block {index}", "exec"), namespace)
+    assert namespace["search"].best_params_["absgdclassifier__lam"] in (math.inf, 1.0, 0.3)
+    assert namespace["stream"].n_iter_ == 6 and namespace["stream"].weighting_.lam == 1.0
