@@ -126,3 +126,43 @@ def test_configs_lists_and_shows(capsys):
     assert not any(n.startswith("_") for n in names)
     assert main(["configs", "--show", "cifar_lt/cifar10_lt_exp100/ldam_drw_absgd"]) == 0
     assert "lam_switch: 160" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_signal_checkpoints_the_current_step_and_exits_130(tmp_path, sig):
+    import signal
+    import time
+
+    from absgd.checkpoint import load_checkpoint
+
+    config = tmp_path / "long.yaml"
+    config.write_text("train: {epochs: 100000}\n")
+    run = tmp_path / "run"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "absgd",
+            "train",
+            "--config",
+            str(config),
+            "--quiet",
+            "--out",
+            str(run),
+            *_sets([x for x in TINY if not x.startswith("train.epochs")]),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (run / "checkpoint.pt").exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no checkpoint within 120 s"
+        time.sleep(0.05)
+    proc.send_signal(getattr(signal, sig))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "absgd train --resume" in err
+    state = load_checkpoint(run)
+    assert state["epoch"] >= 1 and state["epoch"] < 100000

@@ -106,6 +106,20 @@ class _ProgressReporter:
 
             tqdm.write(text, file=sys.stderr)
 
+    def data_progress(self, what: str, done: int, total: int) -> None:
+        if self.quiet:
+            return
+        from tqdm import tqdm
+
+        if self.bar is None or self.bar.desc != f"decoding {what}":
+            if self.bar is not None:
+                self.bar.close()
+            self.bar = tqdm(total=total, desc=f"decoding {what}", leave=False, file=sys.stderr)
+        self.bar.update(done - self.bar.n)
+        if done >= total:
+            self.bar.close()
+            self.bar = None
+
     def epoch_start(self, epoch: int, epochs: int, steps: int, start_step: int) -> None:
         if self.quiet:
             return

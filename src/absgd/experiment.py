@@ -9,6 +9,7 @@ statistics on the training split. The test split is never touched.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -225,9 +226,14 @@ def _prepare_lazy(cfg: DataConfig, splits: LazySplits) -> PreparedData:
     )
 
 
-def prepare_data(cfg: DataConfig) -> PreparedData:
-    """Read and shape the data of a run (see the module docstring for the order)."""
-    splits = load_source(cfg.name, cfg.root, **cfg.options)
+def prepare_data(
+    cfg: DataConfig, progress: Callable[[str, int, int], None] | None = None
+) -> PreparedData:
+    """Read and shape the data of a run (see the module docstring for the order).
+
+    ``progress(what, done, total)`` reports long decoding (image archives).
+    """
+    splits = load_source(cfg.name, cfg.root, progress=progress, **cfg.options)
     if isinstance(splits, LazySplits):
         return _prepare_lazy(cfg, splits)
     return _prepare_arrays(cfg, splits)

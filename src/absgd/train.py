@@ -72,6 +72,9 @@ class Reporter:
     def message(self, text: str) -> None:
         """A line for the user (data summary, epoch summary...)."""
 
+    def data_progress(self, what: str, done: int, total: int) -> None:
+        """``done`` of ``total`` items of ``what`` are decoded."""
+
     def epoch_start(self, epoch: int, epochs: int, steps: int, start_step: int) -> None:
         """An epoch with ``steps`` steps starts (at ``start_step`` when resuming)."""
 
@@ -341,7 +344,7 @@ def train(
 
     if data is None:
         report.message(f"reading data {cfg.data.name!r} ...")
-        data = prepare_data(cfg.data)
+        data = prepare_data(cfg.data, progress=report.data_progress)
     counts = data.train_counts
     report.message(
         f"data: {data.info.get('train_size')} train / {data.info.get('val_size', 0)} val / "

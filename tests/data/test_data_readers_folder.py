@@ -174,3 +174,13 @@ def test_sizes_modes_and_layout_errors(tmp_path: Path) -> None:
     (tmp_path / "file.zip").write_bytes(b"x")
     with pytest.raises(ValueError, match="neither a directory nor a tar archive"):
         read_image_folder(tmp_path / "file.zip")
+
+
+def test_progress_reports_every_split_to_completion(tmp_path):
+    tree = layout()
+    write_dir(tmp_path / "root", tree)
+    calls = []
+    read_image_folder(tmp_path / "root", progress=lambda *args: calls.append(args))
+    finished = {what.rsplit(":", 1)[-1]: done for what, done, total in calls if done == total}
+    assert finished == {"train": 9, "test": 6}
+    assert all(0 <= done <= total for _, done, total in calls)

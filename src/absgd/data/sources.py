@@ -21,7 +21,9 @@ name               reads
 
 from __future__ import annotations
 
+import inspect
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,6 +122,7 @@ def _image_folder(
     image_size: int | None = None,
     cache: bool = True,
     cache_dir: str | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> DataSplits:
     return read_image_folder(
         _need_root("image_folder", root),
@@ -128,6 +131,7 @@ def _image_folder(
         image_size=image_size,
         cache=cache,
         cache_dir=cache_dir,
+        progress=progress,
     )
 
 
@@ -224,7 +228,16 @@ def _synthetic(
 
 
 def load_source(
-    name: str, root: str | os.PathLike[str] | None = None, **options: Any
+    name: str,
+    root: str | os.PathLike[str] | None = None,
+    *,
+    progress: Callable[[str, int, int], None] | None = None,
+    **options: Any,
 ) -> DataSplits | LazySplits:
-    """Read the data source registered as ``name`` (see the module docstring)."""
+    """Read the data source registered as ``name`` (see the module docstring).
+
+    ``progress(what, done, total)`` is passed to the sources that decode for a while.
+    """
+    if progress is not None and "progress" in inspect.signature(SOURCES.get(name)).parameters:
+        options["progress"] = progress
     return SOURCES.build(name, root=None if root is None else os.fspath(root), **options)

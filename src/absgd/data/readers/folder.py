@@ -18,7 +18,7 @@ import os
 import tarfile
 import warnings
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -34,6 +34,9 @@ ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", "
 _CACHE_VERSION = 1
 # {split: {class: {file name: bytes or path}}}
 _Tree = dict[str, dict[str, dict[str, "bytes | Path"]]]
+
+
+Progress = Callable[[str, int, int], None]
 
 
 def _is_archive(path: Path) -> bool:
@@ -108,10 +111,13 @@ def _decode_split(
     mode: str,
     size: tuple[int, int] | None,
     where: str,
+    progress: Progress | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     items = [(k, f, classes[c][f]) for k, c in enumerate(names) for f in sorted(classes[c])]
     x: np.ndarray | None = None
     for i, (k, fname, src) in enumerate(items):
+        if progress is not None and i % 1000 == 0:
+            progress(where, i, len(items))
         label = f"{where}/{names[k]}/{fname}"
         img = decode_image(src, mode, size, label)
         if x is None:
@@ -123,6 +129,8 @@ def _decode_split(
             )
         x[i] = img
     assert x is not None
+    if progress is not None:
+        progress(where, len(items), len(items))
     y = np.fromiter((k for k, _, _ in items), dtype=np.int64, count=len(items))
     return x, y
 
@@ -135,6 +143,7 @@ def read_image_folder(
     image_size: int | tuple[int, int] | None = None,
     cache: bool = True,
     cache_dir: str | os.PathLike[str] | None = None,
+    progress: Progress | None = None,
 ) -> DataSplits:
     """Read ``path/{train,test}/<class>/<image>`` (a directory or a tar archive) into memory.
 
@@ -146,6 +155,8 @@ def read_image_folder(
             images must already have one size.
         cache: for archives, reuse / write decoded arrays in the cache directory.
         cache_dir: the cache directory (default ``$ABSGD_CACHE_DIR`` or ``~/.cache/absgd``).
+        progress: called as ``progress(split, done, total)`` while images are decoded (every
+            1000 images and at the end of a split); the library itself prints nothing.
 
     Returns:
         :class:`DataSplits` with ``uint8 (N, H, W, C)`` images.
@@ -178,7 +189,7 @@ def read_image_folder(
 
     tree = _scan_archive(src, splits) if archive else _scan_directory(src, splits)
     names = _class_names(tree, src, splits)
-    arrays = {s: _decode_split(tree[s], names, mode, size, f"{src}:{s}") for s in splits}
+    arrays = {s: _decode_split(tree[s], names, mode, size, f"{src}:{s}", progress) for s in splits}
     del tree
     if entry is not None:
         payload = {f"{s}_{a}": v for s in splits for a, v in zip("xy", arrays[s], strict=True)}
