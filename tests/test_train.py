@@ -220,3 +220,25 @@ def test_leftover_validation_is_balanced_and_keeps_the_long_tailed_selection():
     assert data.info["val_images_taken_from_training"] == {"class0": 5}
     train_rows = {row.tobytes() for row in data.train.x.reshape(len(data.train), -1)}
     assert not any(row.tobytes() in train_rows for row in data.val.x.reshape(20, -1))
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["train.precision=bf16"],
+        ["train.sampler=class_balanced"],
+        ["optim.name=adam", "optim.lr=0.001", "optim.grad_clip=1.0", "model.channels_last=true"],
+    ],
+    ids=["bf16-autocast", "class-balanced-sampler", "adam-clip-channels-last"],
+)
+def test_training_options_run_end_to_end(tmp_path, extra):
+    cfg = _absgd_cfg(2, *extra)
+    final = train(cfg, tmp_path / "run")
+    assert 0.0 <= final["top1"] <= 1.0
+    history = [json.loads(x) for x in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
+    assert all(math.isfinite(r["train_loss"]) for r in history)
+
+
+def test_fp16_without_cuda_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
+        train(_absgd_cfg(1, "train.precision=fp16"), tmp_path / "run")
