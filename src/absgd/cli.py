@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -48,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run directory (default: runs/<name>-<time>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    # Developer aid: behave as if Ctrl-C arrived after N optimisation steps (tests the
+    # checkpoint-and-resume path deterministically, also under torchrun).
+    p.add_argument("--stop-after-steps", type=int, default=None, help=argparse.SUPPRESS)
 
     p = sub.add_parser("eval", help="evaluate the model of a finished run")
     p.add_argument("run_dir")
@@ -196,6 +200,7 @@ def format_table(rows: list[dict[str, Any]], markdown: bool) -> str:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from absgd.config import ConfigError, config_from_dict, load_config
+    from absgd.distributed import launched_by_torchrun
     from absgd.train import train
 
     if args.resume:
@@ -214,13 +219,24 @@ def _cmd_train(args: argparse.Namespace) -> int:
             cfg = load_config(_resolve_config_path(args.config), args.overrides)
         except ConfigError as err:
             raise UsageError(str(err)) from None
+        if launched_by_torchrun() and not args.out:
+            raise UsageError(
+                "under torchrun every process must write to the same run directory: pass --out"
+            )
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         run_dir = Path(args.out) if args.out else Path("runs") / f"{cfg.name}-{stamp}"
     reporter = _ProgressReporter(args.quiet)
-    final = train(cfg, run_dir, resume=bool(args.resume), reporter=reporter)
-    row = {"run": run_dir.name, **final}
-    print(format_table([row], markdown=False))
-    print(f"run directory: {run_dir}")
+    final = train(
+        cfg,
+        run_dir,
+        resume=bool(args.resume),
+        reporter=reporter,
+        stop_after_steps=args.stop_after_steps,
+    )
+    if int(os.environ.get("RANK", "0")) == 0:
+        row = {"run": run_dir.name, **final}
+        print(format_table([row], markdown=False))
+        print(f"run directory: {run_dir}")
     return EXIT_OK
 
 
@@ -284,6 +300,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_OK
+    from absgd.distributed import launched_by_torchrun
+
+    if launched_by_torchrun():
+        return _exit_distributed(_run_command(args))
+    return _run_command(args)
+
+
+def _exit_distributed(code: int) -> int:
+    """Leave the process group cleanly, then end the process without interpreter shutdown:
+    with gloo, worker threads still alive at shutdown abort the process now and then
+    (SIGABRT after a successful run), which torchrun would report as a failure."""
+    from absgd.distributed import teardown
+
+    if code == EXIT_OK:
+        try:
+            teardown()
+        except Exception as err:
+            print(f"absgd: leaving the process group failed: {err}", file=sys.stderr)
+            code = EXIT_FAILURE
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _run_command(args: argparse.Namespace) -> int:
     from absgd.train import RunInterrupted
 
     try:

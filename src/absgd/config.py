@@ -161,6 +161,13 @@ class TrainConfig:
     num_workers: NonNegativeInt = 0
     """DataLoader workers for lazy (list-file) datasets."""
     checkpoint_every: PositiveInt = 1
+    batch_per_rank: bool = False
+    """Under ``torchrun``: ``false`` splits ``batch_size`` across the processes (the global
+    batch is ``batch_size``); ``true`` gives every process ``batch_size`` samples."""
+    sync_batchnorm: bool = False
+    """Under ``torchrun`` on CUDA: batch-norm statistics over the global batch."""
+    dist_timeout_s: Positive = 600.0
+    """Under ``torchrun``: how long a collective waits for a silent peer before failing."""
 
 
 @dataclass(frozen=True, config=_STRICT)

@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
 from absgd.class_weights import ClassWeightSchedule, build_class_weighting
@@ -54,6 +55,8 @@ class Objective(nn.Module):
             :class:`absgd.rgd.RGDWeighting`) or ``None`` for uniform ``1/B``.
         placement: ``"inside"`` or ``"outside"`` (see the module docstring).
         normalize_class_weights: divide by the batch mean of the class weights.
+        sync: average the class weights over the global batch of all processes (default:
+            whenever ``torch.distributed`` is initialised).
 
     Example:
         >>> obj = build_objective("ldam", class_counts=[500, 50, 5], class_weighting="drw",
@@ -75,6 +78,7 @@ class Objective(nn.Module):
         weighting: nn.Module | None = None,
         placement: Placement = "inside",
         normalize_class_weights: bool = True,
+        sync: bool | None = None,
     ) -> None:
         super().__init__()
         if getattr(loss, "reduction", "none") != "none":
@@ -89,6 +93,7 @@ class Objective(nn.Module):
         self.weighting = weighting
         self.placement = placement
         self.normalize_class_weights = bool(normalize_class_weights)
+        self.sync = sync
         # Not persistent: it is a pure function of the epoch, restored by set_epoch on resume.
         self.register_buffer("class_weight", None, persistent=False)
         self.epoch: float = 0.0
@@ -126,7 +131,18 @@ class Objective(nn.Module):
         else:
             q = self.weighting.weights(losses)
         total = weighted.mean() if q is None else (q * weighted).sum()
-        return total / c.mean() if self.normalize_class_weights else total
+        return total / self._mean_class_weight(c) if self.normalize_class_weights else total
+
+    def _mean_class_weight(self, c: Tensor) -> Tensor:
+        """Mean of ``c`` over the batch; over the global batch when processes are synchronised,
+        so that DDP's gradient average equals the single-process gradient."""
+        if not (
+            self.sync if self.sync is not None else dist.is_available() and dist.is_initialized()
+        ):
+            return c.mean()
+        stats = torch.stack([c.sum(), torch.tensor(float(c.numel()), device=c.device)])
+        dist.all_reduce(stats, op=dist.ReduceOp.SUM)
+        return stats[0] / stats[1]
 
     def extra_repr(self) -> str:
         return f"placement={self.placement!r}, class_weighting={self.class_weighting!r}"

@@ -33,7 +33,9 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 import absgd
 from absgd.checkpoint import (
@@ -46,6 +48,14 @@ from absgd.checkpoint import (
 )
 from absgd.config import RunConfig, config_from_dict, config_to_dict, dump_yaml, method_name
 from absgd.data import BatchLoader
+from absgd.distributed import (
+    DistContext,
+    agree,
+    broadcast_state,
+    run_on_main,
+    shard_for_evaluation,
+)
+from absgd.distributed import setup as setup_distributed
 from absgd.experiment import (
     PreparedData,
     build_lam_schedule,
@@ -181,6 +191,16 @@ class _EpochMeters:
         self.weights.load_state_dict(state["weights"])
         self.ess.load_state_dict(state["ess"])
 
+    def all_reduce(self, ctx: DistContext) -> None:
+        """Sum the statistics over every rank (a collective; a no-op in one process)."""
+        if not ctx.enabled:
+            return
+        totals = torch.stack([self.loss_sum, self.samples.double()])
+        dist.all_reduce(totals)
+        self.loss_sum, self.samples = totals[0], totals[1].long()
+        self.weights.all_reduce()
+        self.ess.all_reduce()
+
     def summary(self) -> dict[str, Any]:
         n = int(self.samples)
         out: dict[str, Any] = {"train_loss": float(self.loss_sum) / n if n else math.nan}
@@ -200,7 +220,10 @@ def make_loader(
     device: torch.device,
     aug: Any,
     cfg: RunConfig,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> BatchLoader:
+    """The batch loader of a split: shuffled (or resampled) for training, in order otherwise."""
     sampler = cfg.train.sampler if train and cfg.train.sampler != "none" else None
     return BatchLoader(
         data,
@@ -210,6 +233,8 @@ def make_loader(
         augment=aug,
         seed=seed,
         device=device,
+        rank=rank,
+        world_size=world_size,
         num_workers=cfg.train.num_workers,
         pin_memory=device.type == "cuda",
     )
@@ -218,25 +243,34 @@ def make_loader(
 @torch.no_grad()
 def evaluate_model(
     model: nn.Module,
-    loader: BatchLoader,
+    loader: BatchLoader | None,
     num_classes: int,
     train_counts: np.ndarray | None,
     *,
     device: torch.device,
     precision: str = "fp32",
     channels_last: bool = False,
+    ctx: DistContext | None = None,
 ) -> dict[str, Any]:
-    """Every metric of :func:`absgd.metrics.evaluate` for one pass over ``loader``."""
+    """Every metric of :func:`absgd.metrics.evaluate` for one pass over ``loader``.
+
+    With a multi-process ``ctx`` each rank passes the loader of its shard (or ``None`` for an
+    empty one) and the confusion counts are summed over ranks: every rank gets the metrics of
+    the whole split, exactly those of one process.
+    """
     was_training = model.training
     model.eval()
     meter = ConfusionMeter(num_classes, device=device)
-    for x, y in loader.epoch_batches(0):
-        if channels_last and x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with _autocast(device, precision):
-            logits = model(x)
-        meter.update(logits.float(), y)
+    if loader is not None:
+        for x, y in loader.epoch_batches(0):
+            if channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with _autocast(device, precision):
+                logits = model(x)
+            meter.update(logits.float(), y)
     model.train(was_training)
+    if ctx is not None and ctx.enabled:
+        meter.all_reduce()
     return meter.compute(train_counts)
 
 
@@ -294,6 +328,321 @@ def _selection_score(record: dict[str, Any], select: str) -> float | None:
     return val.get(key)
 
 
+class _Run:
+    """One training run: its parts, its position, and the files of its run directory.
+
+    In a multi-process run every rank holds a ``_Run``; they agree on every decision (stop,
+    selection) through collectives, and rank 0 alone writes files.
+    """
+
+    def __init__(
+        self,
+        cfg: RunConfig,
+        out: Path,
+        ctx: DistContext,
+        device: torch.device,
+        report: Reporter,
+        data: PreparedData,
+        checkpoint: dict[str, Any] | None,
+    ) -> None:
+        self.cfg, self.out, self.ctx, self.device, self.report = cfg, out, ctx, device, report
+        self.data = data
+        t = cfg.train
+        self.model = build_model_for(cfg, data)
+        if cfg.model.init_from:
+            source = cfg.model.init_from
+            run_on_main(
+                ctx, lambda: _initialise_from(self.model, source, cfg.model.reset_classifier)
+            )
+            broadcast_state(self.model, ctx)
+        if t.sync_batchnorm and ctx.enabled:
+            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        self.model.to(device)
+        if cfg.model.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        if cfg.model.train_only_classifier:
+            for name, p in self.model.named_parameters():
+                p.requires_grad_(name.startswith("classifier."))
+        self.objective = build_objective_for(cfg.objective, data.train_counts).to(device)
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = build_optimizer(cfg.optim, trainable)
+        self.scaler = torch.amp.GradScaler("cuda") if t.precision == "fp16" else None
+        self.lr_at = build_lr_schedule(cfg.optim, t.epochs)
+        self.lam_at = build_lam_schedule(cfg.objective)
+        self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
+
+        local_batch = t.batch_size
+        if ctx.enabled and not t.batch_per_rank:
+            local_batch = t.batch_size // ctx.world_size
+        self.train_loader = make_loader(
+            data.train,
+            local_batch,
+            train=True,
+            seed=t.seed,
+            device=device,
+            aug=data.train_augment,
+            cfg=cfg,
+            rank=ctx.rank,
+            world_size=ctx.world_size,
+        )
+        self.eval_data = {
+            name: shard_for_evaluation(split, ctx)
+            for name, split in (("val", data.val), ("test", data.test))
+            if split is not None
+        }
+        self.meters = _EpochMeters(data.num_classes, device)
+        self.history: list[dict[str, Any]] = []
+        self.best: dict[str, Any] = {"score": -math.inf, "epoch": None}
+        self.epoch, self.step, self.wall_before = 0, 0, 0.0
+        if checkpoint is not None:
+            self._restore(checkpoint)
+        self.network: nn.Module = self.model
+        if ctx.enabled:
+            ids = [device.index] if device.type == "cuda" else None
+            self.network = DistributedDataParallel(self.model, device_ids=ids)
+        self.started = time.perf_counter()
+
+    # -- state ---------------------------------------------------------------------------------
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.objective.load_state_dict(state["objective"])
+        if self.scaler is not None and state.get("scaler") is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        self.train_loader.load_state_dict(state["loader"])
+        self.history = list(state["history"])
+        self.best = dict(state["best"])
+        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        self.wall_before = float(state["wall_seconds"])
+        if self.step and self.ctx.is_main:  # the saved statistics are already summed over ranks
+            self.meters.load_state_dict(state["meters"])
+        restore_rng(state["rng"])
+        self.report.message(f"resuming at epoch {self.epoch + 1}, step {self.step}")
+
+    def elapsed(self) -> float:
+        return self.wall_before + time.perf_counter() - self.started
+
+    def save(self) -> None:
+        """Checkpoint the current position (every rank calls it; rank 0 writes)."""
+        meters = None
+        if self.step:
+            self.meters.all_reduce(self.ctx)
+            meters = self.meters.state_dict()
+        if not self.ctx.is_main:
+            return
+        self.train_loader.set_epoch(self.epoch, self.step)
+        save_checkpoint(
+            self.out / CHECKPOINT_NAME,
+            {
+                "config": config_to_dict(self.cfg),
+                "epoch": self.epoch,
+                "step": self.step,
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "objective": self.objective.state_dict(),
+                "scaler": None if self.scaler is None else self.scaler.state_dict(),
+                "loader": self.train_loader.state_dict(),
+                "meters": meters,
+                "rng": capture_rng(),
+                "history": self.history,
+                "best": self.best,
+                "wall_seconds": self.elapsed(),
+            },
+        )
+
+    # -- training ------------------------------------------------------------------------------
+    def _set_epoch_values(self, epoch: int) -> tuple[float, float | None]:
+        factor = self.lr_at(epoch)
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
+            group["lr"] = base * factor
+        self.objective.set_epoch(epoch)
+        lam = None
+        if self.lam_at is not None and isinstance(self.objective.weighting, ABWeighting):
+            lam = self.lam_at(epoch)
+            self.objective.weighting.lam = lam
+        return self.base_lrs[0] * factor, lam
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        cfg = self.cfg
+        if cfg.model.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with _autocast(self.device, cfg.train.precision):
+            logits = self.network(x)
+        loss = self.objective(logits.float(), y)
+        self.optimizer.zero_grad(set_to_none=True)
+        clip = cfg.optim.grad_clip
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            if clip is not None:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            if clip is not None:
+                nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+            self.optimizer.step()
+        return loss
+
+    def evaluate(self, split: str) -> dict[str, Any]:
+        """Metrics of ``split`` over all of it (each rank evaluates its shard)."""
+        t = self.cfg.train
+        data = self.eval_data[split]
+        loader = None
+        if len(data):
+            loader = make_loader(
+                data,
+                t.eval_batch_size,
+                train=False,
+                seed=0,
+                device=self.device,
+                aug=self.data.eval_augment,
+                cfg=self.cfg,
+            )
+        return evaluate_model(
+            self.model,
+            loader,
+            self.data.num_classes,
+            self.data.train_counts,
+            device=self.device,
+            precision=t.precision,
+            channels_last=self.cfg.model.channels_last,
+            ctx=self.ctx,
+        )
+
+    def fit(self, stop_after_steps: int | None) -> None:
+        t = self.cfg.train
+        steps_this_call = 0
+        with _stop_requests() as stop_requested:
+            while self.epoch < t.epochs:
+                epoch = self.epoch
+                lr, lam = self._set_epoch_values(epoch)
+                if self.step == 0:
+                    self.meters = _EpochMeters(self.data.num_classes, self.device)
+                self.report.epoch_start(epoch, t.epochs, len(self.train_loader), self.step)
+                _set_train_mode(self.model, self.cfg.model.train_only_classifier)
+                epoch_started = time.perf_counter()
+                for x, y in self.train_loader.epoch_batches(epoch, self.step):
+                    loss = self._step(x, y)
+                    self.meters.update(loss, y, self.objective.last_weights)
+                    self.step += 1
+                    steps_this_call += 1
+                    self.report.step()
+                    stop = stop_requested() or (
+                        stop_after_steps is not None and steps_this_call >= stop_after_steps
+                    )
+                    if agree(stop, self.ctx, self.device):
+                        self.save()
+                        raise RunInterrupted(
+                            f"interrupted at epoch {epoch + 1}, step {self.step}; the checkpoint "
+                            f"in {self.out} continues with: absgd train --resume {self.out}"
+                        )
+                self._end_epoch(epoch, lr, lam, time.perf_counter() - epoch_started)
+
+    def _end_epoch(self, epoch: int, lr: float, lam: float | None, seconds: float) -> None:
+        t = self.cfg.train
+        self.meters.all_reduce(self.ctx)
+        record: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "lam": _json_number(lam)}
+        record.update(self.meters.summary())
+        record["epoch_seconds"] = seconds
+        if "val" in self.eval_data:
+            record["val"] = _compact(self.evaluate("val"))
+        if t.test_every and (epoch + 1) % t.test_every == 0:
+            record["test"] = _compact(self.evaluate("test"))
+        self.history.append(record)
+        score = _selection_score(record, t.select)
+        improved = t.select != "last" and score is not None and score > self.best["score"]
+        if improved:
+            self.best = {"score": score, "epoch": epoch + 1}
+        self.epoch, self.step = epoch + 1, 0
+        if self.ctx.is_main:
+            if improved:
+                _save_model(self.out / "best_model.pt", self.model)
+            _write_history(self.out / "metrics.jsonl", self.history)
+        self.report.epoch_end(record)
+        if self.epoch == t.epochs or self.epoch % t.checkpoint_every == 0:
+            self.save()
+
+    # -- the end -------------------------------------------------------------------------------
+    def finish(self) -> dict[str, Any]:
+        t = self.cfg.train
+        if t.select == "last" or self.best["epoch"] is None:
+            selected_epoch = t.epochs
+        else:
+            selected_epoch = int(self.best["epoch"])
+            if self.ctx.is_main:
+                best = torch.load(
+                    self.out / "best_model.pt", map_location=self.device, weights_only=True
+                )
+                self.model.load_state_dict(best)
+            broadcast_state(self.model, self.ctx)
+        if self.ctx.is_main:
+            _save_model(self.out / "model.pt", self.model)
+        test = self.evaluate("test")
+        final = {
+            "method": method_name(self.cfg),
+            "dataset": dataset_name(self.cfg),
+            "run_name": self.cfg.name,
+            **{k: test[k] for k in _FINAL_TEST_KEYS},
+            "train_class_counts": [int(n) for n in self.data.train_counts],
+            "class_names": list(self.data.class_names),
+            "selected_epoch": selected_epoch,
+            "selection_split": "val" if t.select != "last" else "none (last epoch)",
+            "selection_metric": t.select,
+            "val_at_selected_epoch": self.history[selected_epoch - 1].get("val"),
+            "epochs": t.epochs,
+            "wall_seconds": self.elapsed(),
+            "processes": self.ctx.world_size,
+            "data": self.data.info,
+            "environment": _describe_environment(self.device),
+        }
+        if self.ctx.is_main:
+            write_json(self.out / "final.json", to_jsonable(final))
+            try:
+                from absgd.plots import plot_run
+
+                plot_run(self.out, self.history, final)
+            except ImportError as err:
+                self.report.message(f"plots skipped ({err})")
+        return final
+
+
+_FINAL_TEST_KEYS = (
+    "top1",
+    "top5",
+    "balanced_accuracy",
+    "macro_f1",
+    "many",
+    "medium",
+    "few",
+    "per_class_accuracy",
+    "shot_thresholds",
+    "shot_num_classes",
+    "confusion_matrix",
+)
+
+
+def _check_run_dir(out: Path, cfg: RunConfig, resume: bool) -> dict[str, Any] | None:
+    """The checkpoint to resume from (``None`` for a new run), after the directory checks."""
+    if resume:
+        checkpoint = load_checkpoint(out / CHECKPOINT_NAME)
+        saved = config_from_dict(checkpoint["config"])
+        if config_to_dict(saved) != config_to_dict(cfg):
+            raise ValueError(
+                f"the config differs from the one saved in {out}; resume with the saved config "
+                "(absgd train --resume DIR) or start a new run directory"
+            )
+        return checkpoint
+    if (out / CHECKPOINT_NAME).exists() or (out / "final.json").exists():
+        raise FileExistsError(
+            f"{out} already holds a run; pass --resume to continue it or choose another --out"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "config.yaml", dump_yaml(cfg))
+    return None
+
+
 def train(
     cfg: RunConfig,
     out_dir: str | os.PathLike[str],
@@ -305,13 +654,17 @@ def train(
 ) -> dict[str, Any]:
     """Train ``cfg`` into ``out_dir`` and return the final metrics (also in ``final.json``).
 
+    Under ``torchrun`` (``WORLD_SIZE > 1``) every process calls this: it joins the process
+    group, trains its shard of every global batch with DistributedDataParallel, and rank 0
+    alone writes the run directory; the result equals one process with the same global batch.
+
     Args:
         cfg: the run configuration.
         out_dir: the run directory (created; must not hold another run unless ``resume``).
         resume: continue the run in ``out_dir`` from its checkpoint (its saved config is used;
-            ``cfg`` must equal it).
+            ``cfg`` must equal it). The number of processes may differ from the saved run's.
         data: prepared data to use instead of reading ``cfg.data`` (tests, notebooks).
-        reporter: progress hooks (the CLI shows progress bars through them).
+        reporter: progress hooks (the CLI shows progress bars through them; rank 0 only).
         stop_after_steps: behave as if Ctrl-C arrived after this many optimisation steps of
             this call (for tests of the interruption path).
 
@@ -319,274 +672,46 @@ def train(
         RunInterrupted: after Ctrl-C / SIGTERM (or ``stop_after_steps``), once the checkpoint
             of the current step is written; ``resume=True`` continues from there.
     """
-    out = Path(out_dir).expanduser()
-    report = reporter or Reporter()
-    checkpoint: dict[str, Any] | None = None
-    if resume:
-        checkpoint = load_checkpoint(out / CHECKPOINT_NAME)
-        saved = config_from_dict(checkpoint["config"])
-        if config_to_dict(saved) != config_to_dict(cfg):
-            raise ValueError(
-                f"the config differs from the one saved in {out}; resume with the saved config "
-                "(absgd train --resume DIR) or start a new run directory"
-            )
-    elif (out / CHECKPOINT_NAME).exists() or (out / "final.json").exists():
-        raise FileExistsError(
-            f"{out} already holds a run; pass --resume to continue it or choose another --out"
-        )
-    out.mkdir(parents=True, exist_ok=True)
-
     t = cfg.train
-    device = resolve_device(t.device)
+    ctx, device_name = setup_distributed(t.device, t.dist_timeout_s)
+    if ctx.enabled and not t.batch_per_rank and t.batch_size % ctx.world_size:
+        raise ValueError(
+            f"train.batch_size={t.batch_size} is the global batch and must be divisible by the "
+            f"{ctx.world_size} processes; change it or set train.batch_per_rank=true"
+        )
+    device = resolve_device(device_name)
     if t.precision == "fp16" and device.type != "cuda":
         raise ValueError("train.precision=fp16 needs a CUDA device; use bf16 or fp32")
+    if t.sync_batchnorm and ctx.enabled and device.type != "cuda":
+        raise ValueError("train.sync_batchnorm needs CUDA devices (torch supports it on GPUs only)")
+    report = reporter if reporter is not None and ctx.is_main else Reporter()
+    out = Path(out_dir).expanduser()
+    checkpoint = run_on_main(ctx, lambda: _check_run_dir(out, cfg, resume))
     _seed_everything(t.seed, t.deterministic, device)
-
     if data is None:
         report.message(f"reading data {cfg.data.name!r} ...")
         data = prepare_data(cfg.data, progress=report.data_progress)
     counts = data.train_counts
+    processes = f"; {ctx.world_size} processes" if ctx.enabled else ""
     report.message(
         f"data: {data.info.get('train_size')} train / {data.info.get('val_size', 0)} val / "
         f"{data.info.get('test_size')} test, {data.num_classes} classes, training counts "
-        f"{counts.max()} .. {counts.min()}"
+        f"{counts.max()} .. {counts.min()}{processes}"
     )
-    model = build_model_for(cfg, data)
-    if cfg.model.init_from:
-        _initialise_from(model, cfg.model.init_from, cfg.model.reset_classifier)
-    model.to(device)
-    if cfg.model.channels_last:
-        model.to(memory_format=torch.channels_last)
-    if cfg.model.train_only_classifier:
-        for name, p in model.named_parameters():
-            p.requires_grad_(name.startswith("classifier."))
-    objective = build_objective_for(cfg.objective, counts).to(device)
-    optimizer = build_optimizer(cfg.optim, [p for p in model.parameters() if p.requires_grad])
-    scaler = torch.amp.GradScaler("cuda") if t.precision == "fp16" else None
-    lr_at = build_lr_schedule(cfg.optim, t.epochs)
-    lam_at = build_lam_schedule(cfg.objective)
-    base_lrs = [g["lr"] for g in optimizer.param_groups]
-
-    train_loader = make_loader(
-        data.train,
-        t.batch_size,
-        train=True,
-        seed=t.seed,
-        device=device,
-        aug=data.train_augment,
-        cfg=cfg,
-    )
-    eval_loaders = {
-        name: make_loader(
-            split,
-            t.eval_batch_size,
-            train=False,
-            seed=0,
-            device=device,
-            aug=data.eval_augment,
-            cfg=cfg,
-        )
-        for name, split in (("val", data.val), ("test", data.test))
-        if split is not None
-    }
-    meters = _EpochMeters(data.num_classes, device)
-
-    history: list[dict[str, Any]] = []
-    best = {"score": -math.inf, "epoch": None}
-    start_epoch, start_step, wall_before = 0, 0, 0.0
-    if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        objective.load_state_dict(checkpoint["objective"])
-        if scaler is not None and checkpoint.get("scaler") is not None:
-            scaler.load_state_dict(checkpoint["scaler"])
-        train_loader.load_state_dict(checkpoint["loader"])
-        history = list(checkpoint["history"])
-        best = dict(checkpoint["best"])
-        start_epoch, start_step = int(checkpoint["epoch"]), int(checkpoint["step"])
-        wall_before = float(checkpoint["wall_seconds"])
-        if start_step:
-            meters.load_state_dict(checkpoint["meters"])
-        restore_rng(checkpoint["rng"])
-        report.message(f"resuming at epoch {start_epoch + 1}, step {start_step}")
-    else:
-        write_text(out / "config.yaml", dump_yaml(cfg))
-
-    started = time.perf_counter()
-    steps_this_call = 0
-
-    def elapsed() -> float:
-        return wall_before + time.perf_counter() - started
-
-    def save(epoch: int, step: int) -> None:
-        save_checkpoint(
-            out / CHECKPOINT_NAME,
-            {
-                "config": config_to_dict(cfg),
-                "epoch": epoch,
-                "step": step,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "objective": objective.state_dict(),
-                "scaler": None if scaler is None else scaler.state_dict(),
-                "loader": train_loader.state_dict(),
-                "meters": meters.state_dict() if step else None,
-                "rng": capture_rng(),
-                "history": history,
-                "best": best,
-                "wall_seconds": elapsed(),
-            },
-        )
-
-    def set_epoch_values(epoch: int) -> tuple[float, float | None]:
-        factor = lr_at(epoch)
-        for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
-            group["lr"] = base * factor
-        objective.set_epoch(epoch)
-        lam = None
-        if lam_at is not None and isinstance(objective.weighting, ABWeighting):
-            lam = lam_at(epoch)
-            objective.weighting.lam = lam
-        return base_lrs[0] * factor, lam
-
-    with _stop_requests() as stop_requested:
-        for epoch in range(start_epoch, t.epochs):
-            lr, lam = set_epoch_values(epoch)
-            step0 = start_step if epoch == start_epoch else 0
-            if step0 == 0:
-                meters = _EpochMeters(data.num_classes, device)
-            train_loader.set_epoch(epoch, step0)
-            report.epoch_start(epoch, t.epochs, len(train_loader), step0)
-            _set_train_mode(model, cfg.model.train_only_classifier)
-            epoch_started = time.perf_counter()
-            for step, (x, y) in enumerate(train_loader.epoch_batches(epoch, step0), step0):
-                if cfg.model.channels_last and x.dim() == 4:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                with _autocast(device, t.precision):
-                    logits = model(x)
-                loss = objective(logits.float(), y)
-                optimizer.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    if cfg.optim.grad_clip is not None:
-                        scaler.unscale_(optimizer)
-                        nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    loss.backward()
-                    if cfg.optim.grad_clip is not None:
-                        nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-                    optimizer.step()
-                meters.update(loss, y, objective.last_weights)
-                report.step()
-                steps_this_call += 1
-                interrupted = stop_requested() or (
-                    stop_after_steps is not None and steps_this_call >= stop_after_steps
-                )
-                if interrupted:
-                    train_loader.set_epoch(epoch, step + 1)
-                    save(epoch, step + 1)
-                    raise RunInterrupted(
-                        f"interrupted at epoch {epoch + 1}, step {step + 1}; the checkpoint in "
-                        f"{out} continues with: absgd train --resume {out}"
-                    )
-
-            record: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "lam": _json_number(lam)}
-            record.update(meters.summary())
-            record["epoch_seconds"] = time.perf_counter() - epoch_started
-            if "val" in eval_loaders:
-                record["val"] = _compact(
-                    evaluate_model(
-                        model,
-                        eval_loaders["val"],
-                        data.num_classes,
-                        counts,
-                        device=device,
-                        precision=t.precision,
-                        channels_last=cfg.model.channels_last,
-                    )
-                )
-            if t.test_every and (epoch + 1) % t.test_every == 0:
-                record["test"] = _compact(
-                    evaluate_model(
-                        model,
-                        eval_loaders["test"],
-                        data.num_classes,
-                        counts,
-                        device=device,
-                        precision=t.precision,
-                        channels_last=cfg.model.channels_last,
-                    )
-                )
-            history.append(record)
-            score = _selection_score(record, t.select)
-            if t.select != "last" and score is not None and score > best["score"]:
-                best = {"score": score, "epoch": epoch + 1}
-                _save_model(out / "best_model.pt", model)
-            _write_history(out / "metrics.jsonl", history)
-            report.epoch_end(record)
-            last = epoch + 1 == t.epochs
-            if last or (epoch + 1) % t.checkpoint_every == 0:
-                train_loader.set_epoch(epoch + 1, 0)
-                save(epoch + 1, 0)
-
-    if t.select == "last" or best["epoch"] is None:
-        selected_epoch = t.epochs
-    else:
-        selected_epoch = int(best["epoch"])
-        model.load_state_dict(
-            torch.load(out / "best_model.pt", map_location=device, weights_only=True)
-        )
-    _save_model(out / "model.pt", model)
-    test = evaluate_model(
-        model,
-        eval_loaders["test"],
-        data.num_classes,
-        counts,
-        device=device,
-        precision=t.precision,
-        channels_last=cfg.model.channels_last,
-    )
-    final = {
-        "method": method_name(cfg),
-        "dataset": dataset_name(cfg),
-        "run_name": cfg.name,
-        **{
-            k: test[k]
-            for k in (
-                "top1",
-                "top5",
-                "balanced_accuracy",
-                "macro_f1",
-                "many",
-                "medium",
-                "few",
-                "per_class_accuracy",
-            )
-        },
-        "train_class_counts": [int(n) for n in counts],
-        "class_names": list(data.class_names),
-        "shot_thresholds": test["shot_thresholds"],
-        "shot_num_classes": test["shot_num_classes"],
-        "confusion_matrix": test["confusion_matrix"],
-        "selected_epoch": selected_epoch,
-        "selection_split": "val" if t.select != "last" else "none (last epoch)",
-        "selection_metric": t.select,
-        "val_at_selected_epoch": history[selected_epoch - 1].get("val"),
-        "epochs": t.epochs,
-        "wall_seconds": elapsed(),
-        "data": data.info,
-        "environment": _describe_environment(device),
-    }
-    write_json(out / "final.json", to_jsonable(final))
     try:
-        from absgd.plots import plot_run
-
-        plot_run(out, history, final)
-    except ImportError as err:
-        report.message(f"plots skipped ({err})")
-    return final
+        run = _Run(cfg, out, ctx, device, report, data, checkpoint)
+        run.fit(stop_after_steps)
+        return run.finish()
+    except RuntimeError as err:
+        if not ctx.enabled:
+            raise
+        # Collectives fail at once when a peer's connection drops and after
+        # train.dist_timeout_s when a peer hangs; either way say where to look.
+        raise RuntimeError(
+            f"process {ctx.rank} of {ctx.world_size} stopped: {err}\nIf another process failed "
+            "or stopped responding, its own output has the cause; the last checkpoint in "
+            f"{out} resumes the run (absgd train --resume {out})"
+        ) from None
 
 
 def _json_number(value: float | None) -> float | str | None:

@@ -79,10 +79,29 @@ def test_resume_mid_epoch_is_exact(images: ArrayDataset) -> None:
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
 
 
-def test_resume_rejects_other_sharding(images: ArrayDataset) -> None:
+def test_resume_rejects_another_global_batch(images: ArrayDataset) -> None:
     state = BatchLoader(images, 8).state_dict()
-    with pytest.raises(ValueError, match=r"batch_size=8.*batch_size=4"):
+    with pytest.raises(ValueError, match=r"global batch is 8 .*batch_size=4 × world_size=1"):
         BatchLoader(images, 4).load_state_dict(state)
+
+
+def test_resume_on_another_number_of_ranks_continues_with_the_same_global_batches(
+    images: ArrayDataset,
+) -> None:
+    aug = BatchAugment(padding=2)
+    single = BatchLoader(images, 8, augment=aug, seed=3)
+    it = iter(single)
+    next(it)
+    next(it)
+    state = single.state_dict()  # epoch 0, step 2
+    rest = list(it)
+    ranks = [BatchLoader(images, 4, augment=aug, seed=0, rank=r, world_size=2) for r in (0, 1)]
+    for loader in ranks:
+        loader.load_state_dict(state)
+    sharded = [list(loader) for loader in ranks]
+    assert len(sharded[0]) == len(rest)
+    for (x, y), (x0, y0), (x1, y1) in zip(rest, *sharded, strict=True):
+        assert torch.equal(torch.cat([x0, x1]), x) and torch.equal(torch.cat([y0, y1]), y)
 
 
 @pytest.mark.parametrize("drop_last", [False, True])

@@ -305,12 +305,25 @@ class BatchLoader:
         }
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        """Restore a :meth:`state_dict`; the batch size, world size and epoch length must match."""
-        for key in ("batch_size", "world_size", "samples_per_epoch"):
-            if key in state and int(state[key]) != getattr(self, key):
-                raise ValueError(
-                    f"cannot resume: saved {key}={state[key]} but this loader has "
-                    f"{key}={getattr(self, key)}"
-                )
+        """Restore a :meth:`state_dict`; the global batch (``batch_size · world_size``) and the
+        epoch length must match. The number of processes may differ: step ``k`` of an epoch is
+        the same global batch whatever the sharding, so a run can resume on more or fewer
+        ranks."""
+        saved_global = int(state["batch_size"]) * int(state.get("world_size", 1))
+        if saved_global != self.batch_size * self.world_size:
+            raise ValueError(
+                f"cannot resume: the saved global batch is {saved_global} "
+                f"(batch_size={state['batch_size']} × world_size={state.get('world_size', 1)}) "
+                f"but this loader's is {self.batch_size * self.world_size} "
+                f"(batch_size={self.batch_size} × world_size={self.world_size})"
+            )
+        if (
+            "samples_per_epoch" in state
+            and int(state["samples_per_epoch"]) != self.samples_per_epoch
+        ):
+            raise ValueError(
+                f"cannot resume: saved samples_per_epoch={state['samples_per_epoch']} but this "
+                f"loader has samples_per_epoch={self.samples_per_epoch}"
+            )
         self.seed = int(state["seed"])
         self.set_epoch(int(state["epoch"]), int(state["step"]))
