@@ -53,6 +53,7 @@ def test_base_files_merge_and_overrides_win(tmp_path):
         (["objective.weighting=absgd"], "objective.lam is required with weighting=absgd"),
         (["objective.lam=2"], "objective.lam is only used with weighting=absgd"),
         (["objective.class_weighting=drw"], "class_weighting_options.switch is required"),
+        (["objective.weighting=meta_weight_net"], "needs data.meta_per_class"),
         (["optim.milestones=[10]"], "must have the same length"),
         (["train.device=gpu"], "train.device: String should match pattern"),
         (["train.select=best_top1", "data.val_source=none"], "needs a validation split"),

@@ -131,10 +131,10 @@ def test_absgd_run_records_lambda_switch_and_diagnostics(tmp_path):
     train(_absgd_cfg(), tmp_path / "run")
     history = [json.loads(x) for x in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
     assert [r["lam"] for r in history] == ["inf", "inf", 1.0, 1.0]
-    assert history[0]["absgd_effective_sample_size"] == pytest.approx(1.0)
-    assert history[-1]["absgd_effective_sample_size"] < 1.0
+    assert history[0]["effective_sample_size"] == pytest.approx(1.0)
+    assert history[-1]["effective_sample_size"] < 1.0
     assert [("test" in r) for r in history] == [False, True, False, True]
-    assert (tmp_path / "run/plots/absgd_class_weights.png").is_file()
+    assert (tmp_path / "run/plots/sample_weights.png").is_file()
 
 
 def _final_metrics(run) -> dict:
@@ -242,3 +242,37 @@ def test_training_options_run_end_to_end(tmp_path, extra):
 def test_fp16_without_cuda_is_refused(tmp_path):
     with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
         train(_absgd_cfg(1, "train.precision=fp16"), tmp_path / "run")
+
+
+def _mwn_cfg():
+    return load_config(
+        None,
+        [
+            *TINY,
+            "model.name=small_cnn",
+            "model.options={widths: [8], hidden: 16}",
+            "train.epochs=2",
+            "optim.lr=0.05",
+            "data.meta_per_class=2",
+            "objective.weighting=meta_weight_net",
+            "objective.weighting_options={hidden: 8}",
+        ],
+    )
+
+
+def test_meta_weight_net_trains_and_resumes_exactly(tmp_path):
+    cfg = _mwn_cfg()
+    data = prepare_data(cfg.data)
+    assert data.meta.class_counts().tolist() == [2, 2, 2, 2]
+    train(cfg, tmp_path / "straight", data=data)
+    with pytest.raises(RunInterrupted):
+        train(cfg, tmp_path / "resumed", data=data, stop_after_steps=3)
+    train(cfg, tmp_path / "resumed", resume=True, data=data)
+    assert _final_metrics(tmp_path / "resumed") == _final_metrics(tmp_path / "straight")
+    a = torch.load(tmp_path / "straight/model.pt", weights_only=True)
+    b = torch.load(tmp_path / "resumed/model.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    history = [
+        json.loads(x) for x in (tmp_path / "straight/metrics.jsonl").read_text().splitlines()
+    ]
+    assert 0 < history[-1]["effective_sample_size"] <= 1

@@ -82,6 +82,9 @@ class DataConfig:
     val_fraction: Fraction | None = 0.1
     val_per_class: PositiveInt | None = None
     val_seed: int = 0
+    meta_per_class: PositiveInt | None = None
+    """Meta-Weight-Net: a balanced meta set of this many training images per class (they
+    leave the training split, as in Shu et al. 2019)."""
     augment: Literal["crop_flip", "crop", "flip", "none"] = "crop_flip"
     """Training augmentation: random crop with ``padding`` and/or horizontal flip."""
     padding: NonNegativeInt = 4
@@ -110,13 +113,15 @@ class ObjectiveConfig:
     class_weighting: str = "none"
     class_weighting_options: dict[str, Any] = field(default_factory=dict)
     weighting: str = "none"
-    """Per-sample weighting: ``none``, ``absgd`` or ``rgd``."""
+    """Per-sample weighting: ``none``, ``absgd``, ``rgd`` or ``meta_weight_net`` (needs
+    ``data.meta_per_class``)."""
     lam: float | None = None
     """ABSGD's λ (> 0 imbalance, < 0 label noise, ``.inf`` plain SGD)."""
     lam_switch: float | None = None
     """Two-stage ABSGD: plain SGD (λ = ∞) before this epoch, ``lam`` from it on."""
     weighting_options: dict[str, Any] = field(default_factory=dict)
-    """Other options of the weighting (ABSGD: gamma, alpha, init, max_weight; RGD: tau)."""
+    """Other options of the weighting (ABSGD: gamma, alpha, init, max_weight; RGD: tau;
+    Meta-Weight-Net: hidden, meta_lr, meta_momentum, meta_weight_decay)."""
     placement: Literal["inside", "outside"] = "inside"
     normalize_class_weights: bool = True
 
@@ -337,7 +342,7 @@ def _semantic_problems(cfg: RunConfig) -> list[str]:
     check_name("model.name", cfg.model.name, list_models())
     check_name("objective.loss", o.loss, LOSSES.names())
     check_name("objective.class_weighting", o.class_weighting, CLASS_WEIGHTINGS.names())
-    check_name("objective.weighting", o.weighting, SAMPLE_WEIGHTINGS.names())
+    check_name("objective.weighting", o.weighting, [*SAMPLE_WEIGHTINGS.names(), "meta_weight_net"])
 
     def require(ok: bool, message: str) -> None:
         if not ok:
@@ -378,6 +383,17 @@ def _semantic_problems(cfg: RunConfig) -> list[str]:
     else:
         require(o.lam is None, f"objective.lam is only used with weighting=absgd, got {o.lam}")
         require(o.lam_switch is None, "objective.lam_switch is only used with weighting=absgd")
+    if o.weighting == "meta_weight_net":
+        require(
+            d.meta_per_class is not None,
+            "objective.weighting=meta_weight_net needs data.meta_per_class (the size of the "
+            "balanced meta set, e.g. 10)",
+        )
+        require(
+            o.class_weighting == "none",
+            "objective.weighting=meta_weight_net learns its own weights: use class_weighting=none",
+        )
+        require(t.precision == "fp32", "objective.weighting=meta_weight_net runs in fp32 only")
     if o.class_weighting == "drw":
         require(
             "switch" in o.class_weighting_options,

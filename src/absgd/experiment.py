@@ -59,6 +59,8 @@ class PreparedData:
     eval_augment: BatchAugment | None
     info: dict[str, Any]
     """Facts for the run log: noise flips, validation sizes, images moved to validation..."""
+    meta: ArrayDataset | None = None
+    """Balanced meta set for Meta-Weight-Net (``data.meta_per_class``), else ``None``."""
 
     @property
     def num_classes(self) -> int:
@@ -153,6 +155,12 @@ def _prepare_arrays(cfg: DataConfig, splits: Any) -> PreparedData:
         info["val_images_taken_from_training"] = moved
     elif cfg.val_source == "none":
         val = None
+    meta = None
+    if cfg.meta_per_class is not None:
+        train, meta = train_val_split(
+            train, val_per_class=cfg.meta_per_class, seed=cfg.val_seed + 1
+        )
+        info["meta_size"] = len(meta)
     info["train_size"] = len(train)
     info["val_size"] = 0 if val is None else len(val)
     info["test_size"] = len(test)
@@ -178,7 +186,7 @@ def _prepare_arrays(cfg: DataConfig, splits: Any) -> PreparedData:
                 x = ((ds.x - mu) / sd).astype(np.float32)
                 return ArrayDataset(x, ds.y, ds.class_names, ds.class_groups, ds.group_names)
 
-            train, val, test = standardise(train), standardise(val), standardise(test)  # type: ignore[assignment]
+            train, val, test, meta = (standardise(d) for d in (train, val, test, meta))  # type: ignore[assignment]
         train_aug = eval_aug = None
     else:
         raise ValueError(
@@ -195,14 +203,20 @@ def _prepare_arrays(cfg: DataConfig, splits: Any) -> PreparedData:
         train_augment=train_aug,
         eval_augment=eval_aug,
         info=info,
+        meta=meta,
     )
 
 
 def _prepare_lazy(cfg: DataConfig, splits: LazySplits) -> PreparedData:
-    if cfg.imbalance_ratio is not None or cfg.noise_rate > 0 or cfg.val_source == "leftover":
+    if (
+        cfg.imbalance_ratio is not None
+        or cfg.noise_rate > 0
+        or cfg.val_source == "leftover"
+        or cfg.meta_per_class is not None
+    ):
         raise ValueError(
-            "list-file datasets are used as listed: data.imbalance_ratio, data.noise_rate and "
-            "data.val_source=leftover apply to in-memory data only"
+            "list-file datasets are used as listed: data.imbalance_ratio, data.noise_rate, "
+            "data.meta_per_class and data.val_source=leftover apply to in-memory data only"
         )
     sample, _ = splits.train[0]
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet statistics
@@ -254,6 +268,9 @@ def build_model_for(cfg: RunConfig, data: PreparedData) -> nn.Module:
 def build_objective_for(cfg: ObjectiveConfig, train_counts: np.ndarray | None) -> Objective:
     """The objective of ``cfg``; λ starts at ∞ when a two-stage switch is configured."""
     options = dict(cfg.weighting_options)
+    weighting = cfg.weighting
+    if weighting == "meta_weight_net":  # its weights come from MetaWeightNet, not the objective
+        weighting, options = "none", {}
     if cfg.weighting == "absgd":
         assert cfg.lam is not None
         options["lam"] = math.inf if cfg.lam_switch is not None else cfg.lam
@@ -262,7 +279,7 @@ def build_objective_for(cfg: ObjectiveConfig, train_counts: np.ndarray | None) -
         cfg.loss,
         class_counts=counts,
         class_weighting=cfg.class_weighting,
-        weighting=cfg.weighting,
+        weighting=weighting,
         placement=cfg.placement,
         normalize_class_weights=cfg.normalize_class_weights,
         loss_options=cfg.loss_options,

@@ -76,9 +76,9 @@ def _curves(history: list[dict[str, Any]], path: Path) -> None:
 
 def _weights(history: list[dict[str, Any]], final: dict[str, Any], path: Path) -> bool:
     rows = [
-        (r["epoch"], r["absgd_mean_weight_per_class"])
+        (r["epoch"], r["mean_weight_per_class"])
         for r in history
-        if r.get("absgd_mean_weight_per_class")
+        if r.get("mean_weight_per_class")
     ]
     if not rows:
         return False
@@ -94,7 +94,7 @@ def _weights(history: list[dict[str, Any]], final: dict[str, Any], path: Path) -
     ax.axhline(1.0, color="grey", linewidth=0.8, linestyle=":")
     ax.set_xlabel("epoch")
     ax.set_ylabel("mean weight B·p of the class")
-    ax.set_title("ABSGD weight per class (1 = plain SGD)")
+    ax.set_title("mean per-sample weight of each class (1 = uniform, plain SGD)")
     ax.grid(alpha=0.3)
     if len(counts) <= 12:
         ax.legend(fontsize=7)
@@ -108,6 +108,6 @@ def plot_run(out: Path, history: list[dict[str, Any]], final: dict[str, Any]) ->
     written = [plots / "per_class_accuracy.png", plots / "learning_curves.png"]
     _per_class(final, written[0])
     _curves(history, written[1])
-    if _weights(history, final, plots / "absgd_class_weights.png"):
-        written.append(plots / "absgd_class_weights.png")
+    if _weights(history, final, plots / "sample_weights.png"):
+        written.append(plots / "sample_weights.png")
     return written

@@ -66,6 +66,7 @@ from absgd.experiment import (
     prepare_data,
 )
 from absgd.fileio import atomic_write, write_json, write_text
+from absgd.meta_weight_net import MetaWeightNet
 from absgd.metrics import ClassWeightMeter, ConfusionMeter, EffectiveSampleSizeMeter, to_jsonable
 from absgd.weighting import ABWeighting
 
@@ -206,8 +207,8 @@ class _EpochMeters:
         out: dict[str, Any] = {"train_loss": float(self.loss_sum) / n if n else math.nan}
         ess = self.ess.compute()
         if not math.isnan(ess):
-            out["absgd_mean_weight_per_class"] = to_jsonable(self.weights.compute())
-            out["absgd_effective_sample_size"] = ess
+            out["mean_weight_per_class"] = to_jsonable(self.weights.compute())
+            out["effective_sample_size"] = ess
         return out
 
 
@@ -320,6 +321,12 @@ def _describe_environment(device: torch.device) -> dict[str, Any]:
     }
 
 
+def _cycle(loader: BatchLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Batches of ``loader`` forever, epoch after epoch (its position is its state)."""
+    while True:
+        yield from loader
+
+
 def _selection_score(record: dict[str, Any], select: str) -> float | None:
     val = record.get("val")
     if not val:
@@ -390,6 +397,25 @@ class _Run:
             for name, split in (("val", data.val), ("test", data.test))
             if split is not None
         }
+        self.meta_weight_net: MetaWeightNet | None = None
+        if cfg.objective.weighting == "meta_weight_net":
+            if ctx.enabled:
+                raise ValueError("Meta-Weight-Net runs in one process only (not under torchrun)")
+            if data.meta is None:
+                raise ValueError("Meta-Weight-Net needs a meta set: set data.meta_per_class")
+            self.meta_weight_net = MetaWeightNet(
+                self.model, self.objective.loss, self.optimizer, **cfg.objective.weighting_options
+            )
+            self.meta_loader = make_loader(
+                data.meta,
+                min(local_batch, len(data.meta)),
+                train=True,
+                seed=t.seed + 1,
+                device=device,
+                aug=data.train_augment,
+                cfg=cfg,
+            )
+            self.meta_batches = _cycle(self.meta_loader)
         self.meters = _EpochMeters(data.num_classes, device)
         self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] = {"score": -math.inf, "epoch": None}
@@ -414,6 +440,10 @@ class _Run:
         self.best = dict(state["best"])
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         self.wall_before = float(state["wall_seconds"])
+        if self.meta_weight_net is not None:
+            self.meta_weight_net.load_state_dict(state["meta_weight_net"])
+            self.meta_loader.load_state_dict(state["meta_loader"])
+            self.meta_batches = _cycle(self.meta_loader)
         if self.step and self.ctx.is_main:  # the saved statistics are already summed over ranks
             self.meters.load_state_dict(state["meters"])
         restore_rng(state["rng"])
@@ -447,8 +477,17 @@ class _Run:
                 "history": self.history,
                 "best": self.best,
                 "wall_seconds": self.elapsed(),
+                **self._meta_state(),
             },
         )
+
+    def _meta_state(self) -> dict[str, Any]:
+        if self.meta_weight_net is None:
+            return {}
+        return {
+            "meta_weight_net": self.meta_weight_net.state_dict(),
+            "meta_loader": self.meta_loader.state_dict(),
+        }
 
     # -- training ------------------------------------------------------------------------------
     def _set_epoch_values(self, epoch: int) -> tuple[float, float | None]:
@@ -466,6 +505,11 @@ class _Run:
         cfg = self.cfg
         if cfg.model.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
+        if self.meta_weight_net is not None:
+            x_meta, y_meta = next(self.meta_batches)
+            if cfg.model.channels_last and x_meta.dim() == 4:
+                x_meta = x_meta.contiguous(memory_format=torch.channels_last)
+            return self.meta_weight_net.step(x, y, x_meta, y_meta)
         with _autocast(self.device, cfg.train.precision):
             logits = self.network(x)
         loss = self.objective(logits.float(), y)
@@ -484,6 +528,11 @@ class _Run:
                 nn.utils.clip_grad_norm_(self.model.parameters(), clip)
             self.optimizer.step()
         return loss
+
+    def _last_weights(self) -> torch.Tensor | None:
+        if self.meta_weight_net is not None:
+            return self.meta_weight_net.last_weights
+        return self.objective.last_weights
 
     def evaluate(self, split: str) -> dict[str, Any]:
         """Metrics of ``split`` over all of it (each rank evaluates its shard)."""
@@ -525,7 +574,7 @@ class _Run:
                 epoch_started = time.perf_counter()
                 for x, y in self.train_loader.epoch_batches(epoch, self.step):
                     loss = self._step(x, y)
-                    self.meters.update(loss, y, self.objective.last_weights)
+                    self.meters.update(loss, y, self._last_weights())
                     self.step += 1
                     steps_this_call += 1
                     self.report.step()
