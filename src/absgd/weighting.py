@@ -98,8 +98,8 @@ class WeightingStep(NamedTuple):
     """Detached weights ``p_i`` (float32, shape ``(B,)``)."""
     state: ABState
     """The state after this batch (equal to the input state if the batch was refused)."""
-    num_nonfinite: Tensor
-    """Number of NaN/inf losses in the (global) batch; if non-zero the state is unchanged."""
+    nonfinite: Tensor
+    """``True`` if the (global) batch has a NaN or infinite loss; the state is then unchanged."""
 
 
 def validate_lam(lam: float) -> float:
@@ -160,30 +160,24 @@ def _check_losses(losses: Tensor) -> None:
 def _batch_statistic(
     z: Tensor, group: dist.ProcessGroup | None, sync: bool
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """``(M, log mean exp(z - M), number of non-finite entries)`` with ``M = max z``.
+    """``(M, log mean exp(z - M), whether some entry is NaN or infinite)`` with ``M = max z``.
 
-    Non-finite entries are left out of the statistic (their count is returned so the caller
-    can refuse the batch). With ``sync`` the statistic is reduced over every rank of
-    ``group``: the global max, then the sums of ``exp(z - M)`` and the counts, so the result
-    is that of one process holding the concatenated global batch.
+    A batch with a non-finite entry gives a meaningless statistic; the caller refuses it by
+    the flag (true on every rank if true on one). With ``sync`` the statistic is reduced over
+    every rank of ``group``: the global max, then the sums of ``exp(z - M)``, the flags and
+    the batch sizes, so the result is that of one process holding the concatenated batch.
     """
-    finite = torch.isfinite(z)
-    z_ok = torch.where(finite, z, torch.full_like(z, -math.inf))
-    shift = z_ok.max()
+    shift = z.max()
     if sync:
         dist.all_reduce(shift, op=dist.ReduceOp.MAX, group=group)
-    shift = torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))
-    stats = torch.stack(
-        [
-            torch.exp(z_ok - shift).sum(),
-            finite.sum().to(z.dtype),
-            (~finite).sum().to(z.dtype),
-        ]
-    )
-    if sync:
-        dist.all_reduce(stats, op=dist.ReduceOp.SUM, group=group)
-    sum_exp, n_ok, n_bad = stats.unbind()
-    return shift, torch.log(sum_exp) - torch.log(n_ok), n_bad
+    sum_exp = torch.exp(z - shift).sum()
+    # One NaN or ±inf makes the sum non-finite: a cheap test of the whole batch.
+    bad = torch.isfinite(z.sum()).logical_not_()
+    if not sync:
+        return shift, torch.log(sum_exp) - math.log(z.numel()), bad
+    stats = torch.stack([sum_exp, bad.to(z.dtype), torch.full_like(sum_exp, z.numel())])
+    dist.all_reduce(stats, op=dist.ReduceOp.SUM, group=group)
+    return shift, torch.log(stats[0]) - torch.log(stats[2]), stats[1] > 0
 
 
 def ab_weights(
@@ -230,32 +224,47 @@ def ab_weights(
     lam = validate_lam(lam)
     _validate_options(gamma, alpha, init, max_weight)
     _check_losses(losses)
+    return _weighting_step(losses, lam, state, gamma, alpha, init, max_weight, group, sync)
+
+
+def _weighting_step(
+    losses: Tensor,
+    lam: float,
+    state: ABState,
+    gamma: float,
+    alpha: float,
+    init: str,
+    max_weight: float | None,
+    group: dist.ProcessGroup | None,
+    sync: bool,
+) -> WeightingStep:
+    """:func:`ab_weights` without the argument checks (the module checks them once)."""
     batch = losses.numel()
     if math.isinf(lam):
         weights = torch.full((batch,), 1.0 / batch, dtype=torch.float32, device=losses.device)
-        n_bad = (~torch.isfinite(losses.detach())).sum()
-        return WeightingStep(weights, state, n_bad)
+        bad = torch.isfinite(losses.detach().sum()).logical_not_()
+        return WeightingStep(weights, state, bad)
 
     z = losses.detach().to(torch.float32) / lam
-    shift, log_m, n_bad = _batch_statistic(z, group, sync)
-    log_m = log_m + math.log(alpha)  # log(α m_t) - M
+    shift, log_m, bad = _batch_statistic(z, group, sync)
     # Everything below is relative to M = max z, so it stays small and exact in float32.
+    log_m = log_m + math.log(alpha)  # log(α m_t) - M
     prev = (state.log_s_ref - shift) + state.log_s_delta  # log s_{t-1} - M
     decay = math.log1p(-gamma) if gamma < 1.0 else -math.inf
     delta = torch.logaddexp(prev + decay, log_m + math.log(gamma))
     if init == "first_batch":
         delta = torch.where(state.step == 0, log_m, delta)
 
-    ok = n_bad == 0
+    ok = bad.logical_not()
     new_state = ABState(
         torch.where(ok, shift, state.log_s_ref),
         torch.where(ok, delta, state.log_s_delta),
-        state.step + ok.to(state.step.dtype),
+        state.step + ok,
     )
-    weights = torch.exp((z - shift) - delta) / batch
+    weights = torch.exp((z - shift) - delta).div_(batch)
     if max_weight is not None:
-        weights = weights.clamp(max=max_weight / batch)
-    return WeightingStep(weights, new_state, n_bad.to(torch.int64))
+        weights = weights.clamp_(max=max_weight / batch)
+    return WeightingStep(weights, new_state, bad)
 
 
 def effective_sample_size(weights: Tensor) -> Tensor:
@@ -412,30 +421,27 @@ class ABWeighting(nn.Module):
             # Plain SGD; the moving average of exp(l/λ) is meaningless for λ = ∞, so it is
             # cleared and the first finite-λ batch re-initialises it.
             self.reset()
-        result = ab_weights(
+        result = _weighting_step(
             losses,
             self._lam,
             self.state,
-            gamma=self.gamma,
-            alpha=self.alpha,
-            init=self.init,  # type: ignore[arg-type]
-            max_weight=self.max_weight,
-            group=self.process_group,
-            sync=self._should_sync() and not math.isinf(self._lam),
+            self.gamma,
+            self.alpha,
+            self.init,
+            self.max_weight,
+            self.process_group,
+            self._should_sync() and not math.isinf(self._lam),
         )
-        if self.check_finite:
-            # The count is global when synchronised, so every rank raises together.
-            bad = int(result.num_nonfinite)
-            if bad:
-                raise ValueError(
-                    f"{bad} per-sample losses in the batch are NaN or infinite; the "
-                    "ABSGD state was left unchanged. Check the learning rate, the inputs and "
-                    "the loss, or pass check_finite=False to let the caller handle it "
-                    "(for example a GradScaler skipping the step)"
-                )
-        with torch.no_grad():
-            for buffer, value in zip(self.state, result.state, strict=True):
-                buffer.copy_(value)
+        if self.check_finite and bool(result.nonfinite):
+            # The flag is global when synchronised, so every rank raises together.
+            local = int(torch.isfinite(losses.detach()).logical_not_().sum())
+            raise ValueError(
+                f"per-sample losses are NaN or infinite ({local} of {losses.numel()} in this "
+                "process's batch); the ABSGD state was left unchanged. Check the learning "
+                "rate, the inputs and the loss, or pass check_finite=False to let the caller "
+                "handle it (for example a GradScaler skipping the step)"
+            )
+        self.log_s_ref, self.log_s_delta, self.step = result.state
         self.last_weights = result.weights
         return result.weights
 
