@@ -97,7 +97,10 @@ class ModelConfig:
     name: str = "resnet32"
     options: dict[str, Any] = field(default_factory=dict)
     """Extra keyword arguments of the model builder (e.g. ``normed_classifier: true``)."""
-    channels_last: bool = False
+    channels_last: bool | None = None
+    """Store activations and convolution weights channels-last (NHWC). ``null`` (default):
+    on for convolutional models — 1.3–1.7× faster steps on the CPU here, and the usual
+    choice on GPUs — off for the MLP. Results differ only by floating-point rounding."""
     init_from: str | None = None
     """A run directory or checkpoint whose model weights initialise this run (second stage)."""
     reset_classifier: bool = False

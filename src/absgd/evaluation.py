@@ -12,7 +12,13 @@ import torch
 from absgd.config import load_config, method_name
 from absgd.experiment import build_model_for, prepare_data
 from absgd.metrics import to_jsonable
-from absgd.train import dataset_name, evaluate_model, make_loader, resolve_device
+from absgd.train import (
+    dataset_name,
+    evaluate_model,
+    make_loader,
+    resolve_device,
+    use_channels_last,
+)
 
 __all__ = ["evaluate_run"]
 
@@ -37,6 +43,9 @@ def evaluate_run(
     model = build_model_for(cfg, data)
     model.load_state_dict(torch.load(run / "model.pt", map_location="cpu", weights_only=True))
     model.to(device)
+    channels_last = use_channels_last(cfg, model)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     loader = make_loader(
         target,
         cfg.train.eval_batch_size,
@@ -53,7 +62,7 @@ def evaluate_run(
         data.train_counts,
         device=device,
         precision=cfg.train.precision,
-        channels_last=cfg.model.channels_last,
+        channels_last=channels_last,
     )
     final_path = run / "final.json"
     wall = json.loads(final_path.read_text())["wall_seconds"] if final_path.is_file() else 0.0

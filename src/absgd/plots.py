@@ -76,9 +76,7 @@ def _curves(history: list[dict[str, Any]], path: Path) -> None:
 
 def _weights(history: list[dict[str, Any]], final: dict[str, Any], path: Path) -> bool:
     rows = [
-        (r["epoch"], r["mean_weight_per_class"])
-        for r in history
-        if r.get("mean_weight_per_class")
+        (r["epoch"], r["mean_weight_per_class"]) for r in history if r.get("mean_weight_per_class")
     ]
     if not rows:
         return False

@@ -275,6 +275,13 @@ def evaluate_model(
     return meter.compute(train_counts)
 
 
+def use_channels_last(cfg: RunConfig, model: nn.Module) -> bool:
+    """``model.channels_last``, or by default whether the model has convolutions."""
+    if cfg.model.channels_last is not None:
+        return cfg.model.channels_last
+    return any(p.dim() == 4 for p in model.parameters())
+
+
 def _set_train_mode(model: nn.Module, only_classifier: bool) -> None:
     model.train()
     if only_classifier:
@@ -365,7 +372,8 @@ class _Run:
         if t.sync_batchnorm and ctx.enabled:
             self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.model.to(device)
-        if cfg.model.channels_last:
+        self.channels_last = use_channels_last(cfg, self.model)
+        if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         if cfg.model.train_only_classifier:
             for name, p in self.model.named_parameters():
@@ -503,11 +511,11 @@ class _Run:
 
     def _step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
-        if cfg.model.channels_last and x.dim() == 4:
+        if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         if self.meta_weight_net is not None:
             x_meta, y_meta = next(self.meta_batches)
-            if cfg.model.channels_last and x_meta.dim() == 4:
+            if self.channels_last:
                 x_meta = x_meta.contiguous(memory_format=torch.channels_last)
             return self.meta_weight_net.step(x, y, x_meta, y_meta)
         with _autocast(self.device, cfg.train.precision):
@@ -556,7 +564,7 @@ class _Run:
             self.data.train_counts,
             device=self.device,
             precision=t.precision,
-            channels_last=self.cfg.model.channels_last,
+            channels_last=self.channels_last,
             ctx=self.ctx,
         )
 

@@ -1,0 +1,92 @@
+"""Smoke tests: each benchmark script runs for a step or two, so they cannot rot."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(script: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **(env or {})},
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out
+
+
+def test_overhead_benchmark_runs_and_writes_json(tmp_path):
+    out = _run(
+        "overhead.py",
+        "--models",
+        "small_cnn",
+        "--batch",
+        "8",
+        "--steps",
+        "2",
+        "--warmup",
+        "0",
+        "--json",
+        str(tmp_path / "o.json"),
+    )
+    assert "| small_cnn | 8 | mwn |" in out.stdout
+    rows = json.loads((tmp_path / "o.json").read_text())["rows"]
+    assert {r["method"] for r in rows} == {"sgd", "absgd_ce", "absgd_ldam", "rgd", "mwn"}
+    sgd = next(r for r in rows if r["method"] == "sgd")
+    assert sgd["ratio_to_sgd"] == 1.0
+    assert all(r["median_ms"] > 0 for r in rows)
+
+
+def test_throughput_benchmark_runs_on_a_generated_archive(tmp_path):
+    pytest.importorskip("PIL")
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    archive = tmp_path / "tiny.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for split, n in (("train", 16), ("test", 2)):
+            for c in range(10):
+                for i in range(n):
+                    buf = io.BytesIO()
+                    pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+                    Image.fromarray(pixels).save(buf, format="JPEG")
+                    info = tarfile.TarInfo(f"{split}/class{c}/{i:03d}.jpg")
+                    info.size = len(buf.getvalue())
+                    tar.addfile(info, io.BytesIO(buf.getvalue()))
+    out = _run(
+        "throughput.py",
+        "--data",
+        str(archive),
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+        "--batch",
+        "8",
+        "--workers",
+        "0",
+        "--repeats",
+        "1",
+        "--imbalance-ratio",
+        "2",
+        "--json",
+        str(tmp_path / "t.json"),
+        env={"ABSGD_CACHE_DIR": str(tmp_path / "c")},
+    )
+    assert "| absgd |" in out.stdout and "| per-image |" in out.stdout
+    result = json.loads((tmp_path / "t.json").read_text())
+    assert result["speedup"] > 0
+    assert result["train_images"] == sum([16, 14, 13, 12, 11, 10, 10, 9, 8, 8])
