@@ -228,8 +228,9 @@ def test_leftover_validation_is_balanced_and_keeps_the_long_tailed_selection():
         ["train.precision=bf16"],
         ["train.sampler=class_balanced"],
         ["optim.name=adam", "optim.lr=0.001", "optim.grad_clip=1.0", "model.channels_last=true"],
+        ["train.compile=true", "model.name=mlp", "model.options={hidden: [8]}"],
     ],
-    ids=["bf16-autocast", "class-balanced-sampler", "adam-clip-channels-last"],
+    ids=["bf16-autocast", "class-balanced-sampler", "adam-clip-channels-last", "compile"],
 )
 def test_training_options_run_end_to_end(tmp_path, extra):
     cfg = _absgd_cfg(2, *extra)

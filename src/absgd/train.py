@@ -434,6 +434,8 @@ class _Run:
         if ctx.enabled:
             ids = [device.index] if device.type == "cuda" else None
             self.network = DistributedDataParallel(self.model, device_ids=ids)
+        if t.compile:
+            self.network = torch.compile(self.network)  # type: ignore[assignment]
         self.started = time.perf_counter()
 
     # -- state ---------------------------------------------------------------------------------
