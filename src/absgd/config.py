@@ -73,7 +73,8 @@ class DataConfig:
     """Fraction of each training class whose label is corrupted."""
     noise_kind: Literal["symmetric", "asymmetric"] = "symmetric"
     noise_mapping: str | None = None
-    """Asymmetric rule: ``cifar10``, ``mnist`` or ``groups`` (next class in its superclass)."""
+    """Asymmetric rule: ``cifar10``, ``mnist``, ``fmnist`` or ``groups`` (next class in its
+    superclass)."""
     noise_seed: int = 0
     val_source: Literal["split", "leftover", "none"] = "split"
     """``split``: carve a stratified validation split from the training split; ``leftover``:
@@ -356,8 +357,8 @@ def _semantic_problems(cfg: RunConfig) -> list[str]:
 
     if d.noise_rate > 0 and d.noise_kind == "asymmetric":
         require(
-            d.noise_mapping in ("cifar10", "mnist", "groups"),
-            "data.noise_mapping must be cifar10, mnist or groups for asymmetric noise, "
+            d.noise_mapping in ("cifar10", "mnist", "fmnist", "groups"),
+            "data.noise_mapping must be cifar10, mnist, fmnist or groups for asymmetric noise, "
             f"got {d.noise_mapping!r}",
         )
     if d.val_source != "none":

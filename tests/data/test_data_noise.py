@@ -114,3 +114,16 @@ def test_noise_rejects_bad_arguments(kwargs: dict, match: str) -> None:
 def test_noise_rejects_labels_out_of_range() -> None:
     with pytest.raises(ValueError, match=r"\[0, 3\).*\[3\]"):
         corrupt_labels([0, 1, 3], 0.5, "symmetric", 3, seed=0)
+
+
+def test_fashion_mnist_asymmetric_mapping_flips_look_alikes_exactly():
+    from absgd.data import FMNIST_ASYMMETRIC
+
+    labels = np.repeat(np.arange(10), 50)
+    noisy, flipped = corrupt_labels(labels, 0.4, "asymmetric", 10, seed=1, mapping="fmnist")
+    for c in range(10):
+        moved = noisy[(labels == c) & flipped]
+        if c in FMNIST_ASYMMETRIC:
+            assert len(moved) == 20 and set(moved.tolist()) == {FMNIST_ASYMMETRIC[c]}
+        else:
+            assert len(moved) == 0

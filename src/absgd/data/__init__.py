@@ -30,6 +30,7 @@ from absgd.data.imbalance import long_tail_counts, make_long_tailed, select_long
 from absgd.data.loader import BatchLoader, epoch_order, shard_steps, steps_per_epoch
 from absgd.data.noise import (
     CIFAR10_ASYMMETRIC,
+    FMNIST_ASYMMETRIC,
     MNIST_ASYMMETRIC,
     corrupt_labels,
     next_in_group_mapping,
@@ -57,6 +58,7 @@ __all__ = [
     "CIFAR10_MEAN",
     "CIFAR10_STD",
     "CIFAR_ARCHIVES",
+    "FMNIST_ASYMMETRIC",
     "MNIST_ASYMMETRIC",
     "ArrayDataset",
     "AugmentParams",

@@ -15,6 +15,9 @@ independent coin flips: of the ``n_c`` samples whose clean label is ``c``, exact
   * ``"cifar10"``: truck→automobile, bird→airplane, cat→dog, dog→cat, deer→horse
     (``{9: 1, 2: 0, 3: 5, 5: 3, 4: 7}``);
   * ``"mnist"``: 2→7, 3→8, 5→6, 6→5, 7→1 (Patrini et al.);
+  * ``"fmnist"`` (Fashion-MNIST, this library's choice of look-alike classes, in the spirit
+    of the CIFAR-10 mapping): T-shirt/top→shirt, shirt→T-shirt/top, pullover→coat,
+    coat→pullover, sandal→sneaker (``{0: 6, 6: 0, 2: 4, 4: 2, 5: 7}``);
   * ``groups=`` (any dataset; CIFAR-100 with its coarse labels): the classes of one group,
     sorted by index, each flip to the next one, the last to the first (cyclic). Singleton
     groups are left clean.
@@ -41,6 +44,7 @@ from absgd.data.dataset import validate_labels
 
 __all__ = [
     "CIFAR10_ASYMMETRIC",
+    "FMNIST_ASYMMETRIC",
     "MNIST_ASYMMETRIC",
     "NOISE_KINDS",
     "corrupt_labels",
@@ -53,7 +57,9 @@ NOISE_KINDS = ("symmetric", "asymmetric")
 CIFAR10_ASYMMETRIC: Mapping[int, int] = MappingProxyType({9: 1, 2: 0, 3: 5, 5: 3, 4: 7})
 #: MNIST class-dependent flips of Patrini et al. 2017.
 MNIST_ASYMMETRIC: Mapping[int, int] = MappingProxyType({2: 7, 3: 8, 5: 6, 6: 5, 7: 1})
-_NAMED = {"cifar10": CIFAR10_ASYMMETRIC, "mnist": MNIST_ASYMMETRIC}
+#: Fashion-MNIST flips between look-alike classes (this library's choice).
+FMNIST_ASYMMETRIC: Mapping[int, int] = MappingProxyType({0: 6, 6: 0, 2: 4, 4: 2, 5: 7})
+_NAMED = {"cifar10": CIFAR10_ASYMMETRIC, "mnist": MNIST_ASYMMETRIC, "fmnist": FMNIST_ASYMMETRIC}
 
 
 def next_in_group_mapping(groups: Sequence[int]) -> dict[int, int]:
@@ -78,8 +84,8 @@ def _resolve_mapping(
 ) -> dict[int, int]:
     if (mapping is None) == (groups is None):
         raise ValueError(
-            "kind='asymmetric' needs exactly one of mapping= ('cifar10', 'mnist' or a dict "
-            "{source: target}) and groups= (the group of every class, e.g. CIFAR-100's "
+            "kind='asymmetric' needs exactly one of mapping= ('cifar10', 'mnist', 'fmnist' or "
+            "a dict {source: target}) and groups= (the group of every class, e.g. CIFAR-100's "
             f"superclasses); got mapping={mapping!r}, groups={groups!r}"
         )
     if groups is not None:

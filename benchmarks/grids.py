@@ -1,0 +1,126 @@
+"""The accuracy grids: settings × methods, as config overrides (read by ``grid.py``).
+
+Every run starts from a shipped config and applies the setting's and the method's overrides.
+A method with ``lams`` is an ABSGD variant whose λ is chosen on the validation split (balanced
+accuracy at the selected epoch, seed 0); the other seeds then run with that λ. Nothing here
+ever looks at the test split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Method:
+    overrides: tuple[str, ...]
+    lams: tuple[float, ...] = ()
+    """Candidate λ (ABSGD): chosen on validation with seed 0."""
+
+
+@dataclass(frozen=True)
+class Grid:
+    config: str
+    """A shipped config (``absgd configs``) every run starts from."""
+    settings: dict[str, tuple[str, ...]]
+    methods: dict[str, Method]
+    seeds: tuple[int, ...] = (0, 1, 2)
+    common: tuple[str, ...] = field(default=())
+
+
+def _drw(switch: int) -> tuple[str, ...]:
+    return (
+        "objective.class_weighting=drw",
+        f"objective.class_weighting_options={{switch: {switch}}}",
+    )
+
+
+def _ldam(switch: int) -> tuple[str, ...]:
+    return (
+        "objective.loss=ldam",
+        "objective.loss_options={scale: 30.0}",
+        "model.options={normed_classifier: true}",
+        *_drw(switch),
+    )
+
+
+def _absgd(switch: int) -> tuple[str, ...]:
+    return ("objective.weighting=absgd", f"objective.lam_switch={switch}")
+
+
+def _long_tailed_methods(switch: int, lams: tuple[float, ...]) -> dict[str, Method]:
+    """The long-tailed comparison; ABSGD switches on with the LR decay (two-stage)."""
+    return {
+        "CE": Method(("objective.loss=ce",)),
+        "focal (γ=1)": Method(("objective.loss=focal", "objective.loss_options={gamma: 1.0}")),
+        "CB-DRW": Method(("objective.loss=ce", *_drw(switch))),
+        "LDAM-DRW": Method(_ldam(switch)),
+        "balanced softmax": Method(("objective.loss=balanced_softmax",)),
+        "RGD (τ=1)": Method(("objective.weighting=rgd", "objective.weighting_options={tau: 1.0}")),
+        "Meta-Weight-Net": Method(
+            ("objective.weighting=meta_weight_net", "data.meta_per_class=10")
+        ),
+        "ABSGD": Method(("objective.loss=ce", *_absgd(switch)), lams),
+        "ABSGD + CB-DRW": Method(("objective.loss=ce", *_drw(switch), *_absgd(switch)), lams),
+        "ABSGD + LDAM-DRW": Method((*_ldam(switch), *_absgd(switch)), lams),
+    }
+
+
+GRIDS: dict[str, Grid] = {
+    # Fashion-MNIST-LT, small CNN, 20 epochs (LR x0.1 and DRW / λ switch at 15).
+    "fmnist_lt": Grid(
+        config="cpu/fashion_mnist_lt_exp100_ce",
+        settings={
+            "exp, ratio 100": ("data.imbalance_ratio=100", "data.profile=exp"),
+            "exp, ratio 10": ("data.imbalance_ratio=10", "data.profile=exp"),
+            "step, ratio 100": ("data.imbalance_ratio=100", "data.profile=step"),
+        },
+        methods=_long_tailed_methods(15, (1.0, 3.0, 10.0)),
+    ),
+    # CIFAR-10-LT ratio 100, ResNet-32, the 200-epoch protocol scaled to 20 epochs.
+    "cifar10_lt_short": Grid(
+        config="cpu/cifar10_lt_exp100_short_ce",
+        settings={"exp, ratio 100": ()},
+        methods={
+            name: m
+            for name, m in _long_tailed_methods(16, (5.0,)).items()
+            if name in ("CE", "CB-DRW", "LDAM-DRW", "ABSGD", "ABSGD + CB-DRW", "ABSGD + LDAM-DRW")
+        },
+        seeds=(0,),
+    ),
+    # Fashion-MNIST with 40 % label noise (clean test set), small CNN, 12 epochs; the
+    # validation split is carved from the noisy labels.
+    "fmnist_noise": Grid(
+        config="cpu/fashion_mnist_lt_exp100_ce",
+        settings={
+            "symmetric 40 %": ("data.noise_kind=symmetric",),
+            "asymmetric 40 %": ("data.noise_kind=asymmetric", "data.noise_mapping=fmnist"),
+        },
+        methods={
+            "CE": Method(("objective.loss=ce",)),
+            "SCE": Method(("objective.loss=sce", "objective.loss_options={alpha: 0.1, beta: 1.0}")),
+            "GCE (q=0.7)": Method(("objective.loss=gce", "objective.loss_options={q: 0.7}")),
+            "ABSGD (λ<0) + CE": Method(
+                ("objective.loss=ce", "objective.weighting=absgd"), (-1.0, -3.0, -10.0)
+            ),
+            "ABSGD (λ<0) + SCE": Method(
+                (
+                    "objective.loss=sce",
+                    "objective.loss_options={alpha: 0.1, beta: 1.0}",
+                    "objective.weighting=absgd",
+                ),
+                (-1.0, -3.0, -10.0),
+            ),
+        },
+        common=(
+            "data.imbalance_ratio=null",
+            "data.noise_rate=0.4",
+            "data.val_source=split",
+            "data.val_per_class=null",
+            "data.val_fraction=0.1",
+            "train.epochs=12",
+            "optim.milestones=[9]",
+            "train.select=best_top1",
+        ),
+    ),
+}
