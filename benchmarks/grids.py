@@ -67,6 +67,26 @@ def _long_tailed_methods(switch: int, lams: tuple[float, ...]) -> dict[str, Meth
 
 
 GRIDS: dict[str, Grid] = {
+    # A few seconds on generated data: keeps grid.py and summarize.py working (tests).
+    "smoke": Grid(
+        config="cpu/fashion_mnist_lt_exp100_ce",
+        settings={"synthetic": ()},
+        methods={
+            "CE": Method(("objective.loss=ce",)),
+            "ABSGD": Method(("objective.loss=ce", *_absgd(1)), (1.0, 3.0)),
+        },
+        seeds=(0, 1),
+        common=(
+            "data.name=synthetic",
+            "data.options={num_classes: 3, train_per_class: 40, test_per_class: 5, "
+            "shape: [8, 8, 1]}",
+            "data.imbalance_ratio=4",
+            "data.val_per_class=3",
+            "model.options={widths: [4], hidden: 8}",
+            "train.epochs=2",
+            "optim.milestones=[1]",
+        ),
+    ),
     # Fashion-MNIST-LT, small CNN, 20 epochs (LR x0.1 and DRW / λ switch at 15).
     "fmnist_lt": Grid(
         config="cpu/fashion_mnist_lt_exp100_ce",
@@ -87,6 +107,25 @@ GRIDS: dict[str, Grid] = {
             if name in ("CE", "CB-DRW", "LDAM-DRW", "ABSGD", "ABSGD + CB-DRW", "ABSGD + LDAM-DRW")
         },
         seeds=(0,),
+    ),
+    # The full 200-epoch CIFAR-10-LT (ratio 100) protocol, for a GPU: see paper_protocol_gpu.sh.
+    "cifar10_lt_paper": Grid(
+        config="cifar_lt/cifar10_lt_exp100/ce",
+        settings={"exp, ratio 100": ()},
+        methods={
+            "CE": Method(("objective.loss=ce",)),
+            "LDAM-DRW": Method(_ldam(160)),
+            "ABSGD + LDAM-DRW": Method(
+                (
+                    *_ldam(160),
+                    *_absgd(160),
+                    "objective.weighting_options={gamma: 0.7, check_finite: false}",
+                ),
+                (5.0,),
+            ),
+        },
+        seeds=(0,),
+        common=("data.name=image_folder", "train.precision=bf16", "train.device=cuda"),
     ),
     # Fashion-MNIST with 40 % label noise (clean test set), small CNN, 12 epochs; the
     # validation split is carved from the noisy labels.

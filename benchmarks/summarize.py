@@ -26,7 +26,8 @@ COLUMNS = (
 )
 
 
-def _cell(values: list[float | None]) -> str:
+def mean_std(values: list[float | None]) -> str:
+    """``mean ± std`` of fractions, in %, over the values that are not ``None``."""
     vals = [100 * v for v in values if v is not None]
     if not vals:
         return "–"
@@ -64,7 +65,7 @@ def tables(paths: list[str]) -> str:
         out.append("|" + "---|" * len(head))
         for method, rows in methods.items():
             cells = [method]
-            cells += [_cell([r["metrics"][key] for r in rows]) for _, key in COLUMNS]
+            cells += [mean_std([r["metrics"][key] for r in rows]) for _, key in COLUMNS]
             cells.append(str(len(rows)))
             lam = rows[0]["lam"]
             cells.append("–" if lam is None else f"{lam:g}")

@@ -90,3 +90,26 @@ def test_throughput_benchmark_runs_on_a_generated_archive(tmp_path):
     result = json.loads((tmp_path / "t.json").read_text())
     assert result["speedup"] > 0
     assert result["train_images"] == sum([16, 14, 13, 12, 11, 10, 10, 9, 8, 8])
+
+
+def test_accuracy_grid_selects_lambda_on_validation_resumes_and_summarises(tmp_path):
+    results = tmp_path / "smoke.jsonl"
+    _run("grid.py", "smoke", "--out", str(results))
+    rows = [json.loads(x) for x in results.read_text().splitlines()]
+    runs = [r for r in rows if r["kind"] == "run"]
+    (selection,) = [r for r in rows if r["kind"] == "lam_selection"]
+    # CE: 2 seeds; ABSGD: both λ on seed 0, then seed 1 with the chosen λ
+    assert len(runs) == 5
+    scores = {float(k): v for k, v in selection["scores"].items()}
+    assert selection["lam"] == max(scores, key=scores.get)
+    assert {r["lam"] for r in runs if r["seed"] == 1 and r["method"] == "ABSGD"} == {
+        selection["lam"]
+    }
+    for r in runs:
+        assert r["config"]["train"]["seed"] == r["seed"]
+        assert r["environment"]["torch"] and "top1" in r["metrics"]
+        assert r["val"] is not None  # selection saw the validation split only
+    _run("grid.py", "smoke", "--out", str(results))  # nothing left to run
+    assert len(results.read_text().splitlines()) == len(rows)
+    table = _run("summarize.py", str(results)).stdout
+    assert "| ABSGD |" in table and "| CE |" in table
