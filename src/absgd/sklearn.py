@@ -619,6 +619,24 @@ class ABSGDClassifier(ClassifierMixin, BaseEstimator):
             )
         return train_idx, val_idx
 
+    def _to_device(
+        self,
+        device: torch.device,
+        loss_fn: nn.Module,
+        X: Any,
+        y_idx: np.ndarray,
+        sw: np.ndarray | None,
+        class_w: np.ndarray | None,
+    ) -> tuple[_Rows, Tensor, Tensor | None]:
+        """Move the model, the weighting and the loss to ``device``; the rows, targets and
+        per-sample factors (sample × class weights) there."""
+        self.model_.to(device)
+        self.weighting_.to(device)
+        loss_fn.to(device)
+        rows = _Rows(X, device)
+        y_t = torch.from_numpy(y_idx).to(device)
+        return rows, y_t, _factors(y_idx, sw, class_w, device)
+
     def _train_epoch(
         self,
         rows: _Rows,
@@ -712,12 +730,7 @@ class ABSGDClassifier(ClassifierMixin, BaseEstimator):
         self.best_validation_score_: float | None = None
 
         device = params["device"]
-        self.model_.to(device)
-        self.weighting_.to(device)
-        loss_fn.to(device)
-        rows = _Rows(X, device)
-        y_t = torch.from_numpy(y_idx).to(device)
-        u_t = _factors(y_idx, sw, class_w, device)
+        rows, y_t, u_t = self._to_device(device, loss_fn, X, y_idx, sw, class_w)
         val_rows = None if val_idx is None else _Rows(X[val_idx], device)
         optimizer = self._make_optimizer(self.model_)
 
@@ -833,12 +846,7 @@ class ABSGDClassifier(ClassifierMixin, BaseEstimator):
         self.class_weight_ = class_w
 
         device = params["device"]
-        self.model_.to(device)
-        self.weighting_.to(device)
-        loss_fn.to(device)
-        rows = _Rows(X, device)
-        y_t = torch.from_numpy(y_idx).to(device)
-        u_t = _factors(y_idx, sw, class_w, device)
+        rows, y_t, u_t = self._to_device(device, loss_fn, X, y_idx, sw, class_w)
         optimizer = self._restore_optimizer(self.model_)
         order = np.arange(len(y_idx))
         loss = self._train_epoch(rows, y_t, u_t, order, loss_fn, optimizer, params["lam"])
