@@ -28,7 +28,8 @@ def _meta_loss(model, weight_net, x, y, xm, ym, lr=0.3) -> torch.Tensor:
     """L_meta(θ - lr ∇θ mean(V(l) l)) computed by hand with a copied model (no functional_call)."""
     m = copy.deepcopy(model)
     losses = nn.functional.cross_entropy(m(x), y, reduction="none")
-    obj = (weight_net(losses.detach()) * losses).mean()
+    v = weight_net(losses.detach())
+    obj = (v / v.sum() * losses).sum()
     grads = torch.autograd.grad(obj, list(m.parameters()))
     with torch.no_grad():
         for p, g in zip(m.parameters(), grads, strict=True):
