@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import json
 import math
+import os
 import platform
 import subprocess
 import sys
@@ -55,6 +56,10 @@ METRICS = (
 
 
 def _git_commit() -> str | None:
+    """HEAD (with ``+dirty`` for uncommitted changes), or ``$ABSGD_GIT_COMMIT`` for a copy of
+    the tree without its ``.git`` (e.g. on a remote machine)."""
+    if os.environ.get("ABSGD_GIT_COMMIT"):
+        return os.environ["ABSGD_GIT_COMMIT"]
     with contextlib.suppress(OSError, subprocess.CalledProcessError):
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
@@ -70,8 +75,8 @@ def _git_commit() -> str | None:
     return None
 
 
-def _environment() -> dict[str, Any]:
-    return {
+def _environment(run_env: dict[str, Any] | None) -> dict[str, Any]:
+    env = {
         "absgd": absgd.__version__,
         "torch": torch.__version__,
         "python": platform.python_version(),
@@ -79,6 +84,10 @@ def _environment() -> dict[str, Any]:
         "cpus": torch.get_num_threads(),
         "git_commit": _git_commit(),
     }
+    if run_env:  # the training device as the run saw it (e.g. the GPU's name)
+        env["device"] = run_env.get("device")
+        env["device_name"] = run_env.get("device_name")
+    return env
 
 
 def _key(setting: str, method: str, seed: int, lam: float | None) -> tuple:
@@ -119,6 +128,7 @@ def run_one(
     seed: int,
     lam: float | None,
     extra: list[str],
+    keep_dir: Path | None = None,
 ) -> dict[str, Any]:
     spec: Method = grid.methods[method]
     overrides = [
@@ -133,8 +143,15 @@ def run_one(
         overrides.append(f"objective.lam={_lam_text(lam)}")
     cfg = load_config(SHIPPED_CONFIGS / f"{grid.config}.yaml", overrides)
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        final = train(cfg, Path(tmp) / "run")
+    if keep_dir is not None:
+        lam_part = "" if lam is None else f"-lam{_lam_text(lam)}"
+        slug = "".join(
+            ch if ch.isalnum() else "_" for ch in f"{grid_name}-{setting}-{method}{lam_part}"
+        )
+        final = train(cfg, keep_dir / f"{slug}-s{seed}")
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            final = train(cfg, Path(tmp) / "run")
     return {
         "kind": "run",
         "grid": grid_name,
@@ -147,7 +164,7 @@ def run_one(
         "run_wall_seconds": time.perf_counter() - started,
         "train_wall_seconds": final["wall_seconds"],
         "config": config_to_dict(cfg),
-        "environment": _environment(),
+        "environment": _environment(final.get("environment")),
     }
 
 
@@ -171,6 +188,12 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         help="extra config override for every run (repeatable)",
+    )
+    p.add_argument(
+        "--keep-runs",
+        type=Path,
+        help="keep each run's directory (metrics.jsonl, final.json, plots, weights) under this "
+        "folder (default: a temporary folder, removed after the run)",
     )
     args = p.parse_args(argv)
     grid = GRIDS[args.grid]
@@ -196,7 +219,16 @@ def main(argv: list[str] | None = None) -> int:
                     key = _key(setting, method, seeds[0], candidate)
                     if key not in runs:
                         print(f"[{setting}] {method} λ={candidate} seed {seeds[0]} ...", flush=True)
-                        row = run_one(args.grid, grid, setting, method, seeds[0], candidate, extra)
+                        row = run_one(
+                            args.grid,
+                            grid,
+                            setting,
+                            method,
+                            seeds[0],
+                            candidate,
+                            extra,
+                            args.keep_runs,
+                        )
                         _append(out, row)
                         runs[key] = row
                 if (setting, method) not in chosen:
@@ -224,7 +256,10 @@ def main(argv: list[str] | None = None) -> int:
                 if _key(setting, method, seed, lam) in runs:
                     continue
                 print(f"[{setting}] {method} seed {seed} ...", flush=True)
-                _append(out, run_one(args.grid, grid, setting, method, seed, lam, extra))
+                _append(
+                    out,
+                    run_one(args.grid, grid, setting, method, seed, lam, extra, args.keep_runs),
+                )
     return 0
 
 

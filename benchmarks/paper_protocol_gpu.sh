@@ -9,20 +9,43 @@
 #   DATA=../shared/data/cifar10-jpeg/cifar10_jpeg_q75.tar.gz bash benchmarks/paper_protocol_gpu.sh
 #
 # DATA: an image-folder archive or directory of CIFAR-10 (train|test/<class>/*.jpg or .png).
+# OUT: where the JSON lines and logs go (default benchmarks/results).
+# KEEP: if set, every run's directory (metrics.jsonl, final.json, plots) is kept under it.
+# SHORT=1: also run the 20-epoch CIFAR-10-LT grid (cifar10_lt_short, six methods, fp32 as on
+#   the CPU) on the same GPU, one process per method, into $OUT/cifar10_lt_short_gpu_*.jsonl.
+# PYTHON: the interpreter (default python).
+# EXTRA: further `--set KEY=VALUE` arguments for every run (e.g. a quick smoke test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data/cifar10-jpeg/cifar10_jpeg_q75.tar.gz}
 OUT=${OUT:-benchmarks/results}
+PYTHON=${PYTHON:-python}
 mkdir -p "$OUT"
+read -r -a extra <<< "${EXTRA:-}"
+keep=()
+if [[ -n "${KEEP:-}" ]]; then keep=(--keep-runs "$KEEP"); fi
+slug() { echo "$1" | tr -c 'A-Za-z0-9\n' '_'; }
+
 pids=()
-for method in "CE" "LDAM-DRW" "ABSGD + LDAM-DRW"; do
-    file="$OUT/cifar10_lt_paper_$(echo "$method" | tr -c 'A-Za-z0-9\n' '_').jsonl"
-    python benchmarks/grid.py cifar10_lt_paper --data-root "$DATA" --out "$file" \
-        --methods "$method" > "$file.log" 2>&1 &
+launch() {  # grid, method, file, further grid.py arguments
+    "$PYTHON" benchmarks/grid.py "$1" --data-root "$DATA" --out "$3" --methods "$2" \
+        "${keep[@]}" "${@:4}" "${extra[@]}" > "$3.log" 2>&1 &
     pids+=($!)
+}
+for method in "CE" "LDAM-DRW" "ABSGD + LDAM-DRW"; do
+    launch cifar10_lt_paper "$method" "$OUT/cifar10_lt_paper_$(slug "$method").jsonl"
 done
+if [[ "${SHORT:-0}" == 1 ]]; then
+    for method in "CE" "CB-DRW" "LDAM-DRW" "ABSGD" "ABSGD + CB-DRW" "ABSGD + LDAM-DRW"; do
+        launch cifar10_lt_short "$method" "$OUT/cifar10_lt_short_gpu_$(slug "$method").jsonl" \
+            --set train.device=cuda
+    done
+fi
 status=0
 for pid in "${pids[@]}"; do wait "$pid" || status=1; done
-python benchmarks/summarize.py "$OUT"/cifar10_lt_paper_*.jsonl
+"$PYTHON" benchmarks/summarize.py "$OUT"/cifar10_lt_paper_*.jsonl || status=1
+if [[ "${SHORT:-0}" == 1 ]]; then
+    "$PYTHON" benchmarks/summarize.py "$OUT"/cifar10_lt_short_gpu_*.jsonl || status=1
+fi
 nvidia-smi --query-gpu=name --format=csv,noheader || true
 exit $status
