@@ -168,10 +168,10 @@ def run_one(
     }
 
 
-def _score(row: dict[str, Any], metric: str) -> float:
-    val = row.get("val") or {}
-    value = val.get(metric)
-    return -math.inf if value is None else float(value)
+def _score(row: dict[str, Any], metric: str) -> float | None:
+    """The validation score of a run, or ``None`` when it had no validation split."""
+    value = (row.get("val") or {}).get(metric)
+    return None if value is None else float(value)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -236,7 +236,13 @@ def main(argv: list[str] | None = None) -> int:
                         c: _score(runs[_key(setting, method, seeds[0], c)], select_metric)
                         for c in spec.lams
                     }
-                    best = max(spec.lams, key=lambda c: scores[c])
+                    scored = [c for c in spec.lams if scores[c] is not None]
+                    if len(spec.lams) > 1 and not scored:
+                        raise SystemExit(
+                            f"{method}: λ candidates {spec.lams} but the runs have no validation "
+                            "split to choose between them (data.val_source=none)"
+                        )
+                    best = max(scored, key=lambda c: scores[c]) if scored else spec.lams[0]
                     _append(
                         out,
                         {

@@ -97,6 +97,25 @@ GRIDS: dict[str, Grid] = {
         },
         methods=_long_tailed_methods(15, (1.0, 3.0, 10.0)),
     ),
+    # What else was tried for ABSGD on Fashion-MNIST-LT ratio 100 (same schedule as fmnist_lt):
+    # smaller λ, an earlier switch, the class weight outside the exponent, and λ on the
+    # scale of LDAM's losses (its logits are scaled by s = 30).
+    "fmnist_lt_ablation": Grid(
+        config="cpu/fashion_mnist_lt_exp100_ce",
+        settings={"exp, ratio 100": ("data.imbalance_ratio=100", "data.profile=exp")},
+        methods={
+            "ABSGD, small λ": Method(("objective.loss=ce", *_absgd(15)), (0.1, 0.3, 0.5)),
+            "ABSGD, switch at 10": Method(("objective.loss=ce", *_absgd(10)), (1.0, 3.0, 10.0)),
+            "ABSGD + CB-DRW, outside": Method(
+                ("objective.loss=ce", *_drw(15), *_absgd(15), "objective.placement=outside"),
+                (1.0, 3.0, 10.0),
+            ),
+            "ABSGD + LDAM-DRW, outside": Method(
+                (*_ldam(15), *_absgd(15), "objective.placement=outside"), (1.0, 3.0, 10.0)
+            ),
+            "ABSGD + LDAM-DRW, large λ": Method((*_ldam(15), *_absgd(15)), (30.0, 100.0, 300.0)),
+        },
+    ),
     # CIFAR-10-LT ratio 100, ResNet-32, the 200-epoch protocol scaled to 20 epochs.
     "cifar10_lt_short": Grid(
         config="cpu/cifar10_lt_exp100_short_ce",
