@@ -113,3 +113,50 @@ def test_accuracy_grid_selects_lambda_on_validation_resumes_and_summarises(tmp_p
     assert len(results.read_text().splitlines()) == len(rows)
     table = _run("summarize.py", str(results)).stdout
     assert "| ABSGD |" in table and "| CE |" in table
+
+
+def _row(method: str, seed: int, lam, top1: float, device: str | None = None) -> dict:
+    env = {"torch": "x"}
+    if device is not None:
+        env.update(device="cuda", device_name=device)
+    metrics = {k: top1 for k in ("top1", "balanced_accuracy", "many", "medium")}
+    return {
+        "kind": "run",
+        "grid": "g",
+        "setting": "s",
+        "method": method,
+        "seed": seed,
+        "lam": lam,
+        "metrics": {**metrics, "few": None},
+        "train_wall_seconds": 10.0,
+        "environment": env,
+    }
+
+
+def test_summary_keeps_devices_apart_and_marks_an_untuned_lambda(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from summarize import tables
+
+    cpu_rows = [
+        _row("CE", 0, None, 0.50),
+        _row("CE", 1, None, 0.60),
+        _row("AB", 0, 1.0, 0.10),  # candidate not chosen
+        _row("AB", 0, 3.0, 0.70),
+        {"kind": "lam_selection", "grid": "g", "setting": "s", "method": "AB", "lam": 3.0,
+         "scores": {"1.0": 0.1, "3.0": 0.7}},
+    ]  # fmt: skip
+    gpu_rows = [  # another file: the selection above does not apply to it
+        _row("CE", 0, None, 0.90, device="GPU-X"),
+        _row("AB", 0, 5.0, 0.80, device="GPU-X"),  # one candidate, no selection line
+    ]
+    paths = []
+    for name, rows in (("cpu", cpu_rows), ("gpu", gpu_rows)):
+        paths.append(tmp_path / f"{name}.jsonl")
+        paths[-1].write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = tables([str(p) for p in paths])
+    cpu, gpu = text.split("### g: s (GPU-X)")
+    assert "### g: s (CPU)" in cpu
+    # mean ± sample std of 50 % and 60 %: 55.00 ± 7.07
+    assert "| CE | 55.00 ± 7.07 | 55.00 ± 7.07 |" in cpu
+    assert "| AB | 70.00 | 70.00 | 70.00 | 70.00 | – | 1 | 3 | 10 s |" in cpu
+    assert "| CE | 90.00 |" in gpu and "| 5 (fixed) |" in gpu
