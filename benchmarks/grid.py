@@ -75,7 +75,7 @@ def _git_commit() -> str | None:
     return None
 
 
-def _environment(run_env: dict[str, Any] | None) -> dict[str, Any]:
+def _environment(run_env: dict[str, Any] | None = None) -> dict[str, Any]:
     env = {
         "absgd": absgd.__version__,
         "torch": torch.__version__,
