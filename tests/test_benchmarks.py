@@ -160,3 +160,24 @@ def test_summary_keeps_devices_apart_and_marks_an_untuned_lambda(tmp_path):
     assert "| CE | 55.00 ± 7.07 | 55.00 ± 7.07 |" in cpu
     assert "| AB | 70.00 | 70.00 | 70.00 | 70.00 | – | 1 | 3 | 10 s |" in cpu
     assert "| CE | 90.00 |" in gpu and "| 5 (fixed) |" in gpu
+
+
+def test_online_benchmark_runs_on_a_short_stream(tmp_path):
+    env_root = os.environ.get("ABSGD_SHARED_DATA")
+    root = (Path(env_root) if env_root else ROOT.parent / "shared" / "data") / "fashion-mnist"
+    if not root.is_dir():
+        pytest.skip(f"Fashion-MNIST not found at {root} (set ABSGD_SHARED_DATA)")
+    out = tmp_path / "online.jsonl"
+    text = _run(
+        "online.py", "--data-root", str(root), "--out", str(out), "--seeds", "0", "--limit", "96"
+    ).stdout
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    # 2 streams × (CE, focal, running CB, and ABSGD with each of its λ candidates)
+    methods = {(r["stream"], r["method"]) for r in rows}
+    assert len(methods) == 8 and all(r["environment"]["torch"] for r in rows)
+    assert all(sum(r["stream_class_counts"]) == 96 for r in rows)
+    for stream in ("long-tailed", "drifting"):
+        (chosen,) = [r for r in rows if r["stream"] == stream and r.get("chosen")]
+        candidates = [r for r in rows if r["stream"] == stream and r["method"] == "ABSGD"]
+        assert chosen["val_balanced"] == max(r["val_balanced"] for r in candidates)
+    assert "ABSGD" in text
