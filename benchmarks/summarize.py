@@ -58,8 +58,24 @@ def load(paths: list[str]) -> tuple[list[dict[str, Any]], dict[tuple, dict[str, 
     return runs, chosen
 
 
-def tables(paths: list[str]) -> str:
+def shot_accuracies(metrics: dict[str, Any], many: int, few: int) -> dict[str, float | None]:
+    """Many / medium / few-shot accuracy recomputed from the per-class accuracies: the mean over
+    the classes with more than ``many``, ``few``..``many``, and fewer than ``few`` training
+    images (``None`` for an empty group)."""
+    acc, counts = metrics["per_class_accuracy"], metrics["train_class_counts"]
+    groups: dict[str, list[float]] = {"many": [], "medium": [], "few": []}
+    for a, n in zip(acc, counts, strict=True):
+        groups["many" if n > many else "few" if n < few else "medium"].append(a)
+    return {k: statistics.mean(v) if v else None for k, v in groups.items()}
+
+
+def tables(paths: list[str], shots: tuple[int, int] | None = None) -> str:
+    """Markdown tables of the runs in ``paths``; ``shots=(many, few)`` regroups the classes
+    into many / medium / few by those training-set sizes (default: as each run recorded)."""
     runs, chosen = load(paths)
+    if shots is not None:
+        for row in runs:
+            row["metrics"] = {**row["metrics"], **shot_accuracies(row["metrics"], *shots)}
     groups: dict[tuple[str, str, str], dict[str, list[dict[str, Any]]]] = defaultdict(dict)
     for row in runs:
         selection = chosen.get((row["_file"], row["grid"], row["setting"], row["method"]))
@@ -70,7 +86,10 @@ def tables(paths: list[str]) -> str:
     out = []
     for (grid, setting, device), methods in groups.items():
         out.append(f"### {grid}: {setting} ({device})\n")
-        head = ["method", *(name for name, _ in COLUMNS), "seeds", "λ (val)", "time"]
+        names = [name for name, _ in COLUMNS]
+        if shots is not None:
+            names[2:] = [f"many (>{shots[0]})", "medium", f"few (<{shots[1]})"]
+        head = ["method", *names, "seeds", "λ (val)", "time"]
         out.append("| " + " | ".join(head) + " |")
         out.append("|" + "---|" * len(head))
         for method, rows in methods.items():
@@ -91,8 +110,17 @@ def tables(paths: list[str]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("files", nargs="+")
+    p.add_argument(
+        "--shots",
+        type=int,
+        nargs=2,
+        metavar=("MANY", "FEW"),
+        help="regroup many / medium / few as > MANY, FEW..MANY, < FEW training images",
+    )
     args = p.parse_args(argv)
-    print(tables(args.files))
+    if args.shots is not None and not 0 < args.shots[1] <= args.shots[0]:
+        p.error(f"--shots needs 0 < FEW <= MANY, got MANY={args.shots[0]} FEW={args.shots[1]}")
+    print(tables(args.files, tuple(args.shots) if args.shots else None))
     return 0
 
 

@@ -181,3 +181,16 @@ def test_online_benchmark_runs_on_a_short_stream(tmp_path):
         candidates = [r for r in rows if r["stream"] == stream and r["method"] == "ABSGD"]
         assert chosen["val_balanced"] == max(r["val_balanced"] for r in candidates)
     assert "ABSGD" in text
+
+
+def test_shot_groups_are_recomputed_from_per_class_accuracy():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from summarize import shot_accuracies
+
+    metrics = {
+        "per_class_accuracy": [1.0, 0.8, 0.5, 0.3, 0.0],
+        "train_class_counts": [5000, 1001, 1000, 200, 199],
+    }
+    # > 1000: 5000, 1001; 200..1000: 1000, 200; < 200: 199
+    assert shot_accuracies(metrics, 1000, 200) == {"many": 0.9, "medium": 0.4, "few": 0.0}
+    assert shot_accuracies(metrics, 10_000, 100)["many"] is None
