@@ -9,8 +9,8 @@ the class distribution is unknown (or changes). Every method sees each mini-batc
 No method is given class counts. Methods: plain SGD on cross-entropy (``CE``), focal loss,
 class-balanced weights from the *running* counts of the labels seen so far (effective number,
 β = 0.999, counts + 1), and ABSGD (cross-entropy; plain SGD for the first quarter of the stream,
-then λ; λ chosen on a balanced validation split from {1, 3, 10} with seed 0). At the end of the
-stream the model is evaluated on the balanced test set.
+then λ; λ chosen on a balanced validation split from {1, 3, 10, 30, 100} with seed 0). At the
+end of the stream the model is evaluated on the balanced test set.
 
 Streams, from Fashion-MNIST's training images:
 
@@ -59,7 +59,7 @@ from absgd.models import build_model
 from absgd.optim import ABSGD
 
 METHODS = ("CE", "focal (γ=1)", "CB (running counts)", "ABSGD")
-LAMS = (1.0, 3.0, 10.0)
+LAMS = (1.0, 3.0, 10.0, 30.0, 100.0)
 C = 10
 
 
