@@ -6,11 +6,12 @@
 
 Each line holds the grid, setting, method, seed and λ, the fully resolved config, the git
 commit, library versions, the machine, the test metrics of the model selected on the
-validation split, the validation metrics at that epoch, and the wall time. For ABSGD methods
-the λ candidates run with seed 0 first; the one with the best validation balanced accuracy
-(top-1 for the noisy grids) is recorded in a ``lam_selection`` line and used for the other
-seeds. The file is the grid's state: runs already in it are skipped, so an interrupted grid
-continues where it stopped.
+validation split, the validation metrics at that epoch, and the wall time; a run that
+diverged has no metrics and a ``diverged`` message (a diverged λ candidate is never chosen).
+For ABSGD methods the λ candidates run with seed 0 first; the one with the best validation
+balanced accuracy (top-1 for the noisy grids) is recorded in a ``lam_selection`` line and used
+for the other seeds. The file is the grid's state: runs already in it are skipped, so an
+interrupted grid continues where it stopped.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from grids import GRIDS, Grid, Method
 import absgd
 from absgd.cli import SHIPPED_CONFIGS
 from absgd.config import config_to_dict, load_config
-from absgd.train import train
+from absgd.train import TrainingDiverged, train
 
 REPO = Path(__file__).resolve().parents[1]
 METRICS = (
@@ -143,29 +144,37 @@ def run_one(
         overrides.append(f"objective.lam={_lam_text(lam)}")
     cfg = load_config(SHIPPED_CONFIGS / f"{grid.config}.yaml", overrides)
     started = time.perf_counter()
-    if keep_dir is not None:
-        lam_part = "" if lam is None else f"-lam{_lam_text(lam)}"
-        slug = "".join(
-            ch if ch.isalnum() else "_" for ch in f"{grid_name}-{setting}-{method}{lam_part}"
-        )
-        final = train(cfg, keep_dir / f"{slug}-s{seed}")
-    else:
-        with tempfile.TemporaryDirectory() as tmp:
-            final = train(cfg, Path(tmp) / "run")
-    return {
+    final: dict[str, Any] | None = None
+    diverged: str | None = None
+    try:
+        if keep_dir is not None:
+            lam_part = "" if lam is None else f"-lam{_lam_text(lam)}"
+            slug = "".join(
+                ch if ch.isalnum() else "_" for ch in f"{grid_name}-{setting}-{method}{lam_part}"
+            )
+            final = train(cfg, keep_dir / f"{slug}-s{seed}")
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                final = train(cfg, Path(tmp) / "run")
+    except TrainingDiverged as err:  # a result of the method, recorded as such
+        diverged = str(err)
+    row: dict[str, Any] = {
         "kind": "run",
         "grid": grid_name,
         "setting": setting,
         "method": method,
         "seed": seed,
         "lam": lam,
-        "metrics": {k: final.get(k) for k in METRICS},
-        "val": final.get("val_at_selected_epoch"),
+        "metrics": None if final is None else {k: final.get(k) for k in METRICS},
+        "val": None if final is None else final.get("val_at_selected_epoch"),
         "run_wall_seconds": time.perf_counter() - started,
-        "train_wall_seconds": final["wall_seconds"],
+        "train_wall_seconds": None if final is None else final["wall_seconds"],
         "config": config_to_dict(cfg),
-        "environment": _environment(final.get("environment")),
+        "environment": _environment(None if final is None else final.get("environment")),
     }
+    if diverged is not None:
+        row["diverged"] = diverged
+    return row
 
 
 def _score(row: dict[str, Any], metric: str) -> float | None:
@@ -239,8 +248,8 @@ def main(argv: list[str] | None = None) -> int:
                     scored = [c for c in spec.lams if scores[c] is not None]
                     if len(spec.lams) > 1 and not scored:
                         raise SystemExit(
-                            f"{method}: λ candidates {spec.lams} but the runs have no validation "
-                            "split to choose between them (data.val_source=none)"
+                            f"{method}: no λ candidate of {spec.lams} has a validation score "
+                            "(every run diverged, or data.val_source=none)"
                         )
                     best = max(scored, key=lambda c: scores[c]) if scored else spec.lams[0]
                     _append(

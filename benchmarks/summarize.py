@@ -74,7 +74,7 @@ def tables(paths: list[str], shots: tuple[int, int] | None = None) -> str:
     into many / medium / few by those training-set sizes (default: as each run recorded)."""
     runs, chosen = load(paths)
     if shots is not None:
-        for row in runs:
+        for row in (r for r in runs if r.get("metrics") is not None):
             row["metrics"] = {**row["metrics"], **shot_accuracies(row["metrics"], *shots)}
     groups: dict[tuple[str, str, str], dict[str, list[dict[str, Any]]]] = defaultdict(dict)
     for row in runs:
@@ -92,16 +92,19 @@ def tables(paths: list[str], shots: tuple[int, int] | None = None) -> str:
         head = ["method", *names, "seeds", "λ (val)", "time"]
         out.append("| " + " | ".join(head) + " |")
         out.append("|" + "---|" * len(head))
-        for method, rows in methods.items():
+        for method, all_rows in methods.items():
+            rows = [r for r in all_rows if r.get("metrics") is not None]
+            failed = len(all_rows) - len(rows)
             cells = [method]
             cells += [mean_std([r["metrics"][key] for r in rows]) for _, key in COLUMNS]
-            cells.append(str(len(rows)))
+            cells.append(str(len(rows)) + (f" (+{failed} diverged)" if failed else ""))
+            rows = rows or all_rows
             lam = rows[0]["lam"]
             selection = chosen.get((rows[0]["_file"], grid, setting, method))
             tuned = selection is not None and len(selection.get("scores") or {}) > 1
             cells.append("–" if lam is None else f"{lam:g}" if tuned else f"{lam:g} (fixed)")
-            seconds = statistics.mean(r["train_wall_seconds"] for r in rows)
-            cells.append(f"{seconds:.0f} s")
+            times = [r["train_wall_seconds"] for r in rows if r["train_wall_seconds"] is not None]
+            cells.append(f"{statistics.mean(times):.0f} s" if times else "–")
             out.append("| " + " | ".join(cells) + " |")
         out.append("")
     return "\n".join(out)

@@ -140,6 +140,8 @@ def test_summary_keeps_devices_apart_and_marks_an_untuned_lambda(tmp_path):
     cpu_rows = [
         _row("CE", 0, None, 0.50),
         _row("CE", 1, None, 0.60),
+        {**_row("CE", 2, None, 0.0), "metrics": None, "train_wall_seconds": None,
+         "diverged": "training diverged in epoch 3"},
         _row("AB", 0, 1.0, 0.10),  # candidate not chosen
         _row("AB", 0, 3.0, 0.70),
         {"kind": "lam_selection", "grid": "g", "setting": "s", "method": "AB", "lam": 3.0,
@@ -157,7 +159,8 @@ def test_summary_keeps_devices_apart_and_marks_an_untuned_lambda(tmp_path):
     cpu, gpu = text.split("### g: s (GPU-X)")
     assert "### g: s (CPU)" in cpu
     # mean ± sample std of 50 % and 60 %: 55.00 ± 7.07
-    assert "| CE | 55.00 ± 7.07 | 55.00 ± 7.07 |" in cpu
+    assert "| CE | 55.00 ± 7.07 | 55.00 ± 7.07 |" in cpu  # the diverged seed is counted apart
+    assert "| – | 2 (+1 diverged) | – | 10 s |" in cpu
     assert "| AB | 70.00 | 70.00 | 70.00 | 70.00 | – | 1 | 3 | 10 s |" in cpu
     assert "| CE | 90.00 |" in gpu and "| 5 (fixed) |" in gpu
 
@@ -194,3 +197,13 @@ def test_shot_groups_are_recomputed_from_per_class_accuracy():
     # > 1000: 5000, 1001; 200..1000: 1000, 200; < 200: 199
     assert shot_accuracies(metrics, 1000, 200) == {"many": 0.9, "medium": 0.4, "few": 0.0}
     assert shot_accuracies(metrics, 10_000, 100)["many"] is None
+
+
+def test_a_diverged_run_is_recorded_and_the_grid_goes_on(tmp_path):
+    results = tmp_path / "smoke.jsonl"
+    _run("grid.py", "smoke", "--out", str(results), "--methods", "CE", "--set", "optim.lr=1e12")
+    rows = [json.loads(x) for x in results.read_text().splitlines()]
+    assert [r["seed"] for r in rows] == [0, 1]  # both seeds ran
+    assert all(r["metrics"] is None and "diverged in epoch" in r["diverged"] for r in rows)
+    table = _run("summarize.py", str(results)).stdout
+    assert "| CE | – | – | – | – | – | 0 (+2 diverged) |" in table

@@ -13,7 +13,7 @@ from absgd.checkpoint import CheckpointError, load_checkpoint
 from absgd.config import load_config
 from absgd.experiment import prepare_data
 from absgd.models import list_models
-from absgd.train import RunInterrupted, train
+from absgd.train import RunInterrupted, TrainingDiverged, train
 
 FINAL_KEYS = {
     "top1",
@@ -277,3 +277,20 @@ def test_meta_weight_net_trains_and_resumes_exactly(tmp_path):
         json.loads(x) for x in (tmp_path / "straight/metrics.jsonl").read_text().splitlines()
     ]
     assert 0 < history[-1]["effective_sample_size"] <= 1
+
+
+@pytest.mark.parametrize(
+    "weighting",
+    [[], ["objective.weighting=absgd", "objective.lam=1.0"]],
+    ids=["plain", "absgd"],
+)
+def test_a_diverging_run_stops_with_a_clear_error(tmp_path, weighting):
+    # An LR of 1e12 on the MLP overflows its parameters within the first epoch.
+    cfg = load_config(
+        None, [*TINY, "model.name=mlp", MODEL_INPUTS["mlp"], "optim.lr=1e12", *weighting]
+    )
+    with pytest.raises(TrainingDiverged, match=r"training diverged in epoch 1 .*optim\.lr"):
+        train(cfg, tmp_path / "run")
+    # nothing of the diverged epoch was recorded
+    assert not (tmp_path / "run/metrics.jsonl").exists()
+    assert not (tmp_path / "run/final.json").exists()

@@ -68,13 +68,39 @@ from absgd.experiment import (
 from absgd.fileio import atomic_write, write_json, write_text
 from absgd.meta_weight_net import MetaWeightNet
 from absgd.metrics import ClassWeightMeter, ConfusionMeter, EffectiveSampleSizeMeter, to_jsonable
-from absgd.weighting import ABWeighting
+from absgd.metrics.meters import NaNLogitsError
+from absgd.weighting import ABWeighting, NonFiniteLossError
 
-__all__ = ["Reporter", "RunInterrupted", "evaluate_model", "resolve_device", "train"]
+__all__ = [
+    "Reporter",
+    "RunInterrupted",
+    "TrainingDiverged",
+    "evaluate_model",
+    "resolve_device",
+    "train",
+]
 
 
 class RunInterrupted(KeyboardInterrupt):
     """Raised after Ctrl-C / SIGTERM once the checkpoint of the current step is written."""
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss or the model's parameters became NaN or infinite. The run directory
+    keeps the checkpoint of the last finished epoch (written before the divergence)."""
+
+
+def _diverged(epoch: int, step: int, what: str) -> TrainingDiverged:
+    return TrainingDiverged(
+        f"training diverged in epoch {epoch + 1} (step {step}): {what}. Lower optim.lr, use "
+        "a larger |λ| (objective.lam) or clip gradients (optim.grad_clip)"
+    )
+
+
+def _parameters_finite(model: nn.Module) -> bool:
+    """Whether every parameter of ``model`` is finite (one host synchronisation)."""
+    flags = [p.detach().isfinite().all() for p in model.parameters()]
+    return bool(torch.stack(flags).all()) if flags else True
 
 
 class Reporter:
@@ -583,7 +609,12 @@ class _Run:
                 _set_train_mode(self.model, self.cfg.model.train_only_classifier)
                 epoch_started = time.perf_counter()
                 for x, y in self.train_loader.epoch_batches(epoch, self.step):
-                    loss = self._step(x, y)
+                    try:
+                        loss = self._step(x, y)
+                    except NonFiniteLossError as err:
+                        raise _diverged(
+                            epoch, self.step, "the per-sample losses are NaN or infinite"
+                        ) from err
                     self.meters.update(loss, y, self._last_weights())
                     self.step += 1
                     steps_this_call += 1
@@ -605,10 +636,22 @@ class _Run:
         record: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "lam": _json_number(lam)}
         record.update(self.meters.summary())
         record["epoch_seconds"] = seconds
-        if "val" in self.eval_data:
-            record["val"] = _compact(self.evaluate("val"))
-        if t.test_every and (epoch + 1) % t.test_every == 0:
-            record["test"] = _compact(self.evaluate("test"))
+        # Checked before anything is evaluated or saved: a diverged epoch leaves no trace but
+        # this error (every rank sees the same all-reduced loss and the same parameters).
+        trained = int(self.meters.samples) > 0  # an epoch resumed at its very end has none
+        if trained and not math.isfinite(record.get("train_loss", 0.0)):
+            raise _diverged(
+                epoch, self.step, f"the epoch's training loss is {record['train_loss']}"
+            )
+        if not _parameters_finite(self.model):
+            raise _diverged(epoch, self.step, "the model's parameters are NaN or infinite")
+        try:
+            if "val" in self.eval_data:
+                record["val"] = _compact(self.evaluate("val"))
+            if t.test_every and (epoch + 1) % t.test_every == 0:
+                record["test"] = _compact(self.evaluate("test"))
+        except NaNLogitsError as err:  # finite but huge parameters overflow in the forward
+            raise _diverged(epoch, self.step, f"evaluating the model gave NaN ({err})") from err
         self.history.append(record)
         score = _selection_score(record, t.select)
         improved = t.select != "last" and score is not None and score > self.best["score"]
@@ -638,7 +681,12 @@ class _Run:
             broadcast_state(self.model, self.ctx)
         if self.ctx.is_main:
             _save_model(self.out / "model.pt", self.model)
-        test = self.evaluate("test")
+        try:
+            test = self.evaluate("test")
+        except NaNLogitsError as err:
+            raise _diverged(
+                t.epochs - 1, self.step, f"the selected model gives NaN ({err})"
+            ) from err
         final = {
             "method": method_name(self.cfg),
             "dataset": dataset_name(self.cfg),

@@ -52,11 +52,17 @@ from torch import Tensor, nn
 __all__ = [
     "ABState",
     "ABWeighting",
+    "NonFiniteLossError",
     "WeightingStep",
     "ab_weights",
     "effective_sample_size",
     "validate_lam",
 ]
+
+
+class NonFiniteLossError(ValueError):
+    """A batch of per-sample losses held NaN or infinite values (the state is unchanged)."""
+
 
 Init = Literal["first_batch", "zero"]
 _INITS = ("first_batch", "zero")
@@ -435,7 +441,7 @@ class ABWeighting(nn.Module):
         if self.check_finite and bool(result.nonfinite):
             # The flag is global when synchronised, so every rank raises together.
             local = int(torch.isfinite(losses.detach()).logical_not_().sum())
-            raise ValueError(
+            raise NonFiniteLossError(
                 f"per-sample losses are NaN or infinite ({local} of {losses.numel()} in this "
                 "process's batch); the ABSGD state was left unchanged. Check the learning "
                 "rate, the inputs and the loss, or pass check_finite=False to let the caller "

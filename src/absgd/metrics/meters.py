@@ -35,8 +35,13 @@ __all__ = [
     "ClassWeightMeter",
     "ConfusionMeter",
     "EffectiveSampleSizeMeter",
+    "NaNLogitsError",
     "mean_weight_per_class",
 ]
+
+
+class NaNLogitsError(ValueError):
+    """Logits passed to a :class:`ConfusionMeter` held NaN (a diverged model, usually)."""
 
 
 def mean_weight_per_class(weights: ArrayLike, y: ArrayLike, num_classes: int) -> np.ndarray:
@@ -254,7 +259,7 @@ class ConfusionMeter(_Meter):
                 "update()"
             )
         if tail[self._NAN]:
-            raise ValueError(f"the logits had NaN in {int(tail[self._NAN])} rows")
+            raise NaNLogitsError(f"the logits had NaN in {int(tail[self._NAN])} rows")
         return body, tail
 
     def confusion_matrix(self) -> np.ndarray:
