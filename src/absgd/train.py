@@ -86,8 +86,8 @@ class RunInterrupted(KeyboardInterrupt):
 
 
 class TrainingDiverged(RuntimeError):
-    """The training loss or the model's parameters became NaN or infinite. The run directory
-    keeps the checkpoint of the last finished epoch (written before the divergence)."""
+    """The training loss, the model's parameters or its outputs became NaN or infinite. The run
+    directory keeps the checkpoint of the last finished epoch (written before the divergence)."""
 
 
 def _diverged(epoch: int, step: int, what: str) -> TrainingDiverged:
@@ -638,7 +638,7 @@ class _Run:
         record["epoch_seconds"] = seconds
         # Checked before anything is evaluated or saved: a diverged epoch leaves no trace but
         # this error (every rank sees the same all-reduced loss and the same parameters).
-        trained = int(self.meters.samples) > 0  # an epoch resumed at its very end has none
+        trained = int(self.meters.samples) > 0  # an epoch without batches has no loss (NaN)
         if trained and not math.isfinite(record.get("train_loss", 0.0)):
             raise _diverged(
                 epoch, self.step, f"the epoch's training loss is {record['train_loss']}"
