@@ -141,14 +141,14 @@ def run_one(
         f"name={grid_name}-{setting}-{method}-s{seed}",
     ]
     if lam is not None:
-        overrides.append(f"objective.lam={_lam_text(lam)}")
+        overrides.append(f"{spec.param}={_lam_text(lam)}")
     cfg = load_config(SHIPPED_CONFIGS / f"{grid.config}.yaml", overrides)
     started = time.perf_counter()
     final: dict[str, Any] | None = None
     diverged: str | None = None
     try:
         if keep_dir is not None:
-            lam_part = "" if lam is None else f"-lam{_lam_text(lam)}"
+            lam_part = "" if lam is None else f"-{spec.param.split('.')[-1]}{_lam_text(lam)}"
             slug = "".join(
                 ch if ch.isalnum() else "_" for ch in f"{grid_name}-{setting}-{method}{lam_part}"
             )
@@ -165,6 +165,7 @@ def run_one(
         "method": method,
         "seed": seed,
         "lam": lam,
+        **({} if lam is None else {"param": spec.param}),
         "metrics": None if final is None else {k: final.get(k) for k in METRICS},
         "val": None if final is None else final.get("val_at_selected_epoch"),
         "run_wall_seconds": time.perf_counter() - started,
@@ -260,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
                             "setting": setting,
                             "method": method,
                             "lam": best,
+                            "param": spec.param,
                             "metric": f"val {select_metric}",
                             "scores": {str(c): s for c, s in scores.items()},
                             "seed": seeds[0],

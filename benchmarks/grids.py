@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 class Method:
     overrides: tuple[str, ...]
     lams: tuple[float, ...] = ()
-    """Candidate λ (ABSGD): chosen on validation with seed 0."""
+    """Candidate values of ``param`` (ABSGD's λ or target ESS): chosen on validation, seed 0."""
+    param: str = "objective.lam"
+    """The config key the candidates set (recorded in each line's ``lam`` field)."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,26 @@ def _absgd(switch: int) -> tuple[str, ...]:
     return ("objective.weighting=absgd", f"objective.lam_switch={switch}")
 
 
+TARGETS = (0.9, 0.7, 0.5)
+"""Target effective sample sizes tried for ABSGD-ESS (chosen on validation like λ)."""
+
+
+def _ess(switch: int) -> tuple[str, ...]:
+    """ABSGD with a target effective sample size (λ solved per batch, step rescaled)."""
+    return ("objective.weighting=absgd", f"objective.lam_switch={switch}", "objective.lam=1.0")
+
+
+def _ess_methods(switch: int) -> dict[str, Method]:
+    target = "objective.target_ess"
+    return {
+        "ABSGD-ESS": Method(("objective.loss=ce", *_ess(switch)), TARGETS, target),
+        "ABSGD-ESS + CB-DRW": Method(
+            ("objective.loss=ce", *_drw(switch), *_ess(switch)), TARGETS, target
+        ),
+        "ABSGD-ESS + LDAM-DRW": Method((*_ldam(switch), *_ess(switch)), TARGETS, target),
+    }
+
+
 def _long_tailed_methods(switch: int, lams: tuple[float, ...]) -> dict[str, Method]:
     """The long-tailed comparison; ABSGD switches on with the LR decay (two-stage)."""
     return {
@@ -63,6 +85,7 @@ def _long_tailed_methods(switch: int, lams: tuple[float, ...]) -> dict[str, Meth
         "ABSGD": Method(("objective.loss=ce", *_absgd(switch)), lams),
         "ABSGD + CB-DRW": Method(("objective.loss=ce", *_drw(switch), *_absgd(switch)), lams),
         "ABSGD + LDAM-DRW": Method((*_ldam(switch), *_absgd(switch)), lams),
+        **_ess_methods(switch),
     }
 
 
@@ -130,6 +153,31 @@ GRIDS: dict[str, Grid] = {
             "ABSGD + LDAM-DRW, large λ": Method((*_ldam(15), *_absgd(15)), (30.0, 100.0, 300.0)),
         },
     ),
+    # What keeps the target-ESS step safe at the switch (Fashion-MNIST-LT ratio 100, target
+    # 0.7 fixed): the step rescaled to the mean loss (the default), no rescaling, no rescaling
+    # with the gradient norm clipped at 5 (the whole run), and λ solved exactly per batch.
+    "fmnist_lt_ess_step": Grid(
+        config="cpu/fashion_mnist_lt_exp100_ce",
+        settings={"exp, ratio 100": ("data.imbalance_ratio=100", "data.profile=exp")},
+        methods={
+            f"ESS 0.7 + {base}, {variant}": Method(
+                (*base_overrides, *_ess(15), "objective.target_ess=0.7", *extra)
+            )
+            for base, base_overrides in (
+                ("CB-DRW", ("objective.loss=ce", *_drw(15))),
+                ("LDAM-DRW", _ldam(15)),
+            )
+            for variant, extra in (
+                ("rescaled", ()),
+                ("not rescaled", ("objective.weighting_options={rescale: false}",)),
+                (
+                    "not rescaled, clip 5",
+                    ("objective.weighting_options={rescale: false}", "optim.grad_clip=5.0"),
+                ),
+                ("rescaled, lam_rate 1", ("objective.weighting_options={lam_rate: 1.0}",)),
+            )
+        },
+    ),
     # CIFAR-10-LT ratio 100, ResNet-32, the 200-epoch protocol scaled to 20 epochs.
     "cifar10_lt_short": Grid(
         config="cpu/cifar10_lt_exp100_short_ce",
@@ -182,6 +230,13 @@ GRIDS: dict[str, Grid] = {
                     "objective.weighting=absgd",
                 ),
                 (-1.0, -3.0, -10.0),
+            ),
+            # The target-ESS form, after 3 epochs of plain CE (λ < 0 from the first step
+            # collapsed onto one class here).
+            "ABSGD-ESS (λ<0) + CE, switch at 3": Method(
+                ("objective.loss=ce", *_ess(3), "objective.lam=-1.0"),
+                TARGETS,
+                "objective.target_ess",
             ),
         },
         common=_NOISE_COMMON,

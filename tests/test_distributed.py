@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 import pytest
@@ -33,7 +34,7 @@ def _model() -> nn.Module:
     return nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3))
 
 
-def _worker(rank: int, init_file: str, lam: float, init: str) -> None:
+def _worker(rank: int, init_file: str, lam: float, init: str, target_ess: float | None) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
     try:
         mine = slice(rank * LOCAL, (rank + 1) * LOCAL)
@@ -41,14 +42,16 @@ def _worker(rank: int, init_file: str, lam: float, init: str) -> None:
         # 1. weights: rank weights × B_local/B_global == single-process weights
         g = torch.Generator().manual_seed(5)
         losses = [torch.rand(WORLD * LOCAL, generator=g) * 4 for _ in range(6)]
-        synced = ABWeighting(lam, gamma=0.6, alpha=0.8, init=init)
-        single = ABWeighting(lam, gamma=0.6, alpha=0.8, init=init, sync=False)
+        options = {"gamma": 0.6, "alpha": 0.8, "init": init, "target_ess": target_ess}
+        synced = ABWeighting(lam, **options)
+        single = ABWeighting(lam, **options, sync=False)
         assert synced._should_sync()
         for batch in losses:
             local = synced.weights(batch[mine]) * (LOCAL / (WORLD * LOCAL))
             full = single.weights(batch)
             torch.testing.assert_close(local, full[mine], rtol=1e-6, atol=0)
             torch.testing.assert_close(synced.log_normalizer, single.log_normalizer)
+            assert synced.lam == pytest.approx(single.lam, rel=1e-5)  # solved on the global batch
 
         # 2. a few DDP + ABSGD steps == one process on the doubled batch
         data = _global_batches(steps=5)
@@ -56,8 +59,9 @@ def _worker(rank: int, init_file: str, lam: float, init: str) -> None:
         ref = _model()
         opt_d = ABSGD(ddp.parameters(), lr=0.2, weight_decay=1e-3)
         opt_r = ABSGD(ref.parameters(), lr=0.2, weight_decay=1e-3)
-        loss_d = ABLoss(nn.CrossEntropyLoss(reduction="none"), lam=lam, init=init)
-        loss_r = ABLoss(nn.CrossEntropyLoss(reduction="none"), lam=lam, init=init, sync=False)
+        criterion = nn.CrossEntropyLoss(reduction="none")
+        loss_d = ABLoss(criterion, lam=lam, init=init, target_ess=target_ess)
+        loss_r = ABLoss(criterion, lam=lam, init=init, target_ess=target_ess, sync=False)
         for x, y in data:
             opt_d.zero_grad()
             loss_d(ddp(x[mine]), y[mine]).backward()
@@ -80,6 +84,16 @@ def _worker(rank: int, init_file: str, lam: float, init: str) -> None:
             assert "NaN or infinite" in str(err)
         else:
             raise AssertionError(f"rank {rank} did not raise on a non-finite loss elsewhere")
+
+        # 4. the same at λ = ∞ (plain SGD, the first stage of every two-stage run), where no
+        # statistic is reduced: rank 0 must not go on into backward alone
+        synced.lam = math.inf
+        try:
+            synced.weights(bad)
+        except ValueError as err:
+            assert "NaN or infinite" in str(err)
+        else:
+            raise AssertionError(f"rank {rank} did not raise at λ = ∞ on a NaN elsewhere")
         dist.barrier()
     finally:
         dist.destroy_process_group()
@@ -90,7 +104,10 @@ def _worker(rank: int, init_file: str, lam: float, init: str) -> None:
 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
-@pytest.mark.parametrize(("lam", "init"), [(0.7, "first_batch"), (-1.5, "zero")])
-def test_two_processes_match_one_process_on_the_global_batch(tmp_path, lam, init):
+@pytest.mark.parametrize(
+    ("lam", "init", "target_ess"),
+    [(0.7, "first_batch", None), (-1.5, "zero", None), (1.0, "first_batch", 0.6)],
+)
+def test_two_processes_match_one_process_on_the_global_batch(tmp_path, lam, init, target_ess):
     init_file = os.fspath(tmp_path / "rendezvous")
-    mp.spawn(_worker, args=(init_file, lam, init), nprocs=WORLD, join=True)
+    mp.spawn(_worker, args=(init_file, lam, init, target_ess), nprocs=WORLD, join=True)

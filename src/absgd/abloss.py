@@ -30,7 +30,8 @@ class ABLoss(nn.Module):
         criterion: a callable returning one loss per sample, for example
             ``nn.CrossEntropyLoss(reduction="none")``. A criterion whose ``reduction``
             attribute is not ``"none"`` is refused.
-        lam: temperature λ (``math.inf`` = plain SGD, ``< 0`` for label noise).
+        lam: temperature λ (``math.inf`` = plain SGD, ``< 0`` for label noise); with
+            ``target_ess`` only its sign (or ∞) counts and λ is solved from the batch.
 
     Example:
         >>> import torch
@@ -52,6 +53,9 @@ class ABLoss(nn.Module):
         alpha: float = 1.0,
         init: Init = "first_batch",
         max_weight: float | None = None,
+        target_ess: float | None = None,
+        lam_rate: float = 0.1,
+        rescale: bool | None = None,
         check_finite: bool = True,
         sync: bool | None = None,
         process_group: dist.ProcessGroup | None = None,
@@ -72,6 +76,9 @@ class ABLoss(nn.Module):
             alpha=alpha,
             init=init,
             max_weight=max_weight,
+            target_ess=target_ess,
+            lam_rate=lam_rate,
+            rescale=rescale,
             check_finite=check_finite,
             sync=sync,
             process_group=process_group,
@@ -79,7 +86,7 @@ class ABLoss(nn.Module):
 
     @property
     def lam(self) -> float:
-        """Temperature λ of the wrapped weighting (settable, for schedules)."""
+        """Temperature λ in force in the wrapped weighting (settable, for schedules)."""
         return self.weighting.lam
 
     @lam.setter

@@ -151,7 +151,8 @@ class _ProgressReporter:
         parts = [f"epoch {record['epoch']}", f"loss {record['train_loss']:.4f}"]
         parts.append(f"lr {record['lr']:.3g}")
         if record.get("lam") is not None:
-            parts.append(f"λ {record['lam']}")
+            lam = record["lam"]
+            parts.append(f"λ {lam:.3g}" if isinstance(lam, float) else f"λ {lam}")
         for split in ("val", "test"):
             if record.get(split):
                 m = record[split]

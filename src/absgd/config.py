@@ -120,7 +120,13 @@ class ObjectiveConfig:
     """Per-sample weighting: ``none``, ``absgd``, ``rgd`` or ``meta_weight_net`` (needs
     ``data.meta_per_class``)."""
     lam: float | None = None
-    """ABSGD's λ (> 0 imbalance, < 0 label noise, ``.inf`` plain SGD)."""
+    """ABSGD's λ (> 0 imbalance, < 0 label noise, ``.inf`` plain SGD). With ``target_ess``
+    only its sign counts (``null`` means +1)."""
+    target_ess: Annotated[float, Field(gt=0, le=1)] | None = None
+    """ABSGD without a fixed λ: each batch's λ is solved so that its weights have this
+    normalised effective sample size (0.5: half the batch carries the weight), then smoothed
+    (``weighting_options.lam_rate``); the step is rescaled to the mean loss unless
+    ``weighting_options.rescale: false``. See docs/method.md."""
     lam_switch: float | None = None
     """Two-stage ABSGD: plain SGD (λ = ∞) before this epoch, ``lam`` from it on."""
     weighting_options: dict[str, Any] = field(default_factory=dict)
@@ -378,9 +384,9 @@ def _semantic_problems(cfg: RunConfig) -> list[str]:
 
     if o.weighting == "absgd":
         require(
-            o.lam is not None,
+            o.lam is not None or o.target_ess is not None,
             "objective.lam is required with weighting=absgd (> 0 for imbalance, < 0 for label "
-            "noise, .inf for plain SGD)",
+            "noise, .inf for plain SGD), or objective.target_ess (e.g. 0.7)",
         )
         if o.lam is not None:
             require(
@@ -389,6 +395,10 @@ def _semantic_problems(cfg: RunConfig) -> list[str]:
             )
     else:
         require(o.lam is None, f"objective.lam is only used with weighting=absgd, got {o.lam}")
+        require(
+            o.target_ess is None,
+            f"objective.target_ess is only used with weighting=absgd, got {o.target_ess}",
+        )
         require(o.lam_switch is None, "objective.lam_switch is only used with weighting=absgd")
     if o.weighting == "meta_weight_net":
         require(
@@ -436,8 +446,12 @@ def method_name(cfg: RunConfig) -> str:
     if o.class_weighting != "none":
         parts.append(o.class_weighting)
     if o.weighting == "absgd":
-        lam = "inf" if o.lam is not None and math.isinf(o.lam) else f"{o.lam:g}"
-        parts.append(f"absgd(λ={lam})")
+        if o.target_ess is not None:
+            sign = "-" if o.lam is not None and o.lam < 0 else ""
+            parts.append(f"absgd({sign}ESS={o.target_ess:g})")
+        else:
+            lam = "inf" if o.lam is not None and math.isinf(o.lam) else f"{o.lam:g}"
+            parts.append(f"absgd(λ={lam})")
     elif o.weighting != "none":
         parts.append(o.weighting)
     if cfg.train.sampler != "none":

@@ -272,8 +272,10 @@ def build_objective_for(cfg: ObjectiveConfig, train_counts: np.ndarray | None) -
     if weighting == "meta_weight_net":  # its weights come from MetaWeightNet, not the objective
         weighting, options = "none", {}
     if cfg.weighting == "absgd":
-        assert cfg.lam is not None
-        options["lam"] = math.inf if cfg.lam_switch is not None else cfg.lam
+        lam = absgd_lam(cfg)
+        options["lam"] = math.inf if cfg.lam_switch is not None else lam
+        if cfg.target_ess is not None:
+            options["target_ess"] = cfg.target_ess
     counts = None if train_counts is None else [int(n) for n in train_counts]
     return build_objective(
         cfg.loss,
@@ -288,13 +290,23 @@ def build_objective_for(cfg: ObjectiveConfig, train_counts: np.ndarray | None) -
     )
 
 
+def absgd_lam(cfg: ObjectiveConfig) -> float:
+    """The λ an ABSGD objective runs at after its switch (with ``target_ess``: its sign)."""
+    if cfg.lam is None:
+        if cfg.target_ess is None:
+            raise ValueError("objective.lam or objective.target_ess is required with absgd")
+        return 1.0
+    return cfg.lam
+
+
 def build_lam_schedule(cfg: ObjectiveConfig) -> Schedule | None:
     """Epoch → λ for ABSGD runs (``None`` without ABSGD)."""
-    if cfg.weighting != "absgd" or cfg.lam is None:
+    if cfg.weighting != "absgd":
         return None
+    lam = absgd_lam(cfg)
     if cfg.lam_switch is not None:
-        return two_stage(cfg.lam, cfg.lam_switch)
-    return Constant(cfg.lam)
+        return two_stage(lam, cfg.lam_switch)
+    return Constant(lam)
 
 
 def build_lr_schedule(cfg: OptimConfig, epochs: int) -> Schedule:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, cast
 
 import numpy as np
 import torch
@@ -41,6 +41,19 @@ __all__ = ["SAMPLE_WEIGHTINGS", "Objective", "build_objective"]
 
 Placement = Literal["inside", "outside"]
 PLACEMENTS = ("inside", "outside")
+
+
+class SampleWeighting(Protocol):
+    """What the objective needs of a per-sample weighting (:class:`absgd.ABWeighting`,
+    :class:`absgd.rgd.RGDWeighting`): detached weights of a batch, and how to sum with them."""
+
+    last_weights: Tensor | None
+
+    def weights(self, losses: Tensor) -> Tensor: ...
+
+    def weighted_sum(self, values: Tensor, weights: Tensor) -> Tensor: ...
+
+    def __call__(self, losses: Tensor) -> Tensor: ...
 
 
 class Objective(nn.Module):
@@ -90,7 +103,7 @@ class Objective(nn.Module):
             raise ValueError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
         self.loss = loss
         self.class_weighting = class_weighting
-        self.weighting = weighting
+        self.weighting = cast("SampleWeighting | None", weighting)
         self.placement = placement
         self.normalize_class_weights = bool(normalize_class_weights)
         self.sync = sync
@@ -130,7 +143,7 @@ class Objective(nn.Module):
             q = self.weighting.weights(weighted)
         else:
             q = self.weighting.weights(losses)
-        total = weighted.mean() if q is None else (q * weighted).sum()
+        total = weighted.mean() if q is None else self.weighting.weighted_sum(weighted, q)
         return total / self._mean_class_weight(c) if self.normalize_class_weights else total
 
     def _mean_class_weight(self, c: Tensor) -> Tensor:
@@ -164,6 +177,9 @@ def _absgd(
     alpha: float = 1.0,
     init: str = "first_batch",
     max_weight: float | None = None,
+    target_ess: float | None = None,
+    lam_rate: float = 0.1,
+    rescale: bool | None = None,
     check_finite: bool = True,
     sync: bool | None = None,
 ) -> ABWeighting:
@@ -173,6 +189,9 @@ def _absgd(
         alpha=alpha,
         init=init,  # type: ignore[arg-type]
         max_weight=max_weight,
+        target_ess=target_ess,
+        lam_rate=lam_rate,
+        rescale=rescale,
         check_finite=check_finite,
         sync=sync,
     )

@@ -55,8 +55,12 @@ class RGDWeighting(nn.Module):
         self.last_weights = rgd_weights(losses, self.tau, normalize=self.normalize)
         return self.last_weights
 
+    def weighted_sum(self, values: Tensor, weights: Tensor) -> Tensor:
+        """``Σ_i w_i v_i`` in float32."""
+        return (weights * values.to(torch.float32)).sum()
+
     def forward(self, losses: Tensor) -> Tensor:
-        return (self.weights(losses) * losses.to(torch.float32)).sum()
+        return self.weighted_sum(losses, self.weights(losses))
 
     def extra_repr(self) -> str:
         return f"tau={self.tau}, normalize={self.normalize}"

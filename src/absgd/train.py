@@ -633,6 +633,9 @@ class _Run:
     def _end_epoch(self, epoch: int, lr: float, lam: float | None, seconds: float) -> None:
         t = self.cfg.train
         self.meters.all_reduce(self.ctx)
+        weighting = self.objective.weighting
+        if lam is not None and isinstance(weighting, ABWeighting) and weighting.target_ess:
+            lam = weighting.lam  # the λ solved from the target, in force after the last batch
         record: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "lam": _json_number(lam)}
         record.update(self.meters.summary())
         record["epoch_seconds"] = seconds

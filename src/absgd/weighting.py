@@ -49,6 +49,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from absgd.temperature import solve_lam, validate_target_ess
+
 __all__ = [
     "ABState",
     "ABWeighting",
@@ -82,14 +84,19 @@ class ABState(NamedTuple):
     """``log s - log_s_ref`` (float32 scalar; ``-inf`` means ``s = 0``)."""
     step: Tensor
     """Number of batches in the moving average (int64 scalar); 0 means not initialised."""
+    lam: Tensor | None = None
+    """The λ that ``log s`` was computed at (float32 scalar; NaN or ``None``: unknown). When
+    the next batch comes with another λ of the same sign, the average is carried over to it
+    as ``log s ← log s · λ_old / λ_new`` (see :func:`ab_weights`)."""
 
     @classmethod
     def initial(cls, device: torch.device | str | None = None) -> ABState:
-        """``s = 0`` and ``step = 0``."""
+        """``s = 0``, ``step = 0``, no λ yet."""
         return cls(
             torch.zeros((), dtype=torch.float32, device=device),
             torch.full((), -math.inf, dtype=torch.float32, device=device),
             torch.zeros((), dtype=torch.int64, device=device),
+            torch.full((), math.nan, dtype=torch.float32, device=device),
         )
 
     def log_s(self) -> Tensor:
@@ -188,7 +195,7 @@ def _batch_statistic(
 
 def ab_weights(
     losses: Tensor,
-    lam: float,
+    lam: float | Tensor,
     state: ABState,
     *,
     gamma: float = 0.9,
@@ -204,11 +211,15 @@ def ab_weights(
         losses: per-sample losses, shape ``(B,)``, any floating dtype. Only their values are
             used (they are detached here).
         lam: temperature λ (non-zero, may be negative; ``math.inf`` gives ``1/B`` and returns
-            the state unchanged).
+            the state unchanged). A float32 scalar tensor is accepted too (a λ computed on the
+            device, e.g. by :func:`absgd.temperature.solve_lam`).
         state: the normaliser before this batch (:meth:`ABState.initial` to start). With
             ``state.step == 0`` and ``init="first_batch"`` the normaliser is set to
             ``α m_t``; with ``init="zero"`` the update runs from whatever ``s`` holds
-            (``s = 0`` initially).
+            (``s = 0`` initially). If ``state.lam`` is another λ of the same sign, the
+            average is first carried over to this one, ``log s ← log s · state.lam / λ``
+            (exact when the losses are equal, and it keeps ``λ log s``, the entropic risk
+            the average estimates, continuous); a λ of the other sign restarts it.
         gamma, alpha, init, max_weight: see :class:`ABWeighting`.
         group, sync: with ``sync=True`` the batch statistic is all-reduced over ``group``.
 
@@ -227,7 +238,8 @@ def ab_weights(
         >>> int(out.state.step)
         1
     """
-    lam = validate_lam(lam)
+    if not isinstance(lam, Tensor):
+        lam = validate_lam(lam)
     _validate_options(gamma, alpha, init, max_weight)
     _check_losses(losses)
     return _weighting_step(losses, lam, state, gamma, alpha, init, max_weight, group, sync)
@@ -235,7 +247,7 @@ def ab_weights(
 
 def _weighting_step(
     losses: Tensor,
-    lam: float,
+    lam: float | Tensor,
     state: ABState,
     gamma: float,
     alpha: float,
@@ -246,26 +258,35 @@ def _weighting_step(
 ) -> WeightingStep:
     """:func:`ab_weights` without the argument checks (the module checks them once)."""
     batch = losses.numel()
-    if math.isinf(lam):
+    if not isinstance(lam, Tensor) and math.isinf(lam):
         weights = torch.full((batch,), 1.0 / batch, dtype=torch.float32, device=losses.device)
         bad = torch.isfinite(losses.detach().sum()).logical_not_()
         return WeightingStep(weights, state, bad)
 
-    z = losses.detach().to(torch.float32) / lam
+    lam_t = torch.as_tensor(lam, dtype=torch.float32, device=losses.device)
+    z = losses.detach().to(torch.float32) / lam_t
     shift, log_m, bad = _batch_statistic(z, group, sync)
+    # Carry the average over to this λ (a ratio of exactly 1 when λ has not moved).
+    old = state.lam if state.lam is not None else torch.full_like(lam_t, math.nan)
+    known = torch.isfinite(old) & torch.isfinite(lam_t)
+    flipped = known & (old * lam_t < 0)
+    ratio = torch.where(known & ~flipped, old / lam_t, torch.ones_like(lam_t))
     # Everything below is relative to M = max z, so it stays small and exact in float32.
     log_m = log_m + math.log(alpha)  # log(α m_t) - M
-    prev = (state.log_s_ref - shift) + state.log_s_delta  # log s_{t-1} - M
+    prev = (state.log_s_ref * ratio - shift) + state.log_s_delta * ratio  # log s_{t-1} - M
+    prev = torch.where(flipped, torch.full_like(prev, -math.inf), prev)
     decay = math.log1p(-gamma) if gamma < 1.0 else -math.inf
     delta = torch.logaddexp(prev + decay, log_m + math.log(gamma))
+    steps = torch.where(flipped, torch.zeros_like(state.step), state.step)
     if init == "first_batch":
-        delta = torch.where(state.step == 0, log_m, delta)
+        delta = torch.where(steps == 0, log_m, delta)
 
     ok = bad.logical_not()
     new_state = ABState(
         torch.where(ok, shift, state.log_s_ref),
         torch.where(ok, delta, state.log_s_delta),
-        state.step + ok,
+        torch.where(ok, steps + 1, state.step),
+        torch.where(ok, lam_t, old),
     )
     weights = torch.exp((z - shift) - delta).div_(batch)
     if max_weight is not None:
@@ -297,10 +318,30 @@ class ABWeighting(nn.Module):
     ``Σ_i p_i ∇l_i``: one backward pass, the cost of plain SGD. Pair it with
     :class:`absgd.ABSGD` (momentum SGD) or :class:`absgd.ABAdam`.
 
+    **Target effective sample size.** With ``target_ess=e`` the temperature is not fixed: each
+    batch's ``|λ_b|`` is solved so that its weights have normalised effective sample size
+    ``e`` (:func:`absgd.temperature.solve_lam`, over the global batch under
+    ``torch.distributed``), then smoothed across batches in log space,
+    ``log|λ_t| = (1-ρ) log|λ_{t-1}| + ρ log|λ_b|`` with ``ρ = lam_rate`` (the first batch
+    after a reset takes ``λ_b`` as it is, so its weights have ESS ``e`` exactly). ``lam`` then
+    gives only the direction: its sign (> 0 imbalance, < 0 label noise), or ``math.inf`` for
+    plain SGD (the first stage of a two-stage run). The choice is scale-free: losses times
+    ``k > 0`` or plus a constant give the same weights. When λ moves, the moving average is
+    carried over to the new λ (:func:`ab_weights`), so the weights keep summing to about
+    ``1/α``.
+
+    **Step size.** Weighting concentrates the step on high-loss samples, whose gradients are
+    large: with ``rescale=True`` the returned loss is multiplied by the detached ratio
+    ``mean_i l_i / Σ_i p_i l_i``, so its value (and the size of the step) is the unweighted
+    mean loss's while its gradient direction stays ``Σ p_i ∇l_i``. Measured on
+    Fashion-MNIST-LT (docs/results.md), this is what keeps LDAM-DRW + ABSGD from collapsing at
+    the switch; it is the default with ``target_ess`` and off otherwise (the authors' form).
+
     Args:
         lam: temperature λ. ``λ > 0`` favours high-loss samples (imbalance; the paper uses
-            values around 1 to 5 for CIFAR-LT), ``λ < 0`` discounts them (label noise),
-            ``math.inf`` is plain SGD. Can be changed between steps (``module.lam = ...``).
+            values around 1 to 5 for CIFAR-LT with cross-entropy), ``λ < 0`` discounts them
+            (label noise), ``math.inf`` is plain SGD. Can be changed between steps
+            (``module.lam = ...``). With ``target_ess`` only its sign (or ∞) is used.
         gamma: moving-average rate γ ∈ (0, 1]; 1 normalises by the current batch only.
         alpha: scale α > 0 of the batch mean in the update (the authors' ``abalpha``); the
             weights then sum to about ``1/α``, which rescales the effective learning rate.
@@ -308,20 +349,29 @@ class ABWeighting(nn.Module):
             sum to ``1/α`` from the start; ``"zero"`` starts from ``s_0 = 0`` as the
             authors' code does.
         max_weight: optional clip of ``B · p_i`` (the weight relative to uniform).
+        target_ess: ``None`` (fixed λ) or the normalised effective sample size ``e ∈ (0, 1]``
+            the weights should have (0.5: half the batch carries the weight; 1: plain SGD).
+        lam_rate: smoothing rate ρ ∈ (0, 1] of ``log|λ|`` with ``target_ess`` (1: every batch
+            exactly at the target; the default 0.1 averages λ over about 10 batches).
+        rescale: scale the weighted loss to the mean loss (see above); ``None``: on with
+            ``target_ess``, off without.
         check_finite: raise ``ValueError`` on a NaN/inf loss (one host synchronisation per
-            step). With ``False`` there is no check and no synchronisation; a non-finite
-            batch still leaves the state unchanged but the returned loss is non-finite.
+            step; under ``torch.distributed`` the flag is reduced over the ranks, also at
+            λ = ∞, so every rank raises together). With ``False`` there is no check and no
+            synchronisation; a non-finite batch still leaves the state unchanged but the
+            returned loss is non-finite.
         sync: all-reduce the batch statistic over ``process_group`` so every rank holds the
-            same ``s_t``. ``None`` (default) syncs whenever ``torch.distributed`` is
-            initialised. Each rank divides by its local batch size, so with equal local
-            batches DDP's gradient averaging gives exactly the single-process gradient on
-            the concatenated global batch.
+            same ``s_t`` (and solves the same λ). ``None`` (default) syncs whenever
+            ``torch.distributed`` is initialised. Each rank divides by its local batch size,
+            so with equal local batches DDP's gradient averaging gives exactly the
+            single-process gradient on the concatenated global batch.
         process_group: the group to reduce over (default: the world).
 
     State (buffers, in ``state_dict()``, moved by ``.to(device)``, kept in float32 by
     ``.to(dtype)``): ``log_s_ref`` and ``log_s_delta`` (``log s_t`` is their sum, see
-    :class:`ABState`), ``step`` (batches in the average since the last reset) and
-    ``lam_value`` (λ).
+    :class:`ABState`), ``step`` (batches in the average since the last reset), ``s_lam`` (the
+    λ of the average), ``lam_value`` (λ as set) and ``log_abs_lam`` (the smoothed ``log|λ|``
+    of ``target_ess``; NaN before its first batch).
 
     Example:
         >>> import torch
@@ -338,12 +388,18 @@ class ABWeighting(nn.Module):
         torch.Size([8])
         >>> round(weighting.last_weights.sum().item(), 5)
         1.0
+        >>> auto = ABWeighting(lam=1.0, target_ess=0.5)  # λ from the batch: half of it counts
+        >>> _ = auto(criterion(model(x), y))
+        >>> round(auto.last_effective_sample_size.item(), 2)
+        0.5
     """
 
     log_s_ref: Tensor
     log_s_delta: Tensor
     step: Tensor
+    s_lam: Tensor
     lam_value: Tensor
+    log_abs_lam: Tensor
 
     def __init__(
         self,
@@ -353,16 +409,28 @@ class ABWeighting(nn.Module):
         alpha: float = 1.0,
         init: Init = "first_batch",
         max_weight: float | None = None,
+        target_ess: float | None = None,
+        lam_rate: float = 0.1,
+        rescale: bool | None = None,
         check_finite: bool = True,
         sync: bool | None = None,
         process_group: dist.ProcessGroup | None = None,
     ) -> None:
         super().__init__()
         _validate_options(gamma, alpha, init, max_weight)
+        if target_ess is not None:
+            target_ess = validate_target_ess(target_ess)
+        if not (_is_number(lam_rate) and 0.0 < lam_rate <= 1.0):
+            raise ValueError(f"lam_rate must be in (0, 1], got {lam_rate!r}")
+        if rescale is not None and not isinstance(rescale, bool):
+            raise ValueError(f"rescale must be True, False or None, got {rescale!r}")
         self.gamma = float(gamma)
         self.alpha = float(alpha)
         self.init = init
         self.max_weight = None if max_weight is None else float(max_weight)
+        self.target_ess = target_ess
+        self.lam_rate = float(lam_rate)
+        self.rescale = (target_ess is not None) if rescale is None else rescale
         self.check_finite = bool(check_finite)
         self.sync = sync
         self.process_group = process_group
@@ -371,32 +439,45 @@ class ABWeighting(nn.Module):
         self.register_buffer("log_s_ref", initial.log_s_ref)
         self.register_buffer("log_s_delta", initial.log_s_delta)
         self.register_buffer("step", initial.step)
+        self.register_buffer("s_lam", initial.lam)
         self.register_buffer("lam_value", torch.tensor(self._lam, dtype=torch.float32))
+        self.register_buffer("log_abs_lam", torch.full((), math.nan, dtype=torch.float32))
+        self._register_load_state_dict_pre_hook(_fill_new_buffers, with_module=True)
         self.register_load_state_dict_post_hook(_refresh_lam_mirror)
         self.last_weights: Tensor | None = None
 
     # -- λ ------------------------------------------------------------------------------
     @property
     def lam(self) -> float:
-        """Temperature λ (a Python float; kept in sync with the ``lam_value`` buffer)."""
-        return self._lam
+        """Temperature λ in force. Fixed λ: the value set. With ``target_ess``: the smoothed
+        λ after the last batch (``±inf`` before the first, and while the direction is ∞)."""
+        if self.target_ess is None or math.isinf(self._lam):
+            return self._lam
+        magnitude = math.exp(float(self.log_abs_lam))  # NaN before the first batch
+        return math.copysign(magnitude if math.isfinite(magnitude) else math.inf, self._lam)
 
     @lam.setter
     def lam(self, value: float) -> None:
-        self._lam = validate_lam(value)
+        value = validate_lam(value)
+        if self.target_ess is not None and value * self._lam < 0:
+            self.log_abs_lam.fill_(math.nan)  # the other direction: solve afresh
+        self._lam = value
         self.lam_value.fill_(self._lam)
 
     # -- state --------------------------------------------------------------------------
     def reset(self) -> None:
-        """Forget the moving average; the next batch initialises it according to ``init``."""
+        """Forget the moving average (and the smoothed λ of ``target_ess``); the next batch
+        initialises them."""
         self.log_s_ref.zero_()
         self.log_s_delta.fill_(-math.inf)
         self.step.zero_()
+        self.s_lam.fill_(math.nan)
+        self.log_abs_lam.fill_(math.nan)
 
     @property
     def state(self) -> ABState:
         """The current normaliser state (the buffers themselves, not copies)."""
-        return ABState(self.log_s_ref, self.log_s_delta, self.step)
+        return ABState(self.log_s_ref, self.log_s_delta, self.step, self.s_lam)
 
     @property
     def log_normalizer(self) -> Tensor:
@@ -420,41 +501,84 @@ class ABWeighting(nn.Module):
             return dist.is_available() and dist.is_initialized()
         return self.sync
 
+    def _lam_in_force(self, losses: Tensor, sync: bool) -> tuple[float | Tensor, Tensor | None]:
+        """The λ for this batch and, with ``target_ess``, the new smoothed ``log|λ|``."""
+        if self.target_ess is None:
+            return self._lam, None
+        sign = 1.0 if self._lam > 0 else -1.0
+        log_b = torch.log(
+            solve_lam(losses, self.target_ess, sign=sign, sync=sync, group=self.process_group)
+        )
+        prev = self.log_abs_lam
+        fresh = ~torch.isfinite(prev)
+        smoothed = prev + self.lam_rate * (log_b - prev)
+        # An all-equal batch (λ_b = ∞) says nothing about the scale: keep the λ in force.
+        new = torch.where(fresh, log_b, torch.where(torch.isfinite(log_b), smoothed, prev))
+        return sign * torch.exp(new), new
+
     def weights(self, losses: Tensor) -> Tensor:
         """Update the state with this batch and return its detached weights ``p``."""
         _check_losses(losses)
-        if math.isinf(self._lam):
+        infinite = math.isinf(self._lam)
+        sync = self._should_sync()
+        if infinite:
             # Plain SGD; the moving average of exp(l/λ) is meaningless for λ = ∞, so it is
             # cleared and the first finite-λ batch re-initialises it.
             self.reset()
+        lam, log_abs_lam = (self._lam, None) if infinite else self._lam_in_force(losses, sync)
         result = _weighting_step(
             losses,
-            self._lam,
+            lam,
             self.state,
             self.gamma,
             self.alpha,
             self.init,
             self.max_weight,
             self.process_group,
-            self._should_sync() and not math.isinf(self._lam),
+            sync and not infinite,
         )
-        if self.check_finite and bool(result.nonfinite):
+        nonfinite = result.nonfinite
+        if self.check_finite and infinite and sync:
+            # No statistic was reduced at λ = ∞: reduce the flag alone, so that a NaN on one
+            # rank stops every rank here instead of leaving the others waiting in backward.
+            flag = nonfinite.to(torch.float32)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self.process_group)
+            nonfinite = flag > 0
+        if self.check_finite and bool(nonfinite):
             # The flag is global when synchronised, so every rank raises together.
             local = int(torch.isfinite(losses.detach()).logical_not_().sum())
             raise NonFiniteLossError(
                 f"per-sample losses are NaN or infinite ({local} of {losses.numel()} in this "
-                "process's batch); the ABSGD state was left unchanged. Check the learning "
-                "rate, the inputs and the loss, or pass check_finite=False to let the caller "
-                "handle it (for example a GradScaler skipping the step)"
+                "process's batch, or in another process's); the ABSGD state was left "
+                "unchanged. Check the learning rate, the inputs and the loss, or pass "
+                "check_finite=False to let the caller handle it (for example a GradScaler "
+                "skipping the step)"
             )
-        self.log_s_ref, self.log_s_delta, self.step = result.state
+        self.log_s_ref, self.log_s_delta, self.step, s_lam = result.state
+        assert s_lam is not None
+        self.s_lam = s_lam
+        if log_abs_lam is not None:
+            self.log_abs_lam = torch.where(result.nonfinite, self.log_abs_lam, log_abs_lam)
         self.last_weights = result.weights
         return result.weights
 
+    def weighted_sum(self, values: Tensor, weights: Tensor) -> Tensor:
+        """``Σ_i p_i v_i`` in float32, times the detached ``mean v / Σ p v`` when ``rescale``
+        (both over the global batch when synchronised, so every rank scales alike)."""
+        values = values.to(torch.float32)
+        total = (weights * values).sum()
+        if not self.rescale or math.isinf(self._lam):
+            return total
+        stats = torch.stack([values.detach().mean(), total.detach()])
+        if self._should_sync():
+            dist.all_reduce(stats, op=dist.ReduceOp.SUM, group=self.process_group)
+        ratio = torch.where(stats[1] > 0, stats[0] / stats[1], torch.ones_like(stats[0]))
+        return total * ratio
+
     def forward(self, losses: Tensor) -> Tensor:
-        """Return ``Σ_i p_i · l_i`` (float32 scalar) for per-sample ``losses`` of shape ``(B,)``."""
-        weights = self.weights(losses)
-        return (weights * losses.to(torch.float32)).sum()
+        """Return ``Σ_i p_i · l_i`` (float32 scalar) for per-sample ``losses`` of shape ``(B,)``
+        (rescaled to the mean loss when ``rescale``)."""
+        return self.weighted_sum(losses, self.weights(losses))
 
     # -- diagnostics --------------------------------------------------------------------
     @property
@@ -474,7 +598,22 @@ class ABWeighting(nn.Module):
         parts.append(f"init={self.init!r}")
         if self.max_weight is not None:
             parts.append(f"max_weight={self.max_weight}")
+        if self.target_ess is not None:
+            parts.append(f"target_ess={self.target_ess}, lam_rate={self.lam_rate}")
+        if self.rescale:
+            parts.append("rescale=True")
         return ", ".join(parts)
+
+
+_NEW_BUFFERS = {"s_lam": math.nan, "log_abs_lam": math.nan}
+
+
+def _fill_new_buffers(
+    module: nn.Module, state_dict: dict[str, Tensor], prefix: str, *_: object
+) -> None:
+    """State saved before ``s_lam`` / ``log_abs_lam`` existed loads with them unknown (NaN)."""
+    for name, value in _NEW_BUFFERS.items():
+        state_dict.setdefault(prefix + name, torch.tensor(value, dtype=torch.float32))
 
 
 def _refresh_lam_mirror(module: nn.Module, incompatible_keys: object) -> None:
