@@ -18,14 +18,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
-import math
 import os
 import platform
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -38,22 +35,9 @@ from grids import GRIDS, Grid, Method
 import absgd
 from absgd.cli import SHIPPED_CONFIGS
 from absgd.config import config_to_dict, load_config
-from absgd.train import TrainingDiverged, train
+from absgd.tune import TrialLog, run_trial, select_value, val_score, value_text
 
 REPO = Path(__file__).resolve().parents[1]
-METRICS = (
-    "top1",
-    "top5",
-    "balanced_accuracy",
-    "macro_f1",
-    "many",
-    "medium",
-    "few",
-    "per_class_accuracy",
-    "train_class_counts",
-    "selected_epoch",
-    "shot_num_classes",
-)
 
 
 def _git_commit() -> str | None:
@@ -95,30 +79,15 @@ def _key(setting: str, method: str, seed: int, lam: float | None) -> tuple:
     return (setting, method, seed, None if lam is None else float(lam))
 
 
+def _log(path: Path) -> TrialLog:
+    return TrialLog(path, ("setting", "method", "seed", "lam"))
+
+
 def _load(path: Path) -> tuple[dict[tuple, dict], dict[tuple, float]]:
-    runs: dict[tuple, dict] = {}
-    chosen: dict[tuple, float] = {}
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            if row["kind"] == "run":
-                runs[_key(row["setting"], row["method"], row["seed"], row["lam"])] = row
-            elif row["kind"] == "lam_selection":
-                chosen[(row["setting"], row["method"])] = row["lam"]
+    log = _log(path)
+    runs = {_key(*log.key(r)): r for r in log.rows("run")}
+    chosen = {(r["setting"], r["method"]): r["lam"] for r in log.rows("lam_selection")}
     return runs, chosen
-
-
-def _append(path: Path, row: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as fh:
-        fh.write(json.dumps(row, allow_nan=False) + "\n")
-        fh.flush()
-
-
-def _lam_text(lam: float) -> str:
-    return ".inf" if math.isinf(lam) else repr(lam)
 
 
 def run_one(
@@ -141,23 +110,17 @@ def run_one(
         f"name={grid_name}-{setting}-{method}-s{seed}",
     ]
     if lam is not None:
-        overrides.append(f"{spec.param}={_lam_text(lam)}")
+        overrides.append(f"{spec.param}={value_text(lam)}")
     cfg = load_config(SHIPPED_CONFIGS / f"{grid.config}.yaml", overrides)
-    started = time.perf_counter()
-    final: dict[str, Any] | None = None
-    diverged: str | None = None
-    try:
-        if keep_dir is not None:
-            lam_part = "" if lam is None else f"-{spec.param.split('.')[-1]}{_lam_text(lam)}"
-            slug = "".join(
-                ch if ch.isalnum() else "_" for ch in f"{grid_name}-{setting}-{method}{lam_part}"
-            )
-            final = train(cfg, keep_dir / f"{slug}-s{seed}")
-        else:
-            with tempfile.TemporaryDirectory() as tmp:
-                final = train(cfg, Path(tmp) / "run")
-    except TrainingDiverged as err:  # a result of the method, recorded as such
-        diverged = str(err)
+    if keep_dir is not None:
+        lam_part = "" if lam is None else f"-{spec.param.split('.')[-1]}{value_text(lam)}"
+        slug = "".join(
+            ch if ch.isalnum() else "_" for ch in f"{grid_name}-{setting}-{method}{lam_part}"
+        )
+        record = run_trial(cfg, keep_dir / f"{slug}-s{seed}")
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            record = run_trial(cfg, Path(tmp) / "run")
     row: dict[str, Any] = {
         "kind": "run",
         "grid": grid_name,
@@ -166,22 +129,11 @@ def run_one(
         "seed": seed,
         "lam": lam,
         **({} if lam is None else {"param": spec.param}),
-        "metrics": None if final is None else {k: final.get(k) for k in METRICS},
-        "val": None if final is None else final.get("val_at_selected_epoch"),
-        "run_wall_seconds": time.perf_counter() - started,
-        "train_wall_seconds": None if final is None else final["wall_seconds"],
+        **record,
         "config": config_to_dict(cfg),
-        "environment": _environment(None if final is None else final.get("environment")),
+        "environment": _environment(record["environment"]),
     }
-    if diverged is not None:
-        row["diverged"] = diverged
     return row
-
-
-def _score(row: dict[str, Any], metric: str) -> float | None:
-    """The validation score of a run, or ``None`` when it had no validation split."""
-    value = (row.get("val") or {}).get(metric)
-    return None if value is None else float(value)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -239,43 +191,40 @@ def main(argv: list[str] | None = None) -> int:
                             extra,
                             args.keep_runs,
                         )
-                        _append(out, row)
+                        _log(out).append(row)
                         runs[key] = row
                 if (setting, method) not in chosen:
                     scores = {
-                        c: _score(runs[_key(setting, method, seeds[0], c)], select_metric)
+                        c: val_score(runs[_key(setting, method, seeds[0], c)], select_metric)
                         for c in spec.lams
                     }
-                    scored = [c for c in spec.lams if scores[c] is not None]
-                    if len(spec.lams) > 1 and not scored:
+                    best, _ = select_value({c: [v] for c, v in scores.items()})
+                    if len(spec.lams) > 1 and best is None:
                         raise SystemExit(
                             f"{method}: no λ candidate of {spec.lams} has a validation score "
                             "(every run diverged, or data.val_source=none)"
                         )
-                    best = max(scored, key=lambda c: scores[c]) if scored else spec.lams[0]
-                    _append(
-                        out,
+                    _log(out).append(
                         {
                             "kind": "lam_selection",
                             "grid": args.grid,
                             "setting": setting,
                             "method": method,
-                            "lam": best,
+                            "lam": spec.lams[0] if best is None else best,
                             "param": spec.param,
                             "metric": f"val {select_metric}",
-                            "scores": {str(c): s for c, s in scores.items()},
+                            "scores": {str(c): v for c, v in scores.items()},
                             "seed": seeds[0],
-                        },
+                        }
                     )
-                    chosen[(setting, method)] = best
+                    chosen[(setting, method)] = spec.lams[0] if best is None else best
                 lam = chosen[(setting, method)]
             for seed in seeds:
                 if _key(setting, method, seed, lam) in runs:
                     continue
                 print(f"[{setting}] {method} seed {seed} ...", flush=True)
-                _append(
-                    out,
-                    run_one(args.grid, grid, setting, method, seed, lam, extra, args.keep_runs),
+                _log(out).append(
+                    run_one(args.grid, grid, setting, method, seed, lam, extra, args.keep_runs)
                 )
     return 0
 

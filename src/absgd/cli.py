@@ -1,4 +1,4 @@
-"""The ``absgd`` command line: ``train``, ``eval``, ``compare``, ``demo``, ``configs``.
+"""The ``absgd`` command line: ``train``, ``tune``, ``eval``, ``compare``, ``demo``, ``configs``.
 
 Exit codes: 0 success, 1 failure (missing data, a run that failed), 2 usage error (bad
 arguments or config), 130 interrupted (the checkpoint is written; ``--resume`` continues).
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -52,6 +53,42 @@ def build_parser() -> argparse.ArgumentParser:
     # Developer aid: behave as if Ctrl-C arrived after N optimisation steps (tests the
     # checkpoint-and-resume path deterministically, also under torchrun).
     p.add_argument("--stop-after-steps", type=int, default=None, help=argparse.SUPPRESS)
+
+    p = sub.add_parser(
+        "tune",
+        help="choose target_ess, λ or any config value on the validation split",
+        description=(
+            "Train a config once per candidate value (and seed), choose the value with the "
+            "best mean validation score, print a table and write OUT/selected.yaml. Run it "
+            "again to resume: finished trials are skipped, interrupted ones resume."
+        ),
+    )
+    p.add_argument("--config", required=True, help="a YAML config: a path or a shipped name")
+    p.add_argument(
+        "--param",
+        default="objective.target_ess",
+        help="the config key to tune (default: objective.target_ess; e.g. objective.lam)",
+    )
+    p.add_argument(
+        "--values", nargs="+", type=float, required=True, help="candidates, e.g. 0.9 0.7 0.5"
+    )
+    p.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds per candidate")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value for every trial (repeatable)",
+    )
+    p.add_argument(
+        "--metric",
+        choices=("balanced_accuracy", "top1"),
+        default="balanced_accuracy",
+        help="validation metric to select on (default: balanced_accuracy)",
+    )
+    p.add_argument("--out", required=True, help="folder of the search (its state: resumable)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
 
     p = sub.add_parser("eval", help="evaluate the model of a finished run")
     p.add_argument("run_dir")
@@ -241,6 +278,37 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from absgd.config import ConfigError
+    from absgd.tune import format_tune_table, tune
+
+    if any(math.isnan(v) for v in args.values):
+        raise UsageError(f"--values must be numbers, got {args.values}")
+    say = (lambda text: None) if args.quiet else (lambda text: print(text, flush=True))
+    try:
+        result = tune(
+            _resolve_config_path(args.config),
+            args.param,
+            args.values,
+            args.out,
+            overrides=args.overrides,
+            seeds=args.seeds,
+            metric=args.metric,
+            progress=say,
+            reporter=_ProgressReporter(quiet=True),
+        )
+    except ConfigError as err:
+        raise UsageError(str(err)) from None
+    print(format_tune_table(result))
+    if result.best is None:
+        print(
+            f"no candidate finished with a validation score; see {Path(args.out) / 'trials.jsonl'}"
+        )
+        return EXIT_FAILURE
+    print(f"selected config: {Path(args.out) / 'selected.yaml'}")
+    return EXIT_OK
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from absgd.evaluation import evaluate_run
 
@@ -288,6 +356,7 @@ def _cmd_configs(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "train": _cmd_train,
+    "tune": _cmd_tune,
     "eval": _cmd_eval,
     "compare": _cmd_compare,
     "demo": _cmd_demo,

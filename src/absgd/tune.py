@@ -1,0 +1,317 @@
+"""Choosing a hyper-parameter on the validation split: the engine of ``absgd tune`` and of the
+benchmark grids.
+
+A *trial* is one training run of a config with one candidate value and one seed. Its record
+(a JSON line) holds the test metrics of the model selected on validation, the validation
+metrics at that epoch, the epoch, whether the run diverged, and the wall time. A trials file
+is the state of a search: trials already in it are skipped, and a trial whose run directory
+holds a checkpoint resumes from it, so an interrupted search continues where it stopped.
+
+Selection reads the validation split only: the candidate with the best mean validation score
+over the seeds it ran with. The test metrics are recorded for reporting, never used here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from absgd.checkpoint import CHECKPOINT_NAME
+from absgd.config import RunConfig, config_to_dict, dump_yaml, load_config
+from absgd.fileio import write_json, write_text
+
+__all__ = [
+    "METRICS",
+    "TrialLog",
+    "TuneResult",
+    "run_trial",
+    "select_value",
+    "tune",
+    "value_text",
+]
+
+METRICS = (
+    "top1",
+    "top5",
+    "balanced_accuracy",
+    "macro_f1",
+    "many",
+    "medium",
+    "few",
+    "per_class_accuracy",
+    "train_class_counts",
+    "selected_epoch",
+    "shot_num_classes",
+)
+"""Keys of ``final.json`` copied into a trial record (test split, the selected model)."""
+
+SCORES = ("balanced_accuracy", "top1")
+
+
+def value_text(value: float) -> str:
+    """A candidate value as YAML reads it back (``.inf`` for infinity)."""
+    if isinstance(value, float) and math.isinf(value):
+        return ".inf" if value > 0 else "-.inf"
+    return repr(value)
+
+
+def run_trial(cfg: RunConfig, run_dir: Path, *, quiet_reporter: Any = None) -> dict[str, Any]:
+    """Train ``cfg`` into ``run_dir`` (resuming a checkpoint found there) and return its record.
+
+    A run that diverges (:class:`absgd.train.TrainingDiverged`) is a result, recorded with
+    ``metrics: null`` and the message under ``diverged``.
+    """
+    from absgd.train import TrainingDiverged, train
+
+    started = time.perf_counter()
+    final: dict[str, Any] | None = None
+    diverged: str | None = None
+    final_path = run_dir / "final.json"
+    try:
+        if final_path.is_file():  # finished, but its record was not written
+            final = json.loads(final_path.read_text(encoding="utf-8"))
+        else:
+            resume = (run_dir / CHECKPOINT_NAME).is_file()
+            final = train(cfg, run_dir, resume=resume, reporter=quiet_reporter)
+    except TrainingDiverged as err:
+        diverged = str(err)
+    o = cfg.objective
+    record: dict[str, Any] = {
+        "metrics": None if final is None else {k: final.get(k) for k in METRICS},
+        "val": None if final is None else final.get("val_at_selected_epoch"),
+        "switch_epoch": o.lam_switch if o.weighting == "absgd" else None,
+        "curve": _curve(run_dir / "metrics.jsonl"),
+        "run_wall_seconds": time.perf_counter() - started,
+        "train_wall_seconds": None if final is None else final.get("wall_seconds"),
+        "environment": None if final is None else final.get("environment"),
+    }
+    if diverged is not None:
+        record["diverged"] = diverged
+    return record
+
+
+def _curve(path: Path) -> list[dict[str, Any]]:
+    """Per epoch: λ in force, effective sample size, training loss and validation balanced /
+    top-1 / worst-class accuracy (what shows a collapse after a switch)."""
+    if not path.is_file():
+        return []
+    curve = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        r = json.loads(line)
+        val = r.get("val") or {}
+        per_class = val.get("per_class_accuracy")
+        curve.append(
+            {
+                "epoch": r.get("epoch"),
+                "lam": r.get("lam"),
+                "ess": r.get("effective_sample_size"),
+                "train_loss": r.get("train_loss"),
+                "val_balanced_accuracy": val.get("balanced_accuracy"),
+                "val_top1": val.get("top1"),
+                "val_worst_class": min(per_class) if per_class else None,
+            }
+        )
+    return curve
+
+
+def val_score(record: dict[str, Any], metric: str) -> float | None:
+    """The validation score of a trial, or ``None`` (no validation split, or diverged)."""
+    value = (record.get("val") or {}).get(metric)
+    return None if value is None else float(value)
+
+
+def select_value(
+    scores: dict[float, list[float | None]],
+) -> tuple[float | None, dict[float, float | None]]:
+    """The candidate with the best mean validation score (ties: the first listed), and each
+    candidate's mean (``None`` if one of its trials has no score, e.g. diverged)."""
+    means: dict[float, float | None] = {}
+    for value, values in scores.items():
+        ok = [v for v in values if v is not None]
+        means[value] = sum(ok) / len(ok) if ok and len(ok) == len(values) else None
+    scored = [v for v, m in means.items() if m is not None]
+    best = max(scored, key=lambda v: means[v]) if scored else None  # type: ignore[arg-type,return-value]
+    return best, means
+
+
+class TrialLog:
+    """An append-only JSON-lines file of trial records, keyed by some of their fields."""
+
+    def __init__(self, path: Path, key_fields: Sequence[str]) -> None:
+        self.path = Path(path)
+        self.key_fields = tuple(key_fields)
+
+    def key(self, row: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(row.get(k) for k in self.key_fields)
+
+    def rows(self, kind: str | None = None) -> list[dict[str, Any]]:
+        """Every record (of ``kind``), in the order written."""
+        if not self.path.is_file():
+            return []
+        out = []
+        for number, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                # A line cut short by a crash is the only way a line can be broken here.
+                raise ValueError(
+                    f"{self.path}, line {number}, is not JSON (cut short?); remove that line "
+                    "to continue"
+                ) from None
+            if kind is None or row.get("kind") == kind:
+                out.append(row)
+        return out
+
+    def runs(self) -> dict[tuple[Any, ...], dict[str, Any]]:
+        return {self.key(r): r for r in self.rows("run")}
+
+    def append(self, row: dict[str, Any]) -> None:
+        """Add one line (one ``write`` of a whole line, then flushed)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(row, allow_nan=False) + "\n")
+            fh.flush()
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    """What ``absgd tune`` found: the chosen value, the mean validation score of each candidate
+    and every trial record."""
+
+    param: str
+    metric: str
+    best: float | None
+    means: dict[float, float | None]
+    trials: list[dict[str, Any]]
+    config: RunConfig | None
+    """The config with the chosen value (``None`` if every candidate failed)."""
+
+
+def _slug(param: str, value: float, seed: int) -> str:
+    text = f"{param.split('.')[-1]}={value_text(value)}-s{seed}"
+    return "".join(ch if ch.isalnum() or ch in "=.-_" else "_" for ch in text)
+
+
+def tune(
+    config: str | Path,
+    param: str,
+    values: Sequence[float],
+    out_dir: str | Path,
+    *,
+    overrides: Sequence[str] = (),
+    seeds: Sequence[int] = (0,),
+    metric: str = "balanced_accuracy",
+    progress: Callable[[str], None] | None = None,
+    reporter: Any = None,
+) -> TuneResult:
+    """Train ``config`` once per candidate ``value`` of ``param`` and seed, into ``out_dir``,
+    and choose the value with the best mean validation ``metric``.
+
+    ``out_dir`` receives ``trials.jsonl`` (one line per trial; the search's state), one run
+    directory per trial, ``selection.json`` and ``selected.yaml`` (the config with the chosen
+    value, ready for ``absgd train --config``). Running it again with the same arguments
+    skips finished trials and resumes interrupted ones.
+
+    Raises:
+        ValueError: no candidates, a metric other than ``balanced_accuracy`` / ``top1``, or a
+            config without a validation split (``data.val_source: none``).
+    """
+    from absgd.config import ConfigError
+
+    if not values:
+        raise ValueError("tune needs at least one candidate value")
+    if metric not in SCORES:
+        raise ValueError(f"metric must be one of {SCORES}, got {metric!r}")
+    if not seeds:
+        raise ValueError("tune needs at least one seed")
+    out = Path(out_dir).expanduser()
+    base = [*overrides]
+    configs: dict[tuple[float, int], RunConfig] = {}
+    for value in values:
+        for seed in seeds:
+            try:
+                cfg = load_config(
+                    config, [*base, f"{param}={value_text(value)}", f"train.seed={seed}"]
+                )
+            except ConfigError as err:
+                raise ConfigError(f"{param}={value_text(value)}: {err}") from None
+            if cfg.data.val_source == "none":
+                raise ValueError(
+                    "tune selects on the validation split, but the config has "
+                    "data.val_source=none; use split or leftover"
+                )
+            configs[(value, seed)] = cfg
+    log = TrialLog(out / "trials.jsonl", ("value", "seed"))
+    done = log.runs()
+    trials: list[dict[str, Any]] = []
+    for (value, seed), cfg in configs.items():
+        key = (value, seed)
+        if key in done:
+            trials.append(done[key])
+            continue
+        if progress:
+            progress(f"{param}={value_text(value)} seed {seed} ...")
+        record = run_trial(cfg, out / _slug(param, value, seed), quiet_reporter=reporter)
+        row = {
+            "kind": "run",
+            "param": param,
+            "value": value,
+            "seed": seed,
+            **record,
+            "config": config_to_dict(cfg),
+        }
+        log.append(row)
+        trials.append(row)
+    scores: dict[float, list[float | None]] = {v: [] for v in values}
+    for row in trials:
+        scores[row["value"]].append(val_score(row, metric))
+    best, means = select_value(scores)
+    chosen = None
+    if best is not None:
+        chosen = configs[(best, seeds[0])]
+        seedless = load_config(config, [*base, f"{param}={value_text(best)}"])
+        write_text(out / "selected.yaml", dump_yaml(seedless))
+    write_json(
+        out / "selection.json",
+        {
+            "param": param,
+            "metric": f"val {metric}",
+            "seeds": list(seeds),
+            "best": best,
+            "means": {value_text(v): m for v, m in means.items()},
+        },
+    )
+    return TuneResult(param, metric, best, means, trials, chosen)
+
+
+def format_tune_table(result: TuneResult) -> str:
+    """One line per candidate: mean validation score, its trials' selected epochs, and a flag
+    when a selected epoch precedes the ABSGD switch (the number is then the plain-SGD model)."""
+    lines = [f"{result.param:>24}  val {result.metric:<18} epochs (selected)  note"]
+    by_value: dict[float, list[dict[str, Any]]] = {}
+    for row in result.trials:
+        by_value.setdefault(row["value"], []).append(row)
+    for value, mean in result.means.items():
+        rows = by_value.get(value, [])
+        epochs = [(r.get("metrics") or {}).get("selected_epoch") for r in rows]
+        notes = []
+        if any(r.get("diverged") for r in rows):
+            notes.append("diverged")
+        switch = next((r.get("switch_epoch") for r in rows if r.get("switch_epoch")), None)
+        if switch is not None and any(e is not None and e <= switch for e in epochs):
+            notes.append(f"selected before the switch at {switch:g}")
+        if value == result.best:
+            notes.insert(0, "<- chosen")
+        score = "-" if mean is None else f"{100 * mean:.2f}"
+        shown = ",".join("-" if e is None else str(e) for e in epochs)
+        lines.append(f"{value_text(value):>24}  {score:<22} {shown:<17}  {'; '.join(notes)}")
+    return "\n".join(lines)
