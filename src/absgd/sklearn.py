@@ -70,6 +70,7 @@ from absgd.class_weights import effective_number_weights
 from absgd.losses import LOSSES, build_loss
 from absgd.optim import ABSGD, ABAdam
 from absgd.schedules import Constant, Schedule, two_stage
+from absgd.temperature import validate_target_ess
 from absgd.weighting import ABWeighting, validate_lam
 
 __all__ = ["ABSGDClassifier"]
@@ -273,6 +274,12 @@ class ABSGDClassifier(ClassifierMixin, BaseEstimator):
         be changed between ``partial_fit`` calls with ``set_params``.
     gamma : float, default=0.9
         Moving-average rate γ in (0, 1] of the normaliser ``s_t``.
+    target_ess : float or None, default=None
+        Set λ from the data instead: each mini-batch's λ is solved so that its weights have
+        this normalised effective sample size in (0, 1] (0.5: half the batch carries the
+        weight), smoothed across batches, and the step is rescaled to the mean loss
+        (:class:`absgd.ABWeighting`). ``lam`` then gives only the direction (its sign, or
+        ``math.inf`` for plain SGD).
     lam_schedule : float or None, default=None
         Two-stage training ("step damping"): a fraction ``f`` in (0, 1) trains the first
         ``k = round(f · max_iter)`` epochs (at most ``max_iter - 1``) with λ = ∞ (plain
@@ -396,6 +403,7 @@ class ABSGDClassifier(ClassifierMixin, BaseEstimator):
         *,
         lam: float = 1.0,
         gamma: float = 0.9,
+        target_ess: float | None = None,
         lam_schedule: float | None = None,
         loss: str = "ce",
         loss_options: dict[str, Any] | None = None,
@@ -421,6 +429,7 @@ class ABSGDClassifier(ClassifierMixin, BaseEstimator):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.lam = lam
         self.gamma = gamma
+        self.target_ess = target_ess
         self.lam_schedule = lam_schedule
         self.loss = loss
         self.loss_options = loss_options
@@ -474,6 +483,8 @@ class ABSGDClassifier(ClassifierMixin, BaseEstimator):
         out["lam"] = validate_lam(self.lam)
         if not (_is_real(self.gamma) and 0.0 < self.gamma <= 1.0):
             raise ValueError(f"gamma must be in (0, 1], got {self.gamma!r}")
+        if self.target_ess is not None:
+            validate_target_ess(self.target_ess)
         if self.lam_schedule is not None and not (
             _is_real(self.lam_schedule) and 0.0 < self.lam_schedule < 1.0
         ):
@@ -597,7 +608,7 @@ class ABSGDClassifier(ClassifierMixin, BaseEstimator):
         """Fresh fitted state: a new network, ABSGD normaliser and optimiser."""
         self.classes_ = classes
         self.model_ = _build_network(n_features, hidden, len(classes), seed)
-        self.weighting_ = ABWeighting(self.lam, gamma=self.gamma)
+        self.weighting_ = ABWeighting(self.lam, gamma=self.gamma, target_ess=self.target_ess)
         self.optimizer_state_: dict[str, Any] | None = None
         self.t_ = 0
 
@@ -665,7 +676,7 @@ class ABSGDClassifier(ClassifierMixin, BaseEstimator):
                     "not update the model). Lower learning_rate, standardise X (e.g. "
                     "StandardScaler in a Pipeline) or use solver='adam'"
                 ) from exc
-            objective = (p * v).sum()
+            objective = weighting.weighted_sum(v, p)
             optimizer.zero_grad(set_to_none=True)
             objective.backward()
             optimizer.step()

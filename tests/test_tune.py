@@ -1,0 +1,107 @@
+"""`absgd tune` and its engine (absgd.tune): selection on validation only, resumable."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from absgd.cli import SHIPPED_CONFIGS, main
+from absgd.config import ConfigError, load_config
+from absgd.tune import TrialLog, select_value, tune
+
+CONFIG = SHIPPED_CONFIGS / "cpu/fashion_mnist_lt_exp100_ce.yaml"
+TINY = [
+    "data.name=synthetic",
+    "data.root=null",
+    "data.options={num_classes: 3, train_per_class: 30, test_per_class: 5, shape: [6, 6, 1]}",
+    "data.imbalance_ratio=4",
+    "data.val_source=split",
+    "data.val_per_class=3",
+    "model.options={widths: [4], hidden: 8}",
+    "train.epochs=2",
+    "optim.milestones=[1]",
+    "objective.weighting=absgd",
+    "objective.lam_switch=1",
+]
+
+
+def test_select_value_takes_the_best_mean_and_refuses_incomplete_candidates():
+    best, means = select_value({1.0: [0.5, 0.75], 2.0: [0.9, None], 3.0: [0.625, 0.625]})
+    assert best == 1.0  # 0.625 ties with 3.0's 0.625: the first listed wins
+    assert means == {1.0: 0.625, 2.0: None, 3.0: 0.625}
+    assert select_value({1.0: [None]}) == (None, {1.0: None})
+
+
+def test_tune_selects_on_validation_and_resumes(tmp_path: Path):
+    out = tmp_path / "search"
+    result = tune(CONFIG, "objective.target_ess", [0.9, 0.5], out, overrides=TINY, seeds=[0, 1])
+    rows = [json.loads(line) for line in (out / "trials.jsonl").read_text().splitlines()]
+    assert len(rows) == 4
+    # independent of the engine: the mean validation score read from each run's final.json
+    means = {}
+    for value in (0.9, 0.5):
+        scores = []
+        for seed in (0, 1):
+            final = json.loads((out / f"target_ess={value!r}-s{seed}" / "final.json").read_text())
+            scores.append(final["val_at_selected_epoch"]["balanced_accuracy"])
+        means[value] = sum(scores) / 2
+    assert result.means == pytest.approx(means)
+    assert result.best == max(means, key=lambda v: (means[v], v == 0.9))
+    selected = load_config(out / "selected.yaml")
+    assert selected.objective.target_ess == result.best
+    assert selected.train.seed == 0
+    assert rows[0]["curve"] and rows[0]["curve"][-1]["epoch"] == 2
+    # a second call trains nothing: every trial is in the file
+    stamp = (out / "trials.jsonl").stat().st_mtime_ns
+    again = tune(CONFIG, "objective.target_ess", [0.9, 0.5], out, overrides=TINY, seeds=[0, 1])
+    assert again.means == result.means
+    assert (out / "trials.jsonl").stat().st_mtime_ns == stamp
+
+
+def test_an_interrupted_trial_resumes_from_its_checkpoint(tmp_path: Path):
+    from absgd.train import RunInterrupted, train
+
+    out = tmp_path / "search"
+    cfg = load_config(CONFIG, [*TINY, "objective.target_ess=0.7", "train.seed=0"])
+    with pytest.raises(RunInterrupted):
+        train(cfg, out / "target_ess=0.7-s0", stop_after_steps=2)
+    result = tune(CONFIG, "objective.target_ess", [0.7], out, overrides=TINY)
+    assert result.best == 0.7
+    history = (out / "target_ess=0.7-s0" / "metrics.jsonl").read_text().splitlines()
+    assert len(history) == 2  # the resumed run finished both epochs, none twice
+
+
+def test_trial_log_names_a_line_cut_short(tmp_path: Path):
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"kind": "run", "value": 1}\n{"kind": "ru')
+    with pytest.raises(ValueError, match="line 2, is not JSON"):
+        TrialLog(path, ("value",)).rows()
+
+
+def test_tune_refuses_what_it_cannot_select_on(tmp_path: Path):
+    with pytest.raises(ValueError, match=r"data\.val_source=none"):
+        tune(
+            CONFIG,
+            "objective.target_ess",
+            [0.5],
+            tmp_path,
+            overrides=[*TINY, "data.val_source=none", "train.select=last"],
+        )
+    with pytest.raises(ValueError, match="metric must be one of"):
+        tune(CONFIG, "objective.target_ess", [0.5], tmp_path, overrides=TINY, metric="loss")
+    with pytest.raises(ConfigError, match=r"objective\.target_ess=1\.5"):
+        tune(CONFIG, "objective.target_ess", [1.5], tmp_path, overrides=TINY)
+
+
+def test_cli_tune_prints_the_table_and_the_selected_config(tmp_path: Path, capsys):
+    args = ["tune", "--config", str(CONFIG), "--values", "0.8", "--out", str(tmp_path / "s")]
+    for item in TINY:
+        args += ["--set", item]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "objective.target_ess" in text and "<- chosen" in text
+    assert (tmp_path / "s" / "selected.yaml").is_file()
+    bad = ["tune", "--config", str(CONFIG), "--values", "2", "--out", str(tmp_path / "b")]
+    assert main(bad) == 2
