@@ -47,6 +47,7 @@ METRICS = (
     "train_class_counts",
     "selected_epoch",
     "shot_num_classes",
+    "paper_style",
 )
 """Keys of ``final.json`` copied into a trial record (test split, the selected model)."""
 

@@ -89,6 +89,9 @@ class CifarResNet(Classifier):
         widths: channels of the three stages.
         normed_classifier: use a cosine classifier (:class:`~absgd.models.NormedLinear`,
             logits in ``[-1, 1]``; LDAM scales them inside the loss) instead of a linear one.
+        dropout: probability of dropping a pooled feature before the classifier in training
+            (0: none; the ABSGD authors' CIFAR-10-LT command uses 0.2). ``forward_features``
+            returns the features before it.
     """
 
     def __init__(
@@ -99,8 +102,15 @@ class CifarResNet(Classifier):
         in_channels: int = 3,
         widths: Sequence[int] = (16, 32, 64),
         normed_classifier: bool = False,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        if (
+            isinstance(dropout, bool)
+            or not isinstance(dropout, (int, float))
+            or not (0.0 <= dropout < 1.0)
+        ):
+            raise ValueError(f"dropout must be a probability in [0, 1), got {dropout!r}")
         if isinstance(depth, bool) or not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
             raise ValueError(
                 f"depth must be 6n + 2 with n >= 1 (20, 32, 44, 56, ...), got {depth!r}"
@@ -126,12 +136,16 @@ class CifarResNet(Classifier):
             cin = width
         self.stage1, self.stage2, self.stage3 = stages
         kaiming_init(self)
+        self.dropout = nn.Dropout(float(dropout)) if dropout > 0 else nn.Identity()
         self.classifier = make_classifier(self.num_features, num_classes, normed_classifier)
 
     def forward_features(self, x: Tensor) -> Tensor:
         out = F.relu(self.bn1(self.conv1(x)), inplace=True)
         out = self.stage3(self.stage2(self.stage1(out)))
         return out.mean(dim=(2, 3))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.dropout(self.forward_features(x)))
 
 
 def _cifar_builder(depth: int):
@@ -141,6 +155,7 @@ def _cifar_builder(depth: int):
         in_channels: int = 3,
         normed_classifier: bool = False,
         widths: Sequence[int] = (16, 32, 64),
+        dropout: float = 0.0,
     ) -> CifarResNet:
         return CifarResNet(
             depth,
@@ -148,6 +163,7 @@ def _cifar_builder(depth: int):
             in_channels=in_channels,
             widths=widths,
             normed_classifier=normed_classifier,
+            dropout=dropout,
         )
 
     build.__name__ = build.__qualname__ = f"resnet{depth}"
