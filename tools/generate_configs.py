@@ -166,6 +166,13 @@ def files() -> dict[str, str]:
     }
     for ds, (train_extra, model_extra) in authors_data.items():
         a = authors_absgd[ds]
+        absgd_note = (
+            "ABSGD as the authors run it: p = exp(c·l/λ)/(B·u), u starting at 0\n"
+            f"at the switch (init: zero), α = {a['alpha']}, γ = {a['gamma']}, the raw Σ p·(c·l).\n"
+            f"λ = {a['lam']:g} is their {pretty[ds]} command's (cross-entropy); select it on\n"
+            "validation for other settings (absgd tune --param objective.lam ... with\n"
+            "data.val_source=leftover)."
+        )
         for profile in ("exp", "step"):
             for ratio in (100, 10):
                 setting = f"{ds}_lt_{profile}{ratio}"
@@ -188,12 +195,7 @@ def files() -> dict[str, str]:
                                         "init": "zero",
                                     },
                                 },
-                                f"ABSGD as the authors run it: p = exp(c·l/λ)/(B·u), u starting at 0\n"
-                                f"at the switch (init: zero), α = {a['alpha']}, γ = {a['gamma']}, "
-                                f"the raw Σ p·(c·l). λ = {a['lam']:g}\n"
-                                f"is their {pretty[ds]} command's (cross-entropy); select it on "
-                                "validation for\nother settings (absgd tune --param objective.lam "
-                                "... with data.val_source=leftover).",
+                                absgd_note,
                             )
                         )
                     for suffix, obj, comment in variants:
