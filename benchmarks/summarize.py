@@ -1,12 +1,19 @@
 """Turn grid results (JSON lines from ``grid.py``) into mean ± std markdown tables.
 
     python benchmarks/summarize.py benchmarks/results/fmnist_lt.jsonl [more.jsonl ...]
+    python benchmarks/summarize.py FILE --pair CE ABSGD-ESS --pair LDAM-DRW "ABSGD-ESS + LDAM-DRW"
 
-One table per grid and setting: a row per method with top-1, balanced accuracy, many /
-medium / few-shot accuracy (mean ± sample standard deviation over seeds, in %), the number of
-seeds, the λ chosen on validation ("fixed" where there was one candidate) and the mean
-training time. Runs on different devices (CPU, a GPU's name) get separate tables. Only the
-runs with the chosen λ enter the ABSGD rows.
+One table per grid and setting: a row per method with top-1, balanced accuracy, worst-class,
+many / medium / few-shot accuracy (mean ± sample standard deviation over seeds, in %), the
+number of seeds, the λ or target chosen on validation ("fixed" where there was one
+candidate), how many runs validation selected before the ABSGD switch (their number is the
+plain-SGD model), and the mean training time. Where runs evaluated the test split every epoch,
+a last column gives the paper-style number (the best test epoch's top-1: optimistic, never
+used for selection). Runs on different devices (CPU, a GPU's name) get separate tables. Only
+the runs with the chosen value enter the tuned rows.
+
+``--pair BASE METHOD`` adds a table of paired differences (METHOD − BASE, matched by seed):
+mean and 95 % confidence interval (Student's t over the seeds) for each metric.
 """
 
 from __future__ import annotations
@@ -21,10 +28,31 @@ from typing import Any
 COLUMNS = (
     ("top-1", "top1"),
     ("balanced", "balanced_accuracy"),
+    ("worst class", "worst_class"),
     ("many", "many"),
     ("medium", "medium"),
     ("few", "few"),
 )
+PAIRED = (("top-1", "top1"), ("balanced", "balanced_accuracy"), ("worst class", "worst_class"))
+
+# Two-sided 95 % quantiles of Student's t for 1..10 degrees of freedom (then ≈ normal).
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
+
+
+def t_quantile(df: int) -> float:
+    return _T975[df - 1] if df <= len(_T975) else 1.96
+
+
+def paired(diffs: list[float]) -> str:
+    """``mean [low, high]`` of paired differences (in points) with a 95 % t interval."""
+    n = len(diffs)
+    if n == 0:
+        return "–"
+    mean = statistics.mean(diffs)
+    if n == 1:
+        return f"{mean:+.2f} (1 seed)"
+    half = t_quantile(n - 1) * statistics.stdev(diffs) / n**0.5
+    return f"{mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}]"
 
 
 def mean_std(values: list[float | None]) -> str:
@@ -69,27 +97,88 @@ def shot_accuracies(metrics: dict[str, Any], many: int, few: int) -> dict[str, f
     return {k: statistics.mean(v) if v else None for k, v in groups.items()}
 
 
-def tables(paths: list[str], shots: tuple[int, int] | None = None) -> str:
-    """Markdown tables of the runs in ``paths``; ``shots=(many, few)`` regroups the classes
-    into many / medium / few by those training-set sizes (default: as each run recorded)."""
+def before_switch(row: dict[str, Any]) -> bool:
+    """Whether validation selected an epoch before the ABSGD switch (a plain-SGD model)."""
+    switch = ((row.get("config") or {}).get("objective") or {}).get("lam_switch")
+    epoch = (row.get("metrics") or {}).get("selected_epoch")
+    return switch is not None and epoch is not None and epoch <= switch
+
+
+def _groups(
+    paths: list[str], shots: tuple[int, int] | None
+) -> dict[tuple[str, str, str], dict[str, list[dict[str, Any]]]]:
     runs, chosen = load(paths)
-    if shots is not None:
-        for row in (r for r in runs if r.get("metrics") is not None):
-            row["metrics"] = {**row["metrics"], **shot_accuracies(row["metrics"], *shots)}
+    for row in (r for r in runs if r.get("metrics") is not None):
+        m = row["metrics"]
+        extra: dict[str, Any] = {"worst_class": min(m["per_class_accuracy"])}
+        if shots is not None:
+            extra.update(shot_accuracies(m, *shots))
+        style = m.get("paper_style") or {}
+        extra["paper_top1"] = style.get("best_test_top1")
+        row["metrics"] = {**m, **extra}
     groups: dict[tuple[str, str, str], dict[str, list[dict[str, Any]]]] = defaultdict(dict)
     for row in runs:
         selection = chosen.get((row["_file"], row["grid"], row["setting"], row["method"]))
         if selection is not None and row["lam"] != selection["lam"]:
-            continue  # a λ candidate that was not chosen
+            continue  # a candidate that was not chosen
+        row["_tuned"] = selection is not None and len(selection.get("scores") or {}) > 1
         key = (row["grid"], row["setting"], device_label(row))
         groups[key].setdefault(row["method"], []).append(row)
+    return groups
+
+
+def pair_tables(
+    paths: list[str], pairs: list[tuple[str, str]], shots: tuple[int, int] | None = None
+) -> str:
+    """Paired differences METHOD − BASE (points), matched by seed, per grid and setting."""
+    out = []
+    for (grid, setting, device), methods in _groups(paths, shots).items():
+        present = [(b, m) for b, m in pairs if b in methods and m in methods]
+        if not present:
+            continue
+        out.append(f"### {grid}: {setting} ({device}), paired by seed\n")
+        head = ["method − base", "seeds", *(name for name, _ in PAIRED), "paper-style top-1"]
+        out.append("| " + " | ".join(head) + " |")
+        out.append("|" + "---|" * len(head))
+        for base, method in present:
+            by_seed = {r["seed"]: r for r in methods[base] if r.get("metrics")}
+            both = [
+                (by_seed[r["seed"]], r)
+                for r in methods[method]
+                if r.get("metrics") and r["seed"] in by_seed
+            ]
+            cells = [f"{method} − {base}", str(len(both))]
+            for _, key in (*PAIRED, ("", "paper_top1")):
+                diffs = [
+                    100 * (m["metrics"][key] - b["metrics"][key])
+                    for b, m in both
+                    if m["metrics"].get(key) is not None and b["metrics"].get(key) is not None
+                ]
+                cells.append(paired(diffs))
+            out.append("| " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def tables(paths: list[str], shots: tuple[int, int] | None = None) -> str:
+    """Markdown tables of the runs in ``paths``; ``shots=(many, few)`` regroups the classes
+    into many / medium / few by those training-set sizes (default: as each run recorded)."""
+    groups = _groups(paths, shots)
     out = []
     for (grid, setting, device), methods in groups.items():
         out.append(f"### {grid}: {setting} ({device})\n")
         names = [name for name, _ in COLUMNS]
         if shots is not None:
-            names[2:] = [f"many (>{shots[0]})", "medium", f"few (<{shots[1]})"]
-        head = ["method", *names, "seeds", "λ (val)", "time"]
+            names[3:] = [f"many (>{shots[0]})", "medium", f"few (<{shots[1]})"]
+        styled = any(
+            r["metrics"].get("paper_top1") is not None
+            for rs in methods.values()
+            for r in rs
+            if r.get("metrics")
+        )
+        head = ["method", *names, "seeds", "λ / target (val)", "selected < switch", "time"]
+        if styled:
+            head.append("paper-style top-1 (best test epoch)")
         out.append("| " + " | ".join(head) + " |")
         out.append("|" + "---|" * len(head))
         for method, all_rows in methods.items():
@@ -98,13 +187,17 @@ def tables(paths: list[str], shots: tuple[int, int] | None = None) -> str:
             cells = [method]
             cells += [mean_std([r["metrics"][key] for r in rows]) for _, key in COLUMNS]
             cells.append(str(len(rows)) + (f" (+{failed} diverged)" if failed else ""))
+            early = sum(before_switch(r) for r in rows)
             rows = rows or all_rows
             lam = rows[0]["lam"]
-            selection = chosen.get((rows[0]["_file"], grid, setting, method))
-            tuned = selection is not None and len(selection.get("scores") or {}) > 1
+            tuned = rows[0]["_tuned"]
             cells.append("–" if lam is None else f"{lam:g}" if tuned else f"{lam:g} (fixed)")
+            switch = ((rows[0].get("config") or {}).get("objective") or {}).get("lam_switch")
+            cells.append("–" if switch is None else f"{early} of {len(rows)}")
             times = [r["train_wall_seconds"] for r in rows if r["train_wall_seconds"] is not None]
             cells.append(f"{statistics.mean(times):.0f} s" if times else "–")
+            if styled:
+                cells.append(mean_std([r["metrics"].get("paper_top1") for r in rows]))
             out.append("| " + " | ".join(cells) + " |")
         out.append("")
     return "\n".join(out)
@@ -120,10 +213,21 @@ def main(argv: list[str] | None = None) -> int:
         metavar=("MANY", "FEW"),
         help="regroup many / medium / few as > MANY, FEW..MANY, < FEW training images",
     )
+    p.add_argument(
+        "--pair",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("BASE", "METHOD"),
+        help="also tabulate METHOD − BASE paired by seed, with 95 %% intervals (repeatable)",
+    )
     args = p.parse_args(argv)
     if args.shots is not None and not 0 < args.shots[1] <= args.shots[0]:
         p.error(f"--shots needs 0 < FEW <= MANY, got MANY={args.shots[0]} FEW={args.shots[1]}")
-    print(tables(args.files, tuple(args.shots) if args.shots else None))
+    shots = tuple(args.shots) if args.shots else None
+    print(tables(args.files, shots))
+    if args.pair:
+        print(pair_tables(args.files, [tuple(p) for p in args.pair], shots))
     return 0
 
 

@@ -120,6 +120,7 @@ def _row(method: str, seed: int, lam, top1: float, device: str | None = None) ->
     if device is not None:
         env.update(device="cuda", device_name=device)
     metrics = {k: top1 for k in ("top1", "balanced_accuracy", "many", "medium")}
+    metrics["per_class_accuracy"] = [top1 + 0.1, top1 - 0.1]  # worst class: top1 - 10 points
     return {
         "kind": "run",
         "grid": "g",
@@ -159,10 +160,25 @@ def test_summary_keeps_devices_apart_and_marks_an_untuned_lambda(tmp_path):
     cpu, gpu = text.split("### g: s (GPU-X)")
     assert "### g: s (CPU)" in cpu
     # mean ± sample std of 50 % and 60 %: 55.00 ± 7.07
-    assert "| CE | 55.00 ± 7.07 | 55.00 ± 7.07 |" in cpu  # the diverged seed is counted apart
-    assert "| – | 2 (+1 diverged) | – | 10 s |" in cpu
-    assert "| AB | 70.00 | 70.00 | 70.00 | 70.00 | – | 1 | 3 | 10 s |" in cpu
+    # the diverged seed is counted apart
+    assert "| CE | 55.00 ± 7.07 | 55.00 ± 7.07 | 45.00 ± 7.07 |" in cpu
+    assert "| – | 2 (+1 diverged) | – | – | 10 s |" in cpu
+    assert "| AB | 70.00 | 70.00 | 60.00 | 70.00 | 70.00 | – | 1 | 3 | – | 10 s |" in cpu
     assert "| CE | 90.00 |" in gpu and "| 5 (fixed) |" in gpu
+
+
+def test_paired_differences_match_a_hand_computed_t_interval(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from summarize import pair_tables
+
+    base = [_row("CE", seed, None, 0.50) for seed in (0, 1, 2)]
+    method = [_row("AB", seed, None, 0.50 + d) for seed, d in ((0, 0.01), (1, 0.02), (2, 0.03))]
+    method.append(_row("AB", 7, None, 0.99))  # no CE run with seed 7: not paired
+    path = tmp_path / "r.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in base + method))
+    text = pair_tables([str(path)], [("CE", "AB")])
+    # differences 1, 2, 3 points: mean 2, sd 1, t(2) = 4.303 -> half-width 4.303/√3 = 2.484
+    assert "| AB − CE | 3 | +2.00 [-0.48, +4.48] |" in text
 
 
 def test_online_benchmark_runs_on_a_short_stream(tmp_path):
