@@ -180,7 +180,10 @@ def main(argv: list[str] | None = None) -> int:
                 for candidate in spec.lams:
                     key = _key(setting, method, seeds[0], candidate)
                     if key not in runs:
-                        print(f"[{setting}] {method} λ={candidate} seed {seeds[0]} ...", flush=True)
+                        print(
+                            f"[{setting}] {method} {spec.param}={candidate} seed {seeds[0]} ...",
+                            flush=True,
+                        )
                         row = run_one(
                             args.grid,
                             grid,

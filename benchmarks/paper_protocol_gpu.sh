@@ -13,6 +13,11 @@
 # KEEP: if set, every run's directory (metrics.jsonl, final.json, plots) is kept under it.
 # SHORT=1: also run the 20-epoch CIFAR-10-LT grid (cifar10_lt_short, six methods, fp32 as on
 #   the CPU) on the same GPU, one process per method, into $OUT/cifar10_lt_short_gpu_*.jsonl.
+# REPRO=1: instead, the decisive comparison of the reproduction issue on exp ratio 100: the
+#   grids cifar10_lt_repro_ours and cifar10_lt_repro_authors (CE, CB-DRW, LDAM-DRW, each
+#   with ABSGD at a validation-chosen λ and with a validation-chosen target ESS; 3 seeds),
+#   fp32, one process per grid and method (18 processes), into $OUT/cifar10_lt_repro_*.jsonl;
+#   then the paired tables. SETTING overrides the setting ("exp, ratio 10", "step, ratio 100").
 # PYTHON: the interpreter (default python).
 # EXTRA: further `--set KEY=VALUE` arguments for every run (e.g. a quick smoke test).
 set -euo pipefail
@@ -32,6 +37,28 @@ launch() {  # grid, method, file, further grid.py arguments
         "${keep[@]}" "${@:4}" "${extra[@]}" > "$3.log" 2>&1 &
     pids+=($!)
 }
+if [[ "${REPRO:-0}" == 1 ]]; then
+    setting=${SETTING:-exp, ratio 100}
+    for grid in cifar10_lt_repro_ours cifar10_lt_repro_authors; do
+        for base in "CE" "CB-DRW" "LDAM-DRW"; do
+            for method in "$base" "ABSGD + $base" "ABSGD-ESS + $base"; do
+                launch "$grid" "$method" "$OUT/${grid}_$(slug "$setting")_$(slug "$method").jsonl" \
+                    --settings "$setting" --set train.device=cuda
+            done
+        done
+    done
+    status=0
+    for pid in "${pids[@]}"; do wait "$pid" || status=1; done
+    for grid in cifar10_lt_repro_ours cifar10_lt_repro_authors; do
+        pairs=()
+        for base in "CE" "CB-DRW" "LDAM-DRW"; do
+            pairs+=(--pair "$base" "ABSGD + $base" --pair "$base" "ABSGD-ESS + $base")
+        done
+        "$PYTHON" benchmarks/summarize.py "$OUT/${grid}"_*.jsonl "${pairs[@]}" || status=1
+    done
+    nvidia-smi --query-gpu=name --format=csv,noheader || true
+    exit $status
+fi
 for method in "CE" "LDAM-DRW" "ABSGD + LDAM-DRW"; do
     launch cifar10_lt_paper "$method" "$OUT/cifar10_lt_paper_$(slug "$method").jsonl"
 done
