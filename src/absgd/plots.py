@@ -74,6 +74,25 @@ def _curves(history: list[dict[str, Any]], path: Path) -> None:
     _save(fig, path)
 
 
+def _lam_and_ess(history: list[dict[str, Any]], ax: Any) -> None:
+    """Effective sample size per epoch (left axis) and the λ in force (right, log scale)."""
+    ess = [
+        (r["epoch"], r["effective_sample_size"]) for r in history if "effective_sample_size" in r
+    ]
+    if ess:
+        ax.plot(*zip(*ess, strict=True), color="tab:blue", marker=".", label="ESS")
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("effective sample size", color="tab:blue")
+    ax.set_xlabel("epoch")
+    ax.grid(alpha=0.3)
+    lam = [(r["epoch"], abs(r["lam"])) for r in history if isinstance(r.get("lam"), (int, float))]
+    if lam:
+        right = ax.twinx()
+        right.plot(*zip(*lam, strict=True), color="tab:red", marker=".", label="|λ|")
+        right.set_yscale("log")
+        right.set_ylabel("|λ| in force (∞ not shown)", color="tab:red")
+
+
 def _weights(history: list[dict[str, Any]], final: dict[str, Any], path: Path) -> bool:
     rows = [
         (r["epoch"], r["mean_weight_per_class"]) for r in history if r.get("mean_weight_per_class")
@@ -85,12 +104,14 @@ def _weights(history: list[dict[str, Any]], final: dict[str, Any], path: Path) -
     counts = np.asarray(final["train_class_counts"], dtype=float)
     order = np.argsort(-counts)
     colours = plt.cm.viridis(np.linspace(0, 1, len(counts)))
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, (ax, low) = plt.subplots(
+        2, 1, figsize=(6, 6), sharex=True, gridspec_kw={"height_ratios": [2, 1]}
+    )
+    _lam_and_ess(history, low)
     for rank, c in enumerate(order):
         label = f"{final['class_names'][c]} (n={int(counts[c])})" if len(counts) <= 12 else None
         ax.plot(epochs, table[:, c], color=colours[rank], label=label)
     ax.axhline(1.0, color="grey", linewidth=0.8, linestyle=":")
-    ax.set_xlabel("epoch")
     ax.set_ylabel("mean weight B·p of the class")
     ax.set_title("mean per-sample weight of each class (1 = uniform, plain SGD)")
     ax.grid(alpha=0.3)
