@@ -58,6 +58,9 @@ def test_tune_selects_on_validation_and_resumes(tmp_path: Path):
     again = tune(CONFIG, "objective.target_ess", [0.9, 0.5], out, overrides=TINY, seeds=[0, 1])
     assert again.means == result.means
     assert (out / "trials.jsonl").stat().st_mtime_ns == stamp
+    # the same folder with another config is refused, not silently mixed
+    with pytest.raises(ValueError, match="another config"):
+        tune(CONFIG, "objective.target_ess", [0.9], out, overrides=[*TINY, "optim.lr=0.2"])
 
 
 def test_an_interrupted_trial_resumes_from_its_checkpoint(tmp_path: Path):
@@ -71,6 +74,14 @@ def test_an_interrupted_trial_resumes_from_its_checkpoint(tmp_path: Path):
     assert result.best == 0.7
     history = (out / "target_ess=0.7-s0" / "metrics.jsonl").read_text().splitlines()
     assert len(history) == 2  # the resumed run finished both epochs, none twice
+
+
+def test_trial_lines_are_strict_json_with_infinity_spelt_out(tmp_path: Path):
+    log = TrialLog(tmp_path / "t.jsonl", ("value",))
+    log.append({"kind": "run", "value": 1.0, "config": {"lam": float("inf"), "m": (160, 180)}})
+    text = (tmp_path / "t.jsonl").read_text()
+    assert '"lam": "inf"' in text and '"m": [160, 180]' in text
+    assert log.rows("run")[0]["config"]["lam"] == "inf"
 
 
 def test_trial_log_names_a_line_cut_short(tmp_path: Path):

@@ -179,8 +179,20 @@ class TrialLog:
         """Add one line (one ``write`` of a whole line, then flushed)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(row, allow_nan=False) + "\n")
+            fh.write(json.dumps(plain_json(row), allow_nan=False) + "\n")
             fh.flush()
+
+
+def plain_json(value: Any) -> Any:
+    """``value`` as strict JSON takes it: tuples as lists, ±infinity as ``"inf"``/``"-inf"``
+    (a config may hold λ = ∞), NaN as ``None``."""
+    if isinstance(value, dict):
+        return {str(k): plain_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_json(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return value
 
 
 @dataclass(frozen=True)
@@ -251,12 +263,18 @@ def tune(
                     "data.val_source=none; use split or leftover"
                 )
             configs[(value, seed)] = cfg
-    log = TrialLog(out / "trials.jsonl", ("value", "seed"))
+    log = TrialLog(out / "trials.jsonl", ("param", "value", "seed"))
     done = log.runs()
     trials: list[dict[str, Any]] = []
     for (value, seed), cfg in configs.items():
-        key = (value, seed)
+        key = (param, value, seed)
         if key in done:
+            if done[key].get("config") != plain_json(config_to_dict(cfg)):
+                raise ValueError(
+                    f"{log.path} holds a trial {param}={value_text(value)}, seed {seed} of "
+                    "another config (other --config or --set); use another --out for this "
+                    "search"
+                )
             trials.append(done[key])
             continue
         if progress:
