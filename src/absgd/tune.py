@@ -61,7 +61,7 @@ def value_text(value: float) -> str:
     return repr(value)
 
 
-def run_trial(cfg: RunConfig, run_dir: Path, *, quiet_reporter: Any = None) -> dict[str, Any]:
+def run_trial(cfg: RunConfig, run_dir: Path, *, reporter: Any = None) -> dict[str, Any]:
     """Train ``cfg`` into ``run_dir`` (resuming a checkpoint found there) and return its record.
 
     A run that diverges (:class:`absgd.train.TrainingDiverged`) is a result, recorded with
@@ -78,7 +78,7 @@ def run_trial(cfg: RunConfig, run_dir: Path, *, quiet_reporter: Any = None) -> d
             final = json.loads(final_path.read_text(encoding="utf-8"))
         else:
             resume = (run_dir / CHECKPOINT_NAME).is_file()
-            final = train(cfg, run_dir, resume=resume, reporter=quiet_reporter)
+            final = train(cfg, run_dir, resume=resume, reporter=reporter)
     except TrainingDiverged as err:
         diverged = str(err)
     o = cfg.objective
@@ -279,7 +279,7 @@ def tune(
             continue
         if progress:
             progress(f"{param}={value_text(value)} seed {seed} ...")
-        record = run_trial(cfg, out / _slug(param, value, seed), quiet_reporter=reporter)
+        record = run_trial(cfg, out / _slug(param, value, seed), reporter=reporter)
         row = {
             "kind": "run",
             "param": param,
