@@ -437,23 +437,77 @@ def _final_metrics(run) -> dict:
     return final
 
 
-@pytest.mark.parametrize("stop_after", [3, 5, 9])
-def test_interrupted_and_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path, stop_after):
+def _same_records(run_a, run_b) -> None:
+    """metrics.jsonl of two runs agree record by record (but for the epochs' wall time)."""
+    a, b = _history(run_a), _history(run_b)
+    for record in (*a, *b):
+        record.pop("epoch_seconds")
+    assert a == b
+
+
+@pytest.mark.parametrize(
+    ("stop_after", "position"),
+    [  # 4 steps per epoch; 4 and 8 stop after an epoch's last step, before its end
+        (3, (0, 3)),
+        (4, (0, 4)),
+        (5, (1, 1)),
+        (8, (1, 4)),
+        (9, (2, 1)),
+    ],
+)
+def test_interrupted_and_resumed_run_ends_exactly_like_an_uninterrupted_one(
+    tmp_path, stop_after, position
+):
     cfg = _absgd_cfg()
     data = prepare_data(cfg.data)
+    assert math.ceil(data.info["train_size"] / cfg.train.batch_size) == TINY_STEPS_PER_EPOCH
     train(cfg, tmp_path / "straight", data=data)
     with pytest.raises(RunInterrupted, match="absgd train --resume"):
         train(cfg, tmp_path / "resumed", data=data, stop_after_steps=stop_after)
     state = load_checkpoint(tmp_path / "resumed")
-    steps_per_epoch = math.ceil(data.info["train_size"] / cfg.train.batch_size)
-    assert (state["epoch"], state["step"]) == divmod(stop_after, steps_per_epoch)
+    assert (state["epoch"], state["step"]) == position
     train(cfg, tmp_path / "resumed", resume=True, data=data)
     assert _final_metrics(tmp_path / "resumed") == _final_metrics(tmp_path / "straight")
     a = torch.load(tmp_path / "straight/model.pt", weights_only=True)
     b = torch.load(tmp_path / "resumed/model.pt", weights_only=True)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    lines = (tmp_path / "resumed/metrics.jsonl").read_text().splitlines()
-    assert len(lines) == cfg.train.epochs
+    _same_records(tmp_path / "resumed", tmp_path / "straight")
+
+
+class _Preempted(BaseException):
+    """The process dies (SIGKILL, a pre-empted node) after an end-of-epoch checkpoint."""
+
+
+@pytest.mark.parametrize("epochs_done", [1, 2, 3])
+def test_a_run_preempted_at_an_epoch_boundary_resumes_from_the_epoch_checkpoint(
+    tmp_path, monkeypatch, epochs_done
+):
+    # Epoch 2 is where DRW and λ switch: resuming there must switch exactly as straight on.
+    cfg = _absgd_cfg()
+    data = prepare_data(cfg.data)
+    train(cfg, tmp_path / "straight", data=data)
+    end_epoch = train_module._Run._end_epoch
+
+    def end_epoch_then_die(self, *args, **kwargs):
+        end_epoch(self, *args, **kwargs)  # records the epoch, writes its checkpoint
+        if self.epoch == epochs_done:
+            raise _Preempted
+
+    with monkeypatch.context() as m:
+        m.setattr(train_module._Run, "_end_epoch", end_epoch_then_die)
+        with pytest.raises(_Preempted):
+            train(cfg, tmp_path / "resumed", data=data)
+    state = load_checkpoint(tmp_path / "resumed")
+    assert (state["epoch"], state["step"]) == (epochs_done, 0)
+    assert state["meters"] is None  # nothing of the next epoch had started
+    assert len(_history(tmp_path / "resumed")) == epochs_done
+    assert not (tmp_path / "resumed/final.json").exists()
+    train(cfg, tmp_path / "resumed", resume=True, data=data)
+    assert _final_metrics(tmp_path / "resumed") == _final_metrics(tmp_path / "straight")
+    a = torch.load(tmp_path / "straight/model.pt", weights_only=True)
+    b = torch.load(tmp_path / "resumed/model.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    _same_records(tmp_path / "resumed", tmp_path / "straight")
 
 
 def test_resume_refuses_a_different_config_and_a_new_run_refuses_an_old_directory(tmp_path):
