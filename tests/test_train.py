@@ -287,7 +287,8 @@ MLP_RUN = [*TINY, "model.name=mlp", "model.options={hidden: [16]}"]
             ["optim.schedule=step", "optim.milestones=[3, 5]", "optim.factors=[0.1, 0.01]"],
             [0.5, 1.0, 1.0, 0.1, 0.1, 0.01],
         ),
-        # warm-up, then 0.1 + 0.9 · (1 + cos(π (t - 2) / 4)) / 2 for t = 2..5
+        # warm-up, then 0.1 + 0.9 · (1 + cos(π (t - 2) / 4)) / 2 for t = 2..5: final_factor is
+        # reached at t = epochs, one past the last epoch (as torch's CosineAnnealingLR)
         (
             ["optim.schedule=cosine", "optim.final_factor=0.1"],
             [
@@ -597,7 +598,7 @@ def _layout_channels_last(t: torch.Tensor) -> bool:
 def test_training_options_do_what_they_say(tmp_path, monkeypatch, option):
     rec = _Recorder(monkeypatch)
     final = train(_absgd_cfg(2, *OPTIONS[option]), tmp_path / "run", reporter=rec)
-    assert 0.0 <= final["top1"] <= 1.0
+    assert final["epochs"] == 2
     assert all(math.isfinite(r["train_loss"]) for r in _history(tmp_path / "run"))
     assert len(rec.steps) == 2 * TINY_STEPS_PER_EPOCH
 
