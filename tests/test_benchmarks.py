@@ -92,6 +92,40 @@ def test_throughput_benchmark_runs_on_a_generated_archive(tmp_path):
     assert result["train_images"] == sum([16, 14, 13, 12, 11, 10, 10, 9, 8, 8])
 
 
+def test_data_cache_benchmark_times_a_generated_archive(tmp_path):
+    pytest.importorskip("PIL")
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    archive = tmp_path / "tiny.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for split, n in (("train", 3), ("test", 1)):
+            for c in range(2):
+                for i in range(n):
+                    buf = io.BytesIO()
+                    Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(
+                        buf, format="PNG"
+                    )
+                    info = tarfile.TarInfo(f"{split}/class{c}/{i}.png")
+                    info.size = len(buf.getvalue())
+                    tar.addfile(info, io.BytesIO(buf.getvalue()))
+    out = _run(
+        "data_cache.py",
+        "--data",
+        str(archive),
+        "--repeats",
+        "1",
+        "--json",
+        str(tmp_path / "c.json"),
+        env={"ABSGD_CACHE_DIR": str(tmp_path / "user-cache")},
+    )
+    assert "| tiny.tar.gz | 8 |" in out.stdout
+    result = json.loads((tmp_path / "c.json").read_text())
+    assert result["images"] == 8 and result["repeats"] == 1
+    assert result["decode_s"] > 0 and result["cached_s"] > 0
+    assert not (tmp_path / "user-cache").exists()  # timed in a temporary cache only
+
+
 def test_accuracy_grid_selects_lambda_on_validation_resumes_and_summarises(tmp_path):
     results = tmp_path / "smoke.jsonl"
     _run("grid.py", "smoke", "--out", str(results))

@@ -119,7 +119,30 @@ def test_resume_with_another_number_of_processes(config, single_run, tmp_path, f
     )
     assert out.returncode != 0 and "absgd train --resume" in out.stderr
     state = load_checkpoint(run)
-    assert (state["epoch"], state["step"]) == (1, 2)
+    assert (state["epoch"], state["step"]) == (1, 2)  # mid-epoch (the epoch boundary: below)
+    _absgd("train", "--resume", str(run), "--quiet", procs=then)
+    _same_result(run, single_run)
+
+
+@pytest.mark.parametrize("then", [2, 1])
+def test_resume_from_the_end_of_epoch_checkpoint_after_preemption(
+    config, single_run, tmp_path, then
+):
+    # Under torchrun, both processes die right after the checkpoint of epoch 1 is written
+    # (before epoch 2, where the LR milestone is): the resume starts at (epoch 1, step 0).
+    run = tmp_path / "run"
+    script = os.path.join(os.path.dirname(__file__), "preempt_after_epoch.py")
+    args = ["train", "--config", str(config), "--out", str(run), "--quiet"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(
+        [*cmd, script, "1", *args], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert out.returncode != 0 and "exitcode: 75" in out.stderr, out.stderr[-3000:]
+    state = load_checkpoint(run)
+    assert (state["epoch"], state["step"]) == (1, 0)
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
+    assert not (run / "final.json").exists()
     _absgd("train", "--resume", str(run), "--quiet", procs=then)
     _same_result(run, single_run)
 

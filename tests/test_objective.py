@@ -76,16 +76,25 @@ def test_bad_class_weighting_is_refused(kwargs, match):
 # -- RGD --------------------------------------------------------------------------------------
 
 
-def test_rgd_weights_against_the_formula():
+def test_rgd_weights_by_hand():
+    # Kumar et al. (arXiv 2306.09222): r_i = exp(min(l_i, τ) / (τ + 1)), step on (1/B) Σ r_i l_i.
+    # τ = 1.5: min(l, τ) = (0, 0.5, 1.5, 1.5); / 2.5 = (0, 0.2, 0.6, 0.6)
     losses = torch.tensor([0.0, 0.5, 2.0, 10.0])
     tau = 1.5
-    expected = torch.exp(torch.clamp(losses, max=tau) / (tau + 1)) / 4
+    e02, e06 = 1.2214027581601699, 1.8221188003905089  # exp(0.2), exp(0.6)
+    raw = [1.0, e02, e06, e06]
+    expected = torch.tensor([r / 4 for r in raw])
     torch.testing.assert_close(rgd_weights(losses, tau), expected)
-    torch.testing.assert_close(rgd_weights(losses, tau, normalize=True).sum(), torch.tensor(1.0))
+    normalised = torch.tensor([r / sum(raw) for r in raw])
+    torch.testing.assert_close(rgd_weights(losses, tau, normalize=True), normalised)
     w = RGDWeighting(tau)
     out = w(losses.requires_grad_())
-    torch.testing.assert_close(out, (expected * losses).sum())
+    by_hand = (0.0 * 1.0 + 0.5 * e02 + 2.0 * e06 + 10.0 * e06) / 4
+    assert out.item() == pytest.approx(by_hand, rel=1e-6)
     assert not w.last_weights.requires_grad
+    # detached weights: the gradient is r_i / B, not the derivative of r_i l_i
+    (grad,) = torch.autograd.grad(out, losses)
+    torch.testing.assert_close(grad, expected)
     with pytest.raises(ValueError, match="tau must be a finite number > 0"):
         RGDWeighting(0.0)
 
@@ -146,6 +155,41 @@ def test_inside_and_outside_placement_on_a_hand_made_example():
         torch.testing.assert_close(obj.last_weights, torch.tensor(p))
         expected = p[0] * 1 * loss_value + p[1] * 3 * loss_value
         assert total.item() == pytest.approx(expected, rel=1e-6)
+
+
+def _three_samples() -> tuple[torch.Tensor, torch.Tensor]:
+    """CE losses ln 4, ln(4/3), ln 2: logits (0, ln 3) with labels 0 and 1, then (0, 0), 1."""
+    logits = torch.tensor([[0.0, math.log(3.0)], [0.0, math.log(3.0)], [0.0, 0.0]])
+    return logits, torch.tensor([0, 1, 1])
+
+
+@pytest.mark.parametrize(
+    ("placement", "normalize", "expected"),
+    [
+        # class weights (1, 3): c = (1, 3, 3), mean 7/3; λ = 1, first batch: p = e / Σ e.
+        # outside: e = exp(l) = (4, 4/3, 2), p = (6, 2, 3) / 11;
+        #   Σ p c l = (6 ln 4 + 6 ln(4/3) + 9 ln 2) / 11 = (33 ln 2 - 6 ln 3) / 11
+        ("outside", False, (33 * math.log(2) - 6 * math.log(3)) / 11),
+        ("outside", True, (99 * math.log(2) - 18 * math.log(3)) / 77),  # ÷ 7/3
+        # inside: e = exp(c l) = (4, 64/27, 8), p = (27, 16, 54) / 97;
+        #   Σ p c l = (54 ln 2 + 48 ln(4/3) + 162 ln 2) / 97 = (312 ln 2 - 48 ln 3) / 97
+        ("inside", False, (312 * math.log(2) - 48 * math.log(3)) / 97),
+        ("inside", True, 3 * (312 * math.log(2) - 48 * math.log(3)) / 679),  # ÷ 7/3
+    ],
+)
+def test_placement_and_normalised_class_weights_by_value(placement, normalize, expected):
+    logits, y = _three_samples()
+    obj = Objective(
+        build_loss("ce", reduction="none"),
+        class_weighting=DRW((1.0, 3.0), switch=0),
+        weighting=ABWeighting(1.0),
+        placement=placement,
+        normalize_class_weights=normalize,
+    )
+    total = obj(logits, y)
+    p = (6 / 11, 2 / 11, 3 / 11) if placement == "outside" else (27 / 97, 16 / 97, 54 / 97)
+    torch.testing.assert_close(obj.last_weights, torch.tensor(p))
+    assert total.item() == pytest.approx(expected, rel=1e-6)
 
 
 def test_objective_gradient_is_the_weighted_sum_of_per_sample_gradients():

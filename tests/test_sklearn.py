@@ -23,7 +23,11 @@ import scipy.sparse as sp  # noqa: E402
 from sklearn.base import clone  # noqa: E402
 from sklearn.datasets import make_blobs, make_classification  # noqa: E402
 from sklearn.metrics import balanced_accuracy_score  # noqa: E402
-from sklearn.model_selection import GridSearchCV, train_test_split  # noqa: E402
+from sklearn.model_selection import (  # noqa: E402
+    GridSearchCV,
+    StratifiedKFold,
+    train_test_split,
+)
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.utils.estimator_checks import (  # noqa: E402
@@ -314,14 +318,20 @@ def test_class_weight_schemes():
         ABSGDClassifier(class_weight={7: 1.0}).fit(X, y)
 
 
-def test_losses_that_need_class_counts_get_them_from_fit():
+@pytest.mark.parametrize("loss", ["ldam", "logit_adjusted", "balanced_softmax"])
+def test_losses_that_need_class_counts_get_them_from_fit(loss):
+    # 96/18/6 samples; early stopping holds out round(0.1 · n_c) = 10/2/1 of them, so the
+    # training counts are 86/16/5 — those, not the counts of all of y, must reach the loss.
     X, y = _data(n=120, weights=[0.8, 0.15, 0.05])
-    for loss in ("ldam", "logit_adjusted", "balanced_softmax", "focal"):
-        est = ABSGDClassifier(loss=loss, max_iter=2, random_state=0).fit(X, y)
-        assert est.predict(X).shape == y.shape
-    np.testing.assert_array_equal(est.class_counts_, np.bincount(y))
-    est = ABSGDClassifier(loss="focal", loss_options={"gamma": 2.0}, max_iter=1).fit(X, y)
-    assert est.predict_proba(X).shape == (120, 3)
+    assert np.bincount(y).tolist() == [96, 18, 6]
+    options = {"scale": 1.0} if loss == "ldam" else {}
+    common = {"loss": loss, "early_stopping": True, "max_iter": 3, "random_state": 0}
+    est = ABSGDClassifier(loss_options=options, **common).fit(X, y)
+    np.testing.assert_array_equal(est.class_counts_, [86, 16, 5])
+    given = ABSGDClassifier(loss_options={**options, "class_counts": [86, 16, 5]}, **common)
+    _assert_same_params(est, given.fit(X, y))
+    wrong = ABSGDClassifier(loss_options={**options, "class_counts": [96, 18, 6]}, **common)
+    assert not torch.equal(_params(est)[0], _params(wrong.fit(X, y))[0])
 
 
 # -- scikit-learn usage ----------------------------------------------------------------------
@@ -329,14 +339,31 @@ def test_losses_that_need_class_counts_get_them_from_fit():
 
 def test_pipeline_and_grid_search_over_lam():
     X, y = _data(n=240, weights=[0.8, 0.15, 0.05], seed=1)
-    pipe = make_pipeline(StandardScaler(), ABSGDClassifier(max_iter=5, random_state=0))
+    grid_values = [math.inf, 1.0, 0.3]
+
+    def pipe(**params):
+        est = ABSGDClassifier(max_iter=5, random_state=0, **params)
+        return make_pipeline(StandardScaler(), est)
+
     grid = GridSearchCV(
-        pipe, {"absgdclassifier__lam": [math.inf, 1.0, 0.3]}, cv=3, scoring="balanced_accuracy"
+        pipe(), {"absgdclassifier__lam": grid_values}, cv=3, scoring="balanced_accuracy"
     )
     grid.fit(X, y)
-    assert grid.best_params_["absgdclassifier__lam"] in (math.inf, 1.0, 0.3)
-    assert len(grid.cv_results_["mean_test_score"]) == 3
-    assert grid.predict(X).shape == y.shape
+    # The same cross-validation by hand: GridSearchCV's cv=3 is an unshuffled 3-fold
+    # stratified split; each fold trains a fresh pipeline.
+    folds = list(StratifiedKFold(n_splits=3).split(X, y))
+    scores = []
+    for lam in grid_values:
+        fold_scores = []
+        for train, test in folds:
+            model = pipe(lam=lam).fit(X[train], y[train])
+            fold_scores.append(balanced_accuracy_score(y[test], model.predict(X[test])))
+        scores.append(np.mean(fold_scores))
+    np.testing.assert_allclose(grid.cv_results_["mean_test_score"], scores, rtol=0, atol=1e-12)
+    best = grid_values[int(np.argmax(scores))]
+    assert grid.best_params_["absgdclassifier__lam"] == best
+    refit = pipe(lam=best).fit(X, y)  # refit=True: the best λ trained on all of X
+    np.testing.assert_array_equal(grid.predict_proba(X), refit.predict_proba(X))
 
 
 def test_clone_pickle_and_continue_training_after_unpickling():
@@ -541,5 +568,18 @@ def test_docs_python_blocks_run():
     namespace: dict = {}
     for index, code in enumerate(blocks):  # the second block continues the first
         exec(compile(code, f"docs/sklearn.md python block {index}", "exec"), namespace)
-    assert namespace["search"].best_params_["absgdclassifier__lam"] in (math.inf, 1.0, 0.3)
-    assert namespace["stream"].n_iter_ == 6 and namespace["stream"].weighting_.lam == 1.0
+    # The printed search chose by cross-validation and refitted that λ on the training set:
+    # the same pipeline trained with the chosen λ predicts exactly what the search predicts.
+    search, X_train, y_train = namespace["search"], namespace["X_train"], namespace["y_train"]
+    lam = search.best_params_["absgdclassifier__lam"]
+    scores = search.cv_results_["mean_test_score"]
+    assert search.cv_results_["param_absgdclassifier__lam"][int(np.argmax(scores))] == lam
+    refit = make_pipeline(StandardScaler(), ABSGDClassifier(lam=lam, max_iter=20, random_state=0))
+    refit.fit(X_train, y_train)
+    X_test = namespace["X_test"]
+    np.testing.assert_array_equal(search.predict_proba(X_test), refit.predict_proba(X_test))
+    # The stream: 1,500 training rows in chunks of 250 are 6 partial_fit calls, λ = ∞ for the
+    # first two and 1.0 from the third on.
+    stream = namespace["stream"]
+    assert len(X_train) == 1500 and stream.n_iter_ == 6 and len(stream.loss_curve_) == 6
+    assert stream.weighting_.lam == 1.0

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any
 
+import numpy as np
 import pytest
 import torch
 import yaml
 
+import absgd.train as train_module
 from absgd.checkpoint import CheckpointError, load_checkpoint
 from absgd.config import load_config
 from absgd.experiment import prepare_data
+from absgd.meta_weight_net import MetaWeightNet
 from absgd.models import list_models
-from absgd.train import RunInterrupted, TrainingDiverged, train
+from absgd.optim import ABSGD, ABAdam
+from absgd.train import Reporter, RunInterrupted, TrainingDiverged, train
 
 FINAL_KEYS = {
     "top1",
@@ -69,6 +74,138 @@ def _model_overrides(name: str) -> list[str]:
     if name == "mlp":
         return [MODEL_INPUTS["mlp"]]
     return []
+
+
+# TINY's training split: 30·4^(-i/3) = 30, 18, 11, 7 images, 2 of each go to validation.
+TINY_TRAIN_COUNTS = [28, 16, 9, 5]
+TINY_STEPS_PER_EPOCH = 4  # ceil(58 / 16)
+
+
+class _Recorder(Reporter):
+    """What :func:`train` really did, seen through the objects it builds: every optimiser step
+    (learning rates, parameters and gradients before, parameters after), every call of the
+    objective (labels, class weights, λ, per-sample losses and weights, the value), every
+    forward pass of the model (input and output dtype and layout) and every gradient clip
+    (the norm before clipping), each tagged with the epoch the loop announced."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.epoch = -1
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.model: torch.nn.Module | None = None
+        self.steps: list[dict[str, Any]] = []
+        self.calls: list[dict[str, Any]] = []
+        self.forwards: list[dict[str, Any]] = []
+        self.clip_norms: list[float] = []
+        self.compiled: list[Any] = []
+        build_optimizer = train_module.build_optimizer
+        build_objective_for = train_module.build_objective_for
+        build_model_for = train_module.build_model_for
+        clip_grad_norm_ = torch.nn.utils.clip_grad_norm_
+        compile_ = torch.compile
+
+        def optimizer(*args: Any, **kwargs: Any) -> torch.optim.Optimizer:
+            opt = build_optimizer(*args, **kwargs)
+            opt.register_step_pre_hook(self._before_step)
+            opt.register_step_post_hook(self._after_step)
+            self.optimizer = opt
+            return opt
+
+        def objective(*args: Any, **kwargs: Any) -> torch.nn.Module:
+            obj = build_objective_for(*args, **kwargs)
+            obj.register_forward_pre_hook(self._before_objective)
+            obj.register_forward_hook(self._after_objective)
+            return obj
+
+        def model(*args: Any, **kwargs: Any) -> torch.nn.Module:
+            net = build_model_for(*args, **kwargs)
+            self.model = net
+            net.register_forward_pre_hook(self._before_model)
+            net.register_forward_hook(self._after_model)
+            return net
+
+        def clip(parameters: Any, max_norm: float, *args: Any, **kwargs: Any) -> torch.Tensor:
+            norm = clip_grad_norm_(parameters, max_norm, *args, **kwargs)
+            self.clip_norms.append(float(norm))
+            return norm
+
+        def compile_spy(module: Any, *args: Any, **kwargs: Any) -> Any:
+            self.compiled.append(module)
+            return compile_(module, *args, **kwargs)
+
+        monkeypatch.setattr(train_module, "build_optimizer", optimizer)
+        monkeypatch.setattr(train_module, "build_objective_for", objective)
+        monkeypatch.setattr(train_module, "build_model_for", model)
+        monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", clip)
+        monkeypatch.setattr(torch, "compile", compile_spy)
+
+    # -- Reporter ------------------------------------------------------------------------------
+    def epoch_start(self, epoch: int, epochs: int, steps: int, start_step: int) -> None:
+        self.epoch = epoch
+
+    # -- hooks ---------------------------------------------------------------------------------
+    def _params(self, opt: torch.optim.Optimizer) -> list[torch.Tensor]:
+        return [p for group in opt.param_groups for p in group["params"]]
+
+    def _before_step(self, opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        params = self._params(opt)
+        self.steps.append(
+            {
+                "epoch": self.epoch,
+                "lr": [group["lr"] for group in opt.param_groups],
+                "before": [p.detach().double().clone() for p in params],
+                "grad": [
+                    torch.zeros_like(p, dtype=torch.float64)
+                    if p.grad is None
+                    else p.grad.detach().double().clone()
+                    for p in params
+                ],
+            }
+        )
+
+    def _after_step(self, opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        self.steps[-1]["after"] = [p.detach().double().clone() for p in self._params(opt)]
+
+    def _before_objective(self, obj: Any, args: Any) -> None:
+        weighting = obj.weighting
+        self.calls.append(
+            {
+                "epoch": self.epoch,
+                "y": args[1].detach().clone(),
+                "class_weight": None if obj.class_weight is None else obj.class_weight.clone(),
+                "lam": None if weighting is None else getattr(weighting, "lam", None),
+            }
+        )
+
+    @torch.no_grad()
+    def _after_objective(self, obj: Any, args: Any, output: torch.Tensor) -> None:
+        call = self.calls[-1]
+        call["losses"] = obj.loss(*args).double()
+        call["q"] = None if obj.last_weights is None else obj.last_weights.double().clone()
+        call["value"] = float(output)
+
+    def _before_model(self, model: Any, args: Any) -> None:
+        x = args[0]
+        self.forwards.append(
+            {
+                "epoch": self.epoch,
+                "training": model.training,
+                "input_channels_last": _layout_channels_last(x),
+            }
+        )
+
+    def _after_model(self, model: Any, args: Any, output: torch.Tensor) -> None:
+        self.forwards[-1]["output_dtype"] = output.dtype
+
+    # -- summaries -----------------------------------------------------------------------------
+    def steps_of(self, epoch: int) -> list[dict[str, Any]]:
+        return [s for s in self.steps if s["epoch"] == epoch]
+
+    def training_calls(self, epoch: int) -> list[dict[str, Any]]:
+        return [c for c in self.calls if c["epoch"] == epoch]
+
+
+def _history(run) -> list[dict]:
+    return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
 
 
 @pytest.mark.parametrize("model", list_models())
@@ -137,6 +274,163 @@ def test_absgd_run_records_lambda_switch_and_diagnostics(tmp_path):
     assert (tmp_path / "run/plots/sample_weights.png").is_file()
 
 
+# -- the schedules and the optimiser's settings reach the step ---------------------------------
+
+MLP_RUN = [*TINY, "model.name=mlp", "model.options={hidden: [16]}"]
+
+
+@pytest.mark.parametrize(
+    ("schedule", "multipliers"),
+    [
+        # warm-up (t + 1)/2 for t < 2, then ×0.1 from epoch 3 and ×0.01 from epoch 5
+        (
+            ["optim.schedule=step", "optim.milestones=[3, 5]", "optim.factors=[0.1, 0.01]"],
+            [0.5, 1.0, 1.0, 0.1, 0.1, 0.01],
+        ),
+        # warm-up, then 0.1 + 0.9 · (1 + cos(π (t - 2) / 4)) / 2 for t = 2..5: final_factor is
+        # reached at t = epochs, one past the last epoch (as torch's CosineAnnealingLR)
+        (
+            ["optim.schedule=cosine", "optim.final_factor=0.1"],
+            [
+                0.5,
+                1.0,
+                1.0,
+                0.1 + 0.45 * (1 + math.sqrt(0.5)),
+                0.55,
+                0.1 + 0.45 * (1 - math.sqrt(0.5)),
+            ],
+        ),
+    ],
+    ids=["step", "cosine"],
+)
+def test_the_lr_schedule_reaches_every_step_of_every_epoch(
+    tmp_path, monkeypatch, schedule, multipliers
+):
+    rec = _Recorder(monkeypatch)
+    cfg = load_config(
+        None,
+        [
+            *MLP_RUN,
+            "train.epochs=6",
+            "optim.lr=0.1",
+            "optim.momentum=0",
+            "optim.weight_decay=0",
+            "optim.warmup_epochs=2",
+            *schedule,
+        ],
+    )
+    train(cfg, tmp_path / "run", reporter=rec)
+    expected = [0.1 * m for m in multipliers]
+    assert [r["lr"] for r in _history(tmp_path / "run")] == pytest.approx(expected, rel=1e-12)
+    for epoch, lr in enumerate(expected):
+        steps = rec.steps_of(epoch)
+        assert len(steps) == TINY_STEPS_PER_EPOCH
+        for step in steps:
+            assert step["lr"] == pytest.approx([lr], rel=1e-12)
+            # plain SGD (no momentum, no weight decay) moves by -lr · g: the rate it used
+            moved = sum(
+                ((b - a) * g).sum()
+                for b, a, g in zip(step["before"], step["after"], step["grad"], strict=True)
+            )
+            squared = sum((g * g).sum() for g in step["grad"])
+            assert float(moved / squared) == pytest.approx(lr, rel=1e-3)
+
+
+def _assert_first_steps_are_sgd(rec, *, lr, momentum, weight_decay, nesterov):
+    """torch.optim.SGD's update rule worked out from the recorded gradients (first 2 steps)."""
+    buffers: dict[int, torch.Tensor] = {}
+    for step in rec.steps[:2]:
+        for i, (p, g, after) in enumerate(
+            zip(step["before"], step["grad"], step["after"], strict=True)
+        ):
+            d = g + weight_decay * p
+            buffers[i] = d.clone() if i not in buffers else momentum * buffers[i] + d
+            direction = d + momentum * buffers[i] if nesterov else buffers[i]
+            torch.testing.assert_close(after - p, -lr * direction, rtol=1e-4, atol=3e-7)
+
+
+def _assert_first_steps_are_adam(rec, *, lr, betas, weight_decay, eps=1e-8):
+    """torch.optim.Adam's update rule (L2 weight decay, bias correction), first 2 steps."""
+    b1, b2 = betas
+    m: dict[int, torch.Tensor] = {}
+    v: dict[int, torch.Tensor] = {}
+    for t, step in enumerate(rec.steps[:2], start=1):
+        for i, (p, g, after) in enumerate(
+            zip(step["before"], step["grad"], step["after"], strict=True)
+        ):
+            d = g + weight_decay * p
+            m[i] = (1 - b1) * d + (b1 * m[i] if i in m else 0)
+            v[i] = (1 - b2) * d * d + (b2 * v[i] if i in v else 0)
+            m_hat, v_hat = m[i] / (1 - b1**t), v[i] / (1 - b2**t)
+            expected = -lr * m_hat / (v_hat.sqrt() + eps)
+            torch.testing.assert_close(after - p, expected, rtol=1e-3, atol=3e-7)
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_the_sgd_settings_reach_the_optimizer(tmp_path, monkeypatch, nesterov):
+    rec = _Recorder(monkeypatch)
+    settings = [
+        "optim.lr=0.05",
+        "optim.momentum=0.5",
+        "optim.weight_decay=0.01",
+        f"optim.nesterov={str(nesterov).lower()}",
+    ]
+    train(load_config(None, [*MLP_RUN, "train.epochs=1", *settings]), tmp_path / "r", reporter=rec)
+    assert isinstance(rec.optimizer, ABSGD)
+    group = rec.optimizer.param_groups[0]
+    assert (group["momentum"], group["weight_decay"], group["nesterov"]) == (0.5, 0.01, nesterov)
+    _assert_first_steps_are_sgd(rec, lr=0.05, momentum=0.5, weight_decay=0.01, nesterov=nesterov)
+
+
+def test_the_adam_settings_reach_the_optimizer(tmp_path, monkeypatch):
+    rec = _Recorder(monkeypatch)
+    settings = [
+        "optim.name=adam",
+        "optim.lr=0.01",
+        "optim.betas=[0.8, 0.9]",
+        "optim.weight_decay=0.01",
+    ]
+    train(load_config(None, [*MLP_RUN, "train.epochs=1", *settings]), tmp_path / "r", reporter=rec)
+    assert isinstance(rec.optimizer, ABAdam)
+    group = rec.optimizer.param_groups[0]
+    assert (group["betas"], group["weight_decay"]) == ((0.8, 0.9), 0.01)
+    _assert_first_steps_are_adam(rec, lr=0.01, betas=(0.8, 0.9), weight_decay=0.01)
+
+
+def _class_balanced_weights(counts: list[int], beta: float = 0.9999) -> np.ndarray:
+    """Cui et al. (2019): w_c ∝ (1 - β) / (1 - β^n_c), scaled to sum to C."""
+    w = (1 - beta) / (1 - beta ** np.asarray(counts, dtype=np.float64))
+    return w * len(counts) / w.sum()
+
+
+def test_the_drw_and_lambda_switches_take_effect_at_their_epoch(tmp_path, monkeypatch):
+    # _absgd_cfg: LDAM, DRW from epoch 2, ABSGD with λ = ∞ before epoch 2 and λ = 1 from it,
+    # class weights inside the exponent, normalised by their batch mean.
+    rec = _Recorder(monkeypatch)
+    train(_absgd_cfg(), tmp_path / "run", reporter=rec)
+    assert [r["lam"] for r in _history(tmp_path / "run")] == ["inf", "inf", 1.0, 1.0]
+    weights = torch.tensor(_class_balanced_weights(TINY_TRAIN_COUNTS))
+    for epoch in range(4):
+        calls = rec.training_calls(epoch)
+        assert len(calls) == TINY_STEPS_PER_EPOCH
+        for call in calls:
+            y, losses, q = call["y"], call["losses"], call["q"]
+            b = len(y)
+            if epoch < 2:  # plain SGD on the unweighted loss: q = 1/B, the mean loss
+                assert call["class_weight"] is None and call["lam"] == math.inf
+                torch.testing.assert_close(q, torch.full((b,), 1.0 / b, dtype=torch.float64))
+                assert call["value"] == pytest.approx(losses.mean().item(), rel=1e-6)
+            else:  # class-balanced weights c and ABSGD at λ = 1: q ∝ exp(c·l / λ)
+                assert call["lam"] == 1.0
+                torch.testing.assert_close(call["class_weight"].double(), weights)
+                c = weights[y]
+                log_ratio = q.log() - c * losses / 1.0
+                assert float(log_ratio.max() - log_ratio.min()) < 1e-4
+                assert float(q.max() / q.min()) > 1.01  # not uniform
+                expected = (q * c * losses).sum() / c.mean()
+                assert call["value"] == pytest.approx(expected.item(), rel=1e-5)
+
+
 def _final_metrics(run) -> dict:
     final = json.loads((run / "final.json").read_text())
     for key in ("wall_seconds", "environment"):
@@ -144,23 +438,77 @@ def _final_metrics(run) -> dict:
     return final
 
 
-@pytest.mark.parametrize("stop_after", [3, 5, 9])
-def test_interrupted_and_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path, stop_after):
+def _same_records(run_a, run_b) -> None:
+    """metrics.jsonl of two runs agree record by record (but for the epochs' wall time)."""
+    a, b = _history(run_a), _history(run_b)
+    for record in (*a, *b):
+        record.pop("epoch_seconds")
+    assert a == b
+
+
+@pytest.mark.parametrize(
+    ("stop_after", "position"),
+    [  # 4 steps per epoch; 4 and 8 stop after an epoch's last step, before its end
+        (3, (0, 3)),
+        (4, (0, 4)),
+        (5, (1, 1)),
+        (8, (1, 4)),
+        (9, (2, 1)),
+    ],
+)
+def test_interrupted_and_resumed_run_ends_exactly_like_an_uninterrupted_one(
+    tmp_path, stop_after, position
+):
     cfg = _absgd_cfg()
     data = prepare_data(cfg.data)
+    assert math.ceil(data.info["train_size"] / cfg.train.batch_size) == TINY_STEPS_PER_EPOCH
     train(cfg, tmp_path / "straight", data=data)
     with pytest.raises(RunInterrupted, match="absgd train --resume"):
         train(cfg, tmp_path / "resumed", data=data, stop_after_steps=stop_after)
     state = load_checkpoint(tmp_path / "resumed")
-    steps_per_epoch = math.ceil(data.info["train_size"] / cfg.train.batch_size)
-    assert (state["epoch"], state["step"]) == divmod(stop_after, steps_per_epoch)
+    assert (state["epoch"], state["step"]) == position
     train(cfg, tmp_path / "resumed", resume=True, data=data)
     assert _final_metrics(tmp_path / "resumed") == _final_metrics(tmp_path / "straight")
     a = torch.load(tmp_path / "straight/model.pt", weights_only=True)
     b = torch.load(tmp_path / "resumed/model.pt", weights_only=True)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    lines = (tmp_path / "resumed/metrics.jsonl").read_text().splitlines()
-    assert len(lines) == cfg.train.epochs
+    _same_records(tmp_path / "resumed", tmp_path / "straight")
+
+
+class _Preempted(BaseException):
+    """The process dies (SIGKILL, a pre-empted node) after an end-of-epoch checkpoint."""
+
+
+@pytest.mark.parametrize("epochs_done", [1, 2, 3])
+def test_a_run_preempted_at_an_epoch_boundary_resumes_from_the_epoch_checkpoint(
+    tmp_path, monkeypatch, epochs_done
+):
+    # Epoch 2 is where DRW and λ switch: resuming there must switch exactly as straight on.
+    cfg = _absgd_cfg()
+    data = prepare_data(cfg.data)
+    train(cfg, tmp_path / "straight", data=data)
+    end_epoch = train_module._Run._end_epoch
+
+    def end_epoch_then_die(self, *args, **kwargs):
+        end_epoch(self, *args, **kwargs)  # records the epoch, writes its checkpoint
+        if self.epoch == epochs_done:
+            raise _Preempted
+
+    with monkeypatch.context() as m:
+        m.setattr(train_module._Run, "_end_epoch", end_epoch_then_die)
+        with pytest.raises(_Preempted):
+            train(cfg, tmp_path / "resumed", data=data)
+    state = load_checkpoint(tmp_path / "resumed")
+    assert (state["epoch"], state["step"]) == (epochs_done, 0)
+    assert state["meters"] is None  # nothing of the next epoch had started
+    assert len(_history(tmp_path / "resumed")) == epochs_done
+    assert not (tmp_path / "resumed/final.json").exists()
+    train(cfg, tmp_path / "resumed", resume=True, data=data)
+    assert _final_metrics(tmp_path / "resumed") == _final_metrics(tmp_path / "straight")
+    a = torch.load(tmp_path / "straight/model.pt", weights_only=True)
+    b = torch.load(tmp_path / "resumed/model.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    _same_records(tmp_path / "resumed", tmp_path / "straight")
 
 
 def test_resume_refuses_a_different_config_and_a_new_run_refuses_an_old_directory(tmp_path):
@@ -222,22 +570,72 @@ def test_leftover_validation_is_balanced_and_keeps_the_long_tailed_selection():
     assert not any(row.tobytes() in train_rows for row in data.val.x.reshape(20, -1))
 
 
-@pytest.mark.parametrize(
-    "extra",
-    [
-        ["train.precision=bf16"],
-        ["train.sampler=class_balanced"],
-        ["optim.name=adam", "optim.lr=0.001", "optim.grad_clip=1.0", "model.channels_last=true"],
-        ["train.compile=true", "model.name=mlp", "model.options={hidden: [8]}"],
-    ],
-    ids=["bf16-autocast", "class-balanced-sampler", "adam-clip-channels-last", "compile"],
+THREE_CHANNELS = (
+    "data.options={num_classes: 4, train_per_class: 30, test_per_class: 6, shape: [8, 8, 3]}"
 )
-def test_training_options_run_end_to_end(tmp_path, extra):
-    cfg = _absgd_cfg(2, *extra)
-    final = train(cfg, tmp_path / "run")
-    assert 0.0 <= final["top1"] <= 1.0
-    history = [json.loads(x) for x in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
-    assert all(math.isfinite(r["train_loss"]) for r in history)
+OPTIONS = {
+    # the control: what the other cases change must be absent here
+    "defaults": [THREE_CHANNELS, "model.channels_last=false"],
+    "bf16-autocast": ["train.precision=bf16"],
+    "class-balanced-sampler": ["train.sampler=class_balanced"],
+    "adam-clip-channels-last": [
+        THREE_CHANNELS,
+        "optim.name=adam",
+        "optim.lr=0.001",
+        "optim.grad_clip=0.05",
+        "model.channels_last=true",
+    ],
+    "compile": ["train.compile=true", "model.name=mlp", "model.options={hidden: [8]}"],
+}
+
+
+def _layout_channels_last(t: torch.Tensor) -> bool:
+    """Stored NHWC (and not also NCHW, as tensors with one channel are)."""
+    return t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+
+
+@pytest.mark.parametrize("option", list(OPTIONS))
+def test_training_options_do_what_they_say(tmp_path, monkeypatch, option):
+    rec = _Recorder(monkeypatch)
+    final = train(_absgd_cfg(2, *OPTIONS[option]), tmp_path / "run", reporter=rec)
+    assert final["epochs"] == 2
+    assert all(math.isfinite(r["train_loss"]) for r in _history(tmp_path / "run"))
+    assert len(rec.steps) == 2 * TINY_STEPS_PER_EPOCH
+
+    # bf16: the model runs under autocast, in training and in evaluation
+    dtypes = {f["output_dtype"] for f in rec.forwards}
+    assert dtypes == ({torch.bfloat16} if option == "bf16-autocast" else {torch.float32})
+    assert {f["training"] for f in rec.forwards} == {True, False}
+
+    # the class-balanced sampler: 2 epochs of 58 draws, each class with probability 1/4
+    # (29 ± 4.7 each); without it every epoch is one pass: the training counts exactly
+    drawn = sum(np.bincount(c["y"].numpy(), minlength=4) for c in rec.calls).tolist()
+    if option == "class-balanced-sampler":
+        assert all(15 <= n <= 43 for n in drawn), drawn
+        assert drawn[3] > 2 * TINY_TRAIN_COUNTS[3]  # the rarest class is drawn more often
+    else:
+        assert drawn == [2 * n for n in TINY_TRAIN_COUNTS]
+
+    # Adam with clipping: Adam's update, gradients clipped to norm 0.05 before every step
+    if option == "adam-clip-channels-last":
+        assert isinstance(rec.optimizer, ABAdam)
+        _assert_first_steps_are_adam(rec, lr=0.001, betas=(0.9, 0.999), weight_decay=2e-4)
+        assert len(rec.clip_norms) == len(rec.steps) and max(rec.clip_norms) > 0.05
+        for before, step in zip(rec.clip_norms, rec.steps, strict=True):
+            after = torch.cat([g.flatten() for g in step["grad"]]).norm().item()
+            assert after == pytest.approx(min(before, 0.05), rel=1e-4)
+    else:
+        assert isinstance(rec.optimizer, ABSGD) and rec.clip_norms == []
+
+    # channels-last: the inputs and the convolution weights are stored NHWC
+    if option in ("defaults", "adam-clip-channels-last"):
+        expected = option != "defaults"
+        assert all(f["input_channels_last"] is expected for f in rec.forwards)
+        convs = [p for p in rec.model.parameters() if p.dim() == 4]
+        assert convs and all(_layout_channels_last(p) is expected for p in convs)
+
+    # compile: the loop trains through torch.compile of the model
+    assert rec.compiled == ([rec.model] if option == "compile" else [])
 
 
 def test_fp16_without_cuda_is_refused(tmp_path):
@@ -261,11 +659,22 @@ def _mwn_cfg():
     )
 
 
-def test_meta_weight_net_trains_and_resumes_exactly(tmp_path):
+def test_meta_weight_net_trains_and_resumes_exactly(tmp_path, monkeypatch):
     cfg = _mwn_cfg()
     data = prepare_data(cfg.data)
     assert data.meta.class_counts().tolist() == [2, 2, 2, 2]
-    train(cfg, tmp_path / "straight", data=data)
+    rec = _Recorder(monkeypatch)
+    seen: list[tuple[int, torch.Tensor, torch.Tensor]] = []
+    real_step = MetaWeightNet.step
+
+    def step(self, x, y, x_meta, y_meta):
+        loss = real_step(self, x, y, x_meta, y_meta)
+        seen.append((rec.epoch, y.clone(), self.last_weights.double().clone()))
+        return loss
+
+    monkeypatch.setattr(MetaWeightNet, "step", step)
+    train(cfg, tmp_path / "straight", data=data, reporter=rec)
+    monkeypatch.undo()
     with pytest.raises(RunInterrupted):
         train(cfg, tmp_path / "resumed", data=data, stop_after_steps=3)
     train(cfg, tmp_path / "resumed", resume=True, data=data)
@@ -273,10 +682,20 @@ def test_meta_weight_net_trains_and_resumes_exactly(tmp_path):
     a = torch.load(tmp_path / "straight/model.pt", weights_only=True)
     b = torch.load(tmp_path / "resumed/model.pt", weights_only=True)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    history = [
-        json.loads(x) for x in (tmp_path / "straight/metrics.jsonl").read_text().splitlines()
-    ]
-    assert 0 < history[-1]["effective_sample_size"] <= 1
+    # The recorded diagnostics are those of the weights Meta-Weight-Net gave: per epoch, the
+    # mean over batches of (Σw)² / (B Σw²), and per class the mean of B·w over its samples.
+    history = _history(tmp_path / "straight")
+    for epoch, record in enumerate(history):
+        batches = [(y, w) for e, y, w in seen if e == epoch]
+        assert len(batches) == math.ceil((58 - 8) / 16)  # the meta set left the training split
+        ess = np.mean([float(w.sum() ** 2 / (len(w) * (w * w).sum())) for _, w in batches])
+        assert ess < 1 - 1e-6  # the weights are not uniform
+        assert record["effective_sample_size"] == pytest.approx(ess, rel=1e-9)
+        sums, counts = np.zeros(4), np.zeros(4)
+        for y, w in batches:
+            np.add.at(sums, y.numpy(), (len(w) * w).numpy())
+            np.add.at(counts, y.numpy(), 1)
+        assert record["mean_weight_per_class"] == pytest.approx(sums / counts, rel=1e-9)
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ import pickle
 import random
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -89,7 +89,8 @@ def load_checkpoint(
 
 def capture_rng() -> dict[str, Any]:
     """The states of Python's, NumPy's and torch's (CPU and CUDA) global generators."""
-    np_state = np.random.get_state()
+    # the legacy global generator is an MT19937: its state is the legacy tuple
+    np_state = cast("tuple[str, np.ndarray, int, int, float]", np.random.get_state())
     return {
         "python": random.getstate(),
         "numpy": {

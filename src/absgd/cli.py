@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import absgd
 
@@ -134,7 +134,13 @@ def shipped_configs() -> list[str]:
     )
 
 
-class _ProgressReporter:
+if TYPE_CHECKING:  # absgd.train is imported lazily, when a command needs it
+    from absgd.train import Reporter as _ReporterBase
+else:
+    _ReporterBase = object
+
+
+class _ProgressReporter(_ReporterBase):
     """Progress bars at the command-line edge (tqdm is imported only here)."""
 
     def __init__(self, quiet: bool) -> None:

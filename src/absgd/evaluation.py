@@ -12,6 +12,7 @@ import torch
 from absgd.config import load_config, method_name
 from absgd.experiment import build_model_for, prepare_data
 from absgd.metrics import to_jsonable
+from absgd.models import to_channels_last
 from absgd.train import (
     dataset_name,
     evaluate_model,
@@ -45,7 +46,7 @@ def evaluate_run(
     model.to(device)
     channels_last = use_channels_last(cfg, model)
     if channels_last:
-        model.to(memory_format=torch.channels_last)
+        to_channels_last(model)
     loader = make_loader(
         target,
         cfg.train.eval_batch_size,

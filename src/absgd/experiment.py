@@ -165,6 +165,9 @@ def _prepare_arrays(cfg: DataConfig, splits: Any) -> PreparedData:
     info["val_size"] = 0 if val is None else len(val)
     info["test_size"] = len(test)
 
+    shape: tuple[int, ...]
+    train_aug: BatchAugment | None
+    eval_aug: BatchAugment | None
     if train.x.ndim == 4:  # uint8 images (N, H, W, C)
         shape = (train.x.shape[3], train.x.shape[1], train.x.shape[2])
         mean = std = None

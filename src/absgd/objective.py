@@ -143,7 +143,8 @@ class Objective(nn.Module):
             q = self.weighting.weights(weighted)
         else:
             q = self.weighting.weights(losses)
-        total = weighted.mean() if q is None else self.weighting.weighted_sum(weighted, q)
+        w = self.weighting
+        total = weighted.mean() if w is None or q is None else w.weighted_sum(weighted, q)
         return total / self._mean_class_weight(c) if self.normalize_class_weights else total
 
     def _mean_class_weight(self, c: Tensor) -> Tensor:

@@ -113,7 +113,7 @@ def _resolve_device(device: object) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        resolved = torch.device(device)  # type: ignore[arg-type]
+        resolved = torch.device(device)  # type: ignore[call-overload]
     except (RuntimeError, TypeError, ValueError):
         raise ValueError(
             f"device must be 'cpu', 'cuda', 'cuda:<index>', 'auto' or a torch.device, "

@@ -400,7 +400,7 @@ class _Run:
         self.model.to(device)
         self.channels_last = use_channels_last(cfg, self.model)
         if self.channels_last:
-            self.model.to(memory_format=torch.channels_last)
+            self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         if cfg.model.train_only_classifier:
             for name, p in self.model.named_parameters():
                 p.requires_grad_(name.startswith("classifier."))

@@ -12,14 +12,19 @@ from absgd.data import ArrayDataset, long_tail_counts, make_long_tailed, select_
 
 
 def reference_counts(img_max: float, cls_num: int, imb_type: str, imb_factor: float) -> list[int]:
-    """The reference's get_img_num_per_cls, with imb_factor = 1 / ratio."""
+    """The reference's get_img_num_per_cls (Cao et al. 2019), imb_factor = 1 / ratio.
+
+    Its step profile appends ``cls_num // 2`` head counts and then ``cls_num // 2`` tail
+    counts, so for an odd ``cls_num`` the list is one short and the reference's ``zip`` with
+    the classes drops the last class (see test_step_profile_with_an_odd_number_of_classes).
+    """
     out = []
     if imb_type == "exp":
         for cls_idx in range(cls_num):
             out.append(int(img_max * (imb_factor ** (cls_idx / (cls_num - 1.0)))))
     else:
         out.extend([int(img_max)] * (cls_num // 2))
-        out.extend([int(img_max * imb_factor)] * (cls_num - cls_num // 2))
+        out.extend([int(img_max * imb_factor)] * (cls_num // 2))
     return out
 
 
@@ -66,14 +71,48 @@ def test_counts_match_reference_expression(
     profile: str, n_max: int, num_classes: int, ratio: float
 ) -> None:
     expected = reference_counts(float(n_max), num_classes, profile, 1.0 / ratio)
-    assert long_tail_counts(n_max, num_classes, ratio, profile) == expected
+    ours = long_tail_counts(n_max, num_classes, ratio, profile)
+    if profile == "step" and num_classes % 2:
+        # Odd C: the reference lists one count fewer than there are classes (its last class
+        # is dropped); ours agrees on those and gives the last class the tail count.
+        assert len(expected) == num_classes - 1
+        assert ours[:-1] == expected and ours[-1] == expected[-1]
+    else:
+        assert ours == expected
 
 
-def test_step_profile_values() -> None:
-    assert long_tail_counts(5000, 10, 100, "step") == [5000] * 5 + [50] * 5
-    c100 = long_tail_counts(500, 100, 10, "step")
-    assert c100 == [500] * 50 + [50] * 50 and sum(c100) == 27500
-    assert long_tail_counts(100, 5, 10, "step") == [100, 100, 10, 10, 10]  # odd C: tail gets 3
+@pytest.mark.parametrize(
+    ("n_max", "num_classes", "ratio", "expected"),
+    [  # by hand: int(n_max * (1 / ratio)) for the tail, the first ⌊C/2⌋ classes get n_max
+        (5000, 10, 100, [5000] * 5 + [50] * 5),
+        (5000, 10, 10, [5000] * 5 + [500] * 5),
+        (500, 100, 10, [500] * 50 + [50] * 50),
+        (100, 4, 10, [100, 100, 10, 10]),
+        (49, 2, 7, [49, 7]),
+        (100, 5, 10, [100, 100, 10, 10, 10]),
+        (600, 7, 49, [600, 600, 600, 12, 12, 12, 12]),  # 600/49 = 12.24...
+        (9, 3, 3, [9, 3, 3]),
+        (49, 3, 49, [49, 0, 0]),  # 49 * (1/49) = 0.999...: the reference's int() gives 0
+    ],
+)
+def test_step_profile_values(n_max: int, num_classes: int, ratio: float, expected: list) -> None:
+    assert long_tail_counts(n_max, num_classes, ratio, "step") == expected
+
+
+def test_step_profile_with_an_odd_number_of_classes() -> None:
+    """The decision for odd C (docs/data.md): the reference (LDAM-DRW, get_img_num_per_cls)
+    builds C // 2 head and C // 2 tail counts, one fewer than the classes, and its selection
+    zips them with the classes, so the last class disappears from the training set. The rule
+    it implements — "the first half of the classes n_max, the rest n_max / ratio" — keeps every
+    class: the first ⌊C/2⌋ get n_max and the other C - ⌊C/2⌋ the tail count."""
+    counts = long_tail_counts(100, 5, 10, "step")
+    assert len(counts) == 5 and counts.count(100) == 2 and counts.count(10) == 3
+    labels = np.repeat(np.arange(5), 100)
+    kept = select_long_tailed(labels, counts)
+    assert np.bincount(labels[kept], minlength=5).tolist() == [100, 100, 10, 10, 10]
+    reference = reference_counts(100.0, 5, "step", 0.1)
+    assert reference == [100, 100, 10, 10]  # what the reference would keep: class 4 dropped
+    assert sum(counts) == sum(reference) + 10
 
 
 def test_cifar100_ratio_100_head_and_tail() -> None:

@@ -220,7 +220,13 @@ def test_uniform_sampler_is_a_permutation(skewed: np.ndarray) -> None:
 
 
 def test_empty_classes_are_never_drawn() -> None:
-    sampler = ClassAwareSampler([0, 0, 2], "class_balanced", num_classes=3)
+    # Labels (0, 0, 2): class 1 is empty. Class-balanced sampling gives the two non-empty
+    # classes 1/2 each, so sample 2 (the only one of class 2) is drawn with probability 1/2
+    # and samples 0 and 1 with 1/4 each; the empty class's share must not leak to a neighbour.
+    sampler = ClassAwareSampler([0, 0, 2], "class_balanced", num_classes=3, num_samples=40_000)
     assert sampler.class_probabilities.tolist() == [0.5, 0.0, 0.5]
+    np.testing.assert_allclose(sampler.sample_probabilities(), [0.25, 0.25, 0.5])
     idx = sampler.epoch_indices(0, 0)
-    assert set(idx.tolist()) <= {0, 1, 2}
+    assert len(idx) == 40_000
+    freq = np.bincount(idx, minlength=3) / len(idx)
+    np.testing.assert_allclose(freq, [0.25, 0.25, 0.5], atol=0.01)  # 4 standard deviations

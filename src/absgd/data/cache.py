@@ -18,6 +18,7 @@ import os
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -66,7 +67,8 @@ def cache_entry(
 def save_arrays(dest: str | os.PathLike[str], arrays: Mapping[str, np.ndarray]) -> None:
     """Write ``arrays`` atomically as an uncompressed ``.npz`` (no pickled objects)."""
     with atomic_write(dest) as fh:
-        np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()})
+        named: dict[str, Any] = {k: np.asarray(v) for k, v in arrays.items()}
+        np.savez(fh, **named)
 
 
 def load_arrays(path: str | os.PathLike[str]) -> dict[str, np.ndarray] | None:

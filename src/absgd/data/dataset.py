@@ -121,7 +121,8 @@ class ArrayDataset:
 
     def with_labels(self, labels: Sequence[int] | np.ndarray) -> ArrayDataset:
         """The same samples with other labels (e.g. noisy ones); ``x`` is shared, not copied."""
-        return ArrayDataset(self.x, labels, self.class_names, self.class_groups, self.group_names)
+        y = np.asarray(labels)
+        return ArrayDataset(self.x, y, self.class_names, self.class_groups, self.group_names)
 
 
 @dataclass(frozen=True)

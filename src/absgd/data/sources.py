@@ -217,6 +217,7 @@ def _synthetic(
     def split(per_class: int) -> ArrayDataset:
         y = np.repeat(np.arange(num_classes), per_class)
         x = centres[y] + rng.normal(0.0, 1.0, size=(len(y), dim))
+        data: np.ndarray
         if len(shape) == 3:
             scaled = np.clip(128 + 24 * x, 0, 255)
             data = np.rint(scaled).astype(np.uint8).reshape(len(y), *shape)

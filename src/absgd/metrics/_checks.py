@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, SupportsFloat
 
 import numpy as np
 import torch
@@ -88,7 +88,7 @@ def class_counts(
     return c.astype(np.int64)
 
 
-def nan_to_none(value: float) -> float | None:
+def nan_to_none(value: SupportsFloat) -> float | None:
     """A Python float, or ``None`` for NaN (strict JSON has no NaN)."""
     value = float(value)
     return None if math.isnan(value) else value

@@ -9,6 +9,8 @@ re-training, feature statistics) uses the two halves directly.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -83,7 +85,7 @@ def make_classifier(in_features: int, num_classes: int, normed: bool = False) ->
     return head
 
 
-def kaiming_init(module: nn.Module, mode: str = "fan_in") -> None:
+def kaiming_init(module: nn.Module, mode: Literal["fan_in", "fan_out"] = "fan_in") -> None:
     """He et al. (2015) initialisation of every conv and linear layer under ``module``:
     weights ``N(0, 2 / fan)`` (``fan`` = fan-in or fan-out), biases zero; batch-norm
     scales 1 and shifts 0. :class:`NormedLinear` layers are left alone."""
@@ -157,4 +159,5 @@ def to_channels_last(model: nn.Module) -> nn.Module:
     >>> conv.weight.is_contiguous(memory_format=torch.channels_last)
     True
     """
-    return model.to(memory_format=torch.channels_last)
+    # torch's stubs omit Module.to's memory_format keyword, which torch accepts
+    return model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]

@@ -46,6 +46,13 @@ def _projection(cin: int, cout: int, stride: int) -> nn.Module:
     return _conv_bn(cin, cout, 1, stride) if stride != 1 or cin != cout else nn.Identity()
 
 
+def _last_bn(branch: nn.Sequential) -> nn.BatchNorm2d:
+    """The batch norm of the last conv-BN pair of a residual branch."""
+    last = branch[-1]
+    assert isinstance(last, nn.Sequential) and isinstance(last[1], nn.BatchNorm2d)
+    return last[1]
+
+
 class BasicBlock(nn.Module):
     """Two 3×3 conv-BN layers and a projection shortcut where the shape changes."""
 
@@ -61,7 +68,7 @@ class BasicBlock(nn.Module):
         self.shortcut = _projection(in_channels, width, stride)
 
     def last_bn(self) -> nn.BatchNorm2d:
-        return self.branch[-1][1]
+        return _last_bn(self.branch)
 
     def forward(self, x: Tensor) -> Tensor:
         return F.relu(self.branch(x) + self.shortcut(x), inplace=True)
@@ -85,13 +92,16 @@ class Bottleneck(nn.Module):
         self.shortcut = _projection(in_channels, out, stride)
 
     def last_bn(self) -> nn.BatchNorm2d:
-        return self.branch[-1][1]
+        return _last_bn(self.branch)
 
     def forward(self, x: Tensor) -> Tensor:
         return F.relu(self.branch(x) + self.shortcut(x), inplace=True)
 
 
-_BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
+_BLOCKS: dict[str, type[BasicBlock] | type[Bottleneck]] = {
+    "basic": BasicBlock,
+    "bottleneck": Bottleneck,
+}
 
 
 class ResNet(Classifier):
