@@ -151,7 +151,9 @@ class OptimConfig:
     factors: tuple[float, ...] = (0.01, 0.0001)
     """Absolute LR multipliers from each milestone on (step schedule)."""
     final_factor: Annotated[float, Field(ge=0, le=1)] = 0.0
-    """Cosine schedule: the LR multiplier reached at the last epoch."""
+    """Cosine schedule: the LR multiplier the half-cosine decays to at ``train.epochs`` (the
+    last epoch, numbered ``epochs - 1`` from 0, trains just above it, as with torch's
+    ``CosineAnnealingLR``)."""
     grad_clip: Positive | None = None
     """Clip the global gradient norm to this value."""
 
