@@ -209,8 +209,9 @@ GRIDS: dict[str, Grid] = {
         },
     ),
     # What keeps the target-ESS step safe at the switch (Fashion-MNIST-LT ratio 100, target
-    # 0.7 fixed): the step rescaled to the mean loss (the default), no rescaling, no rescaling
-    # with the gradient norm clipped at 5 (the whole run), and λ solved exactly per batch.
+    # 0.7 fixed): the step rescaled to the mean loss, no rescaling, no rescaling with the
+    # gradient norm clipped at 5 (the whole run, so the base is also run with that clip), and
+    # λ solved exactly per batch.
     "fmnist_lt_ess_step": Grid(
         config="cpu/fashion_mnist_lt_exp100_ce",
         settings={"exp, ratio 100": ("data.imbalance_ratio=100", "data.profile=exp")},
@@ -231,6 +232,10 @@ GRIDS: dict[str, Grid] = {
                 ),
                 ("rescaled, lam_rate 1", ("objective.weighting_options={lam_rate: 1.0}",)),
             )
+        }
+        | {
+            "CB-DRW, clip 5": Method(("objective.loss=ce", *_drw(15), "optim.grad_clip=5.0")),
+            "LDAM-DRW, clip 5": Method((*_ldam(15), "optim.grad_clip=5.0")),
         },
     ),
     # CIFAR-10-LT ratio 100, ResNet-32, the 200-epoch protocol scaled to 20 epochs.
