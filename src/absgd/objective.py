@@ -179,7 +179,7 @@ def _absgd(
     init: str = "first_batch",
     max_weight: float | None = None,
     target_ess: float | None = None,
-    lam_rate: float = 0.1,
+    lam_rate: float = 1.0,
     rescale: bool | None = None,
     check_finite: bool = True,
     sync: bool | None = None,
