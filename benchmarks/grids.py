@@ -245,7 +245,16 @@ GRIDS: dict[str, Grid] = {
         methods={
             name: m
             for name, m in _long_tailed_methods(16, (5.0,)).items()
-            if name in ("CE", "CB-DRW", "LDAM-DRW", "ABSGD", "ABSGD + CB-DRW", "ABSGD + LDAM-DRW")
+            if name
+            in (
+                "CE",
+                "CB-DRW",
+                "LDAM-DRW",
+                "ABSGD",
+                "ABSGD + CB-DRW",
+                "ABSGD + LDAM-DRW",
+                *_ess_methods(16),
+            )
         },
         seeds=(0,),
     ),
@@ -263,6 +272,11 @@ GRIDS: dict[str, Grid] = {
                     "objective.weighting_options={gamma: 0.7, check_finite: false}",
                 ),
                 (5.0,),
+            ),
+            "ABSGD-ESS + LDAM-DRW": Method(
+                (*_ldam(160), *_ess(160), "objective.weighting_options={gamma: 0.7}"),
+                TARGETS,
+                "objective.target_ess",
             ),
         },
         seeds=(0,),
