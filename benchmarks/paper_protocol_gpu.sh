@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The full CIFAR-10-LT (exp, ratio 100) protocol of Cao et al. 2019 / the ABSGD paper on one GPU:
 # ResNet-32, 200 epochs, batch 128, LR 0.1 (5 warm-up epochs, x0.01 at 160, x0.0001 at 180),
-# for CE, LDAM-DRW and ABSGD + LDAM-DRW (λ = 5, γ = 0.7, two-stage switch at 160), bf16
+# for CE, LDAM-DRW, ABSGD + LDAM-DRW (λ = 5, γ = 0.7, two-stage switch at 160) and
+# ABSGD-ESS + LDAM-DRW (target effective sample size 0.9 from the switch), bf16
 # autocast, channels-last, the training images held on the GPU. The three runs share the GPU
 # (ResNet-32 leaves most of it idle); each appends its JSON line to its own file, then the
 # summary table is printed.
@@ -59,7 +60,7 @@ if [[ "${REPRO:-0}" == 1 ]]; then
     nvidia-smi --query-gpu=name --format=csv,noheader || true
     exit $status
 fi
-for method in "CE" "LDAM-DRW" "ABSGD + LDAM-DRW"; do
+for method in "CE" "LDAM-DRW" "ABSGD + LDAM-DRW" "ABSGD-ESS + LDAM-DRW"; do
     launch cifar10_lt_paper "$method" "$OUT/cifar10_lt_paper_$(slug "$method").jsonl"
 done
 if [[ "${SHORT:-0}" == 1 ]]; then
