@@ -3,7 +3,7 @@
 # ResNet-32, 200 epochs, batch 128, LR 0.1 (5 warm-up epochs, x0.01 at 160, x0.0001 at 180),
 # for CE, LDAM-DRW, ABSGD + LDAM-DRW (λ = 5, γ = 0.7, two-stage switch at 160) and
 # ABSGD-ESS + LDAM-DRW (target effective sample size 0.9 from the switch), bf16
-# autocast, channels-last, the training images held on the GPU. The three runs share the GPU
+# autocast, channels-last, the training images held on the GPU. The four runs share the GPU
 # (ResNet-32 leaves most of it idle); each appends its JSON line to its own file, then the
 # summary table is printed.
 #
