@@ -14,6 +14,8 @@ the runs with the chosen value enter the tuned rows.
 
 ``--pair BASE METHOD`` adds a table of paired differences (METHOD − BASE, matched by seed):
 mean and 95 % confidence interval (Student's t over the seeds) for each metric.
+``--after-switch`` adds, per ABSGD method, the lowest effective sample size after the switch
+and the largest fall of validation balanced accuracy below the switch epoch (worst seed).
 """
 
 from __future__ import annotations
@@ -102,6 +104,48 @@ def before_switch(row: dict[str, Any]) -> bool:
     switch = ((row.get("config") or {}).get("objective") or {}).get("lam_switch")
     epoch = (row.get("metrics") or {}).get("selected_epoch")
     return switch is not None and epoch is not None and epoch <= switch
+
+
+def after_switch(row: dict[str, Any]) -> tuple[float | None, float | None]:
+    """From a run's per-epoch curve: the lowest effective sample size after the ABSGD switch,
+    and the largest fall of validation balanced accuracy below the switch epoch's (points)."""
+    switch = ((row.get("config") or {}).get("objective") or {}).get("lam_switch")
+    curve = row.get("curve") or []
+    if switch is None or not curve:
+        return None, None
+    at = [e for e in curve if e["epoch"] == int(switch)]
+    post = [e for e in curve if e["epoch"] > switch]
+    ess = [e["ess"] for e in post if e.get("ess") is not None]
+    drop = None
+    if at and post and at[0].get("val_balanced_accuracy") is not None:
+        vals = [
+            e["val_balanced_accuracy"] for e in post if e.get("val_balanced_accuracy") is not None
+        ]
+        drop = 100 * (at[0]["val_balanced_accuracy"] - min(vals)) if vals else None
+    return (min(ess) if ess else None), drop
+
+
+def switch_tables(paths: list[str]) -> str:
+    """Per ABSGD method: the worst over seeds of the lowest post-switch ESS and of the largest
+    post-switch drop of validation balanced accuracy (what a collapse looks like)."""
+    out = []
+    for (grid, setting, device), methods in _groups(paths, None).items():
+        rows_out = []
+        for method, rows in methods.items():
+            stats = [after_switch(r) for r in rows]
+            ess = [e for e, _ in stats if e is not None]
+            drops = [d for _, d in stats if d is not None]
+            if ess or drops:
+                low = f"{min(ess):.3f}" if ess else "–"
+                worst = f"{max(drops):+.1f}" if drops else "–"
+                rows_out.append(f"| {method} | {low} | {worst} | {len(stats)} |")
+        if rows_out:
+            out.append(f"### {grid}: {setting} ({device}), after the switch\n")
+            out.append("| method | lowest ESS | largest validation drop (points) | runs |")
+            out.append("|---|---|---|---|")
+            out.extend(rows_out)
+            out.append("")
+    return "\n".join(out)
 
 
 def _groups(
@@ -221,6 +265,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar=("BASE", "METHOD"),
         help="also tabulate METHOD − BASE paired by seed, with 95 %% intervals (repeatable)",
     )
+    p.add_argument(
+        "--after-switch",
+        action="store_true",
+        help="also tabulate the lowest ESS and the largest validation drop after the switch",
+    )
     args = p.parse_args(argv)
     if args.shots is not None and not 0 < args.shots[1] <= args.shots[0]:
         p.error(f"--shots needs 0 < FEW <= MANY, got MANY={args.shots[0]} FEW={args.shots[1]}")
@@ -228,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     print(tables(args.files, shots))
     if args.pair:
         print(pair_tables(args.files, [tuple(p) for p in args.pair], shots))
+    if args.after_switch:
+        print(switch_tables(args.files))
     return 0
 
 

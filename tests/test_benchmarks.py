@@ -215,6 +215,25 @@ def test_paired_differences_match_a_hand_computed_t_interval(tmp_path):
     assert "| AB − CE | 3 | +2.00 [-0.48, +4.48] |" in text
 
 
+def test_after_switch_reports_the_lowest_ess_and_the_largest_drop(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from summarize import after_switch
+
+    curve = [
+        {"epoch": 1, "ess": 1.0, "val_balanced_accuracy": 0.70},
+        {"epoch": 2, "ess": 1.0, "val_balanced_accuracy": 0.80},  # the switch epoch (λ from 2)
+        {"epoch": 3, "ess": 0.40, "val_balanced_accuracy": 0.55},
+        {"epoch": 4, "ess": 0.60, "val_balanced_accuracy": 0.85},
+    ]
+    row = {"config": {"objective": {"lam_switch": 2}}, "curve": curve}
+    low, drop = after_switch(row)
+    assert low == 0.40 and drop == pytest.approx(25.0)  # 80 % at the switch, 55 % after
+    assert after_switch({"config": {"objective": {"lam_switch": None}}, "curve": curve}) == (
+        None,
+        None,
+    )
+
+
 def test_online_benchmark_runs_on_a_short_stream(tmp_path):
     env_root = os.environ.get("ABSGD_SHARED_DATA")
     root = (Path(env_root) if env_root else ROOT.parent / "shared" / "data") / "fashion-mnist"
