@@ -221,7 +221,7 @@ def test_after_switch_reports_the_lowest_ess_and_the_largest_drop(tmp_path):
 
     curve = [
         {"epoch": 1, "ess": 1.0, "val_balanced_accuracy": 0.70},
-        {"epoch": 2, "ess": 1.0, "val_balanced_accuracy": 0.80},  # the switch epoch (λ from 2)
+        {"epoch": 2, "ess": 1.0, "val_balanced_accuracy": 0.80},  # last plain epoch (0-based 1)
         {"epoch": 3, "ess": 0.40, "val_balanced_accuracy": 0.55},
         {"epoch": 4, "ess": 0.60, "val_balanced_accuracy": 0.85},
     ]
