@@ -19,6 +19,8 @@ def atomic_write(dest: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
     ``dest`` (after ``fsync``), on any exception delete it. ``dest``'s directory is created.
 
     ``os.replace`` is atomic on POSIX and Windows, so readers see the old file or the new one.
+    The file gets the permissions a plain ``open(dest, "wb")`` would give it (0666 less the
+    umask), not the private 0600 of a temporary file.
 
     >>> import tempfile, pathlib
     >>> d = pathlib.Path(tempfile.mkdtemp())
@@ -31,6 +33,10 @@ def atomic_write(dest: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
     try:
+        # mkstemp creates the file private (0600); give it the mode open() would, so that
+        # teammates can read run folders and caches as the umask allows.
+        with contextlib.suppress(OSError, AttributeError):
+            os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             yield fh
             fh.flush()
@@ -40,6 +46,13 @@ def atomic_write(dest: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it and putting it back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_text(dest: str | os.PathLike[str], text: str) -> None:
