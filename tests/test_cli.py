@@ -53,7 +53,7 @@ def test_help_and_usage_error_exit_codes(capsys):
             "optim.lrr: unknown key",
         ),
         (["train", "--resume", "x", "--config", "y"], "--resume continues a run"),
-        (["compare", "/nonexistent"], "has no final.json"),
+        (["compare", "/nonexistent"], "no finished run among /nonexistent"),
     ],
 )
 def test_usage_errors_exit_2_with_a_message(capsys, argv, message):
@@ -105,9 +105,16 @@ def test_train_eval_compare_and_resume_of_a_finished_run(capsys, tmp_path):
     evaluated = json.loads(capsys.readouterr().out)
     assert evaluated["top1"] == pytest.approx(final["top1"])
     assert evaluated["per_class_accuracy"] == final["per_class_accuracy"]
-    assert main(["compare", str(run), str(run), "--markdown"]) == 0
-    table = capsys.readouterr().out.splitlines()
+    (tmp_path / "failed-start").mkdir()  # e.g. a run whose data could not be read
+    assert main(["compare", str(run), str(tmp_path / "failed-start"), str(run), "--markdown"]) == 0
+    captured = capsys.readouterr()
+    table = captured.out.splitlines()
     assert table[0].startswith("| run | method") and len(table) == 4
+    assert f"skipped {tmp_path / 'failed-start'}: no final.json" in captured.err
+    (tmp_path / "still-training").mkdir()
+    (tmp_path / "still-training" / "checkpoint.pt").write_bytes(b"")
+    assert main(["compare", str(tmp_path / "still-training"), str(run)]) == 0
+    assert "absgd train --resume" in capsys.readouterr().err
     # resuming a finished run trains nothing more and reports the same metrics
     assert main(["train", "--resume", str(run), "--quiet"]) == 0
     assert json.loads((run / "final.json").read_text())["top1"] == final["top1"]

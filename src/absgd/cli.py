@@ -328,12 +328,23 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
+    from absgd.checkpoint import CHECKPOINT_NAME
+
     rows = []
     for run in args.run_dirs:
         path = Path(run) / "final.json"
         if not path.is_file():
-            raise UsageError(f"{run} has no final.json (not a finished run directory)")
+            # A glob such as runs/*/ also matches runs still training or that failed.
+            why = (
+                f"unfinished; `absgd train --resume {run}` continues it"
+                if (Path(run) / CHECKPOINT_NAME).is_file()
+                else "no final.json (not a finished run directory)"
+            )
+            print(f"absgd compare: skipped {run}: {why}", file=sys.stderr)
+            continue
         rows.append({"run": Path(run).name, **json.loads(path.read_text(encoding="utf-8"))})
+    if not rows:
+        raise UsageError(f"no finished run among {', '.join(args.run_dirs)} (none has final.json)")
     print(format_table(rows, markdown=args.markdown))
     return EXIT_OK
 
