@@ -36,8 +36,9 @@ def test_version_via_python_dash_m():
 
 
 def test_help_and_usage_error_exit_codes(capsys):
-    assert main([]) == 0
-    assert "ABSGD" in capsys.readouterr().out
+    assert main([]) == 2  # no command is a usage error, with the help on stderr
+    err = capsys.readouterr().err
+    assert "ABSGD" in err and "a command is required" in err
     with pytest.raises(SystemExit) as exc:
         main(["--no-such-flag"])
     assert exc.value.code == 2

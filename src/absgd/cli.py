@@ -385,8 +385,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help()
-        return EXIT_OK
+        parser.print_help(sys.stderr)
+        print(
+            "\nabsgd: error: a command is required (train, tune, eval, compare, demo, configs)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     from absgd.distributed import launched_by_torchrun
 
     if launched_by_torchrun():
