@@ -116,9 +116,11 @@ def test_train_eval_compare_and_resume_of_a_finished_run(capsys, tmp_path):
     (tmp_path / "still-training" / "checkpoint.pt").write_bytes(b"")
     assert main(["compare", str(tmp_path / "still-training"), str(run)]) == 0
     assert "absgd train --resume" in capsys.readouterr().err
-    # resuming a finished run trains nothing more and reports the same metrics
+    # resuming a finished run trains nothing more, reports the same metrics, rewrites nothing
+    stamps = {p.name: p.stat().st_mtime_ns for p in run.iterdir() if p.is_file()}
     assert main(["train", "--resume", str(run), "--quiet"]) == 0
     assert json.loads((run / "final.json").read_text())["top1"] == final["top1"]
+    assert {p.name: p.stat().st_mtime_ns for p in run.iterdir() if p.is_file()} == stamps
 
 
 def test_demo_runs_offline_and_prints_both_methods(capsys):

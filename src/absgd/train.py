@@ -798,6 +798,11 @@ def train(
     report = reporter if reporter is not None and ctx.is_main else Reporter()
     out = Path(out_dir).expanduser()
     checkpoint = run_on_main(ctx, lambda: _check_run_dir(out, cfg, resume))
+    if checkpoint is not None and int(checkpoint["epoch"]) >= t.epochs:
+        finished = run_on_main(ctx, lambda: _read_final(out))
+        if finished is not None:  # nothing left to train: report the run as it ended
+            report.message(f"{out} is a finished run; its final.json is left as it is")
+            return finished
     _seed_everything(t.seed, t.deterministic, device)
     if data is None:
         report.message(f"reading data {cfg.data.name!r} ...")
@@ -845,6 +850,15 @@ def paper_style(history: list[dict[str, Any]]) -> dict[str, Any] | None:
         "best_test_balanced_accuracy_epoch": best_balanced["epoch"],
         "tested_epochs": len(tested),
     }
+
+
+def _read_final(out: Path) -> dict[str, Any] | None:
+    """The run's ``final.json``, or ``None`` if it was not written (killed after the last
+    checkpoint)."""
+    import json
+
+    path = out / "final.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 def _json_number(value: float | None) -> float | str | None:
