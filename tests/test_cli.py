@@ -75,6 +75,12 @@ def test_missing_data_is_a_failure_with_exit_1(capsys, tmp_path):
     ]
     assert main(argv) == 1
     assert "nowhere" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()  # a start that fails on its data leaves no folder
+    # a folder whose run stopped before its first checkpoint says how to start it again
+    (tmp_path / "early").mkdir()
+    (tmp_path / "early" / "config.yaml").write_text("name: x\n")
+    assert main(["train", "--resume", str(tmp_path / "early"), "--quiet"]) == 1
+    assert "start it again with absgd train --config" in capsys.readouterr().err
 
 
 def test_train_eval_compare_and_resume_of_a_finished_run(capsys, tmp_path):

@@ -59,9 +59,16 @@ def load_checkpoint(
     if path.is_dir():
         path = path / CHECKPOINT_NAME
     if not path.is_file():
+        saved = path.parent / "config.yaml"
+        restart = (
+            f"; the run stopped before its first checkpoint: start it again with "
+            f"absgd train --config {saved} --out {path.parent}"
+            if saved.is_file()
+            else ""
+        )
         raise CheckpointError(
             f"no checkpoint at {path}; a run directory holds one ({CHECKPOINT_NAME}) after its "
-            "first epoch"
+            f"first epoch{restart}"
         )
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)

@@ -749,9 +749,14 @@ def _check_run_dir(out: Path, cfg: RunConfig, resume: bool) -> dict[str, Any] | 
         raise FileExistsError(
             f"{out} already holds a run; pass --resume to continue it or choose another --out"
         )
+    return None
+
+
+def _create_run_dir(out: Path, cfg: RunConfig) -> None:
+    """The run directory and its ``config.yaml``, written once the data has loaded (a start
+    that fails on its data leaves no folder behind)."""
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "config.yaml", dump_yaml(cfg))
-    return None
 
 
 def train(
@@ -807,6 +812,8 @@ def train(
     if data is None:
         report.message(f"reading data {cfg.data.name!r} ...")
         data = prepare_data(cfg.data, progress=report.data_progress)
+    if checkpoint is None:
+        run_on_main(ctx, lambda: _create_run_dir(out, cfg))
     counts = data.train_counts
     processes = f"; {ctx.world_size} processes" if ctx.enabled else ""
     report.message(
