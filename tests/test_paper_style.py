@@ -76,4 +76,17 @@ def test_a_target_ess_run_records_the_lambda_in_force_and_meets_its_target(tmp_p
     for record in history[1:]:  # λ solved per batch: every batch's weights have ESS 0.6
         assert 0 < record["lam"] < math.inf
         assert record["effective_sample_size"] == pytest.approx(0.6, abs=0.01)
-    assert final["method"] == "ce+absgd(ESS=0.6)"
+    assert final["method"] == "ce+absgd(ESS=0.6 after epoch 1)"
+
+
+def test_a_switch_the_run_never_reaches_is_a_warning_and_the_label_says_so(tmp_path):
+    cfg = load_config(
+        None,
+        [*TINY, "train.epochs=2", "objective.weighting=absgd", "objective.lam=2.0",
+         "objective.lam_switch=2"],
+    )  # fmt: skip
+    with pytest.warns(UserWarning, match="ABSGD never switches on"):
+        final = train(cfg, tmp_path / "run")
+    assert final["method"] == "ce+absgd(λ=2, switch at 2 never reached: plain SGD)"
+    history = [json.loads(x) for x in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
+    assert [r["lam"] for r in history] == ["inf", "inf"]  # what the label says: plain SGD

@@ -38,6 +38,7 @@ __all__ = [
     "load_config",
     "load_config_dict",
     "method_name",
+    "switch_never_reached",
 ]
 
 _STRICT = ConfigDict(extra="forbid")
@@ -439,8 +440,15 @@ def _semantic_problems(cfg: RunConfig) -> list[str]:
     return problems
 
 
+def switch_never_reached(cfg: RunConfig) -> bool:
+    """Whether a two-stage ABSGD run ends before its switch (it is then plain SGD throughout)."""
+    o = cfg.objective
+    return o.weighting == "absgd" and o.lam_switch is not None and o.lam_switch >= cfg.train.epochs
+
+
 def method_name(cfg: RunConfig) -> str:
-    """A short display name of the objective, e.g. ``ldam+drw+absgd(λ=1)``."""
+    """A short display name of what the run trains, e.g. ``ldam+drw+absgd(λ=1 after epoch 160)``
+    (a switch the run never reaches is said so: the run is plain SGD)."""
     if cfg.method:
         return cfg.method
     o = cfg.objective
@@ -450,10 +458,14 @@ def method_name(cfg: RunConfig) -> str:
     if o.weighting == "absgd":
         if o.target_ess is not None:
             sign = "-" if o.lam is not None and o.lam < 0 else ""
-            parts.append(f"absgd({sign}ESS={o.target_ess:g})")
+            inner = f"{sign}ESS={o.target_ess:g}"
         else:
-            lam = "inf" if o.lam is not None and math.isinf(o.lam) else f"{o.lam:g}"
-            parts.append(f"absgd(λ={lam})")
+            inner = "λ=" + ("inf" if o.lam is not None and math.isinf(o.lam) else f"{o.lam:g}")
+        if switch_never_reached(cfg):
+            inner += f", switch at {o.lam_switch:g} never reached: plain SGD"
+        elif o.lam_switch is not None:
+            inner += f" after epoch {o.lam_switch:g}"
+        parts.append(f"absgd({inner})")
     elif o.weighting != "none":
         parts.append(o.weighting)
     if cfg.train.sampler != "none":

@@ -26,6 +26,7 @@ import platform
 import random
 import signal
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +47,14 @@ from absgd.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
-from absgd.config import RunConfig, config_from_dict, config_to_dict, dump_yaml, method_name
+from absgd.config import (
+    RunConfig,
+    config_from_dict,
+    config_to_dict,
+    dump_yaml,
+    method_name,
+    switch_never_reached,
+)
 from absgd.data import BatchLoader
 from absgd.distributed import (
     DistContext,
@@ -801,6 +809,13 @@ def train(
     if t.sync_batchnorm and ctx.enabled and device.type != "cuda":
         raise ValueError("train.sync_batchnorm needs CUDA devices (torch supports it on GPUs only)")
     report = reporter if reporter is not None and ctx.is_main else Reporter()
+    if switch_never_reached(cfg):
+        text = (
+            f"objective.lam_switch={cfg.objective.lam_switch:g} is not before "
+            f"train.epochs={t.epochs}: ABSGD never switches on and this run is plain SGD"
+        )
+        warnings.warn(text, UserWarning, stacklevel=2)
+        report.message(f"warning: {text}")
     out = Path(out_dir).expanduser()
     checkpoint = run_on_main(ctx, lambda: _check_run_dir(out, cfg, resume))
     if checkpoint is not None and int(checkpoint["epoch"]) >= t.epochs:
