@@ -6,7 +6,9 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import yaml
 
 import absgd
 from absgd.cli import main
@@ -182,3 +184,43 @@ def test_a_signal_checkpoints_the_current_step_and_exits_130(tmp_path, sig):
     assert "absgd train --resume" in err
     state = load_checkpoint(run)
     assert state["epoch"] >= 1 and state["epoch"] < 100000
+
+
+def test_a_run_directory_works_from_another_folder_and_follows_moved_data(
+    capsys, tmp_path, monkeypatch
+):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 4))
+    y = (x[:, 0] > 0.3).astype(int) + (x[:, 1] > 1.0).astype(int)
+    (tmp_path / "data").mkdir()
+    rows = [",".join(f"{v:.5f}" for v in xi) + f",{yi}" for xi, yi in zip(x, y, strict=True)]
+    (tmp_path / "data" / "t.csv").write_text("\n".join(rows) + "\n")
+    run = tmp_path / "run"
+    monkeypatch.chdir(tmp_path)
+    tabular = [
+        *TINY[3:],  # the MLP and schedule, not the synthetic data
+        "data.name=csv",
+        "data.root=data/t.csv",  # relative to the folder the run starts in
+        "data.imbalance_ratio=null",
+        "data.augment=none",
+        "data.val_source=split",
+        "data.val_per_class=null",
+        "data.val_fraction=0.2",
+    ]
+    argv = ["train", "--config", "cpu/fashion_mnist_lt_exp100_ce", "--quiet", "--out", str(run)]
+    assert main([*argv, *_sets(tabular), "--stop-after-steps", "3"]) == 130
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["data"]["root"] == str(tmp_path / "data" / "t.csv")  # saved absolute
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    assert main(["eval", str(run), "--json", "--quiet"]) == 0
+    capsys.readouterr()
+    # the data moves: --set data.root (only that) on resume, --data-root on eval
+    (tmp_path / "data").rename(tmp_path / "moved")
+    assert main(["eval", str(run), "--quiet"]) == 1
+    new_root = str(tmp_path / "moved" / "t.csv")
+    assert main(["eval", str(run), "--json", "--quiet", "--data-root", new_root]) == 0
+    assert main(["train", "--resume", str(run), "--set", "optim.lr=1", "--quiet"]) == 2
+    assert "but --set data.root" in capsys.readouterr().err

@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--split", choices=("test", "val"), default="test")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument(
+        "--data-root", metavar="DIR", help="read the data from DIR instead of the run's data.root"
+    )
     p.add_argument("--quiet", action="store_true")
 
     p = sub.add_parser("compare", help="side-by-side table of finished runs")
@@ -248,14 +251,21 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from absgd.train import train
 
     if args.resume:
-        if args.config or args.overrides:
-            raise UsageError("--resume continues a run with its saved config; drop --config/--set")
+        moved = [o for o in args.overrides if o.partition("=")[0].strip() == "data.root"]
+        if args.config or len(moved) != len(args.overrides):
+            raise UsageError(
+                "--resume continues a run with its saved config; drop --config and every --set "
+                "but --set data.root=DIR (where the data is now)"
+            )
         from absgd.checkpoint import load_checkpoint
+        from absgd.config import with_data_root
 
         run_dir = Path(args.resume)
         state = load_checkpoint(run_dir)
         cfg = config_from_dict(state["config"])
         del state
+        if moved:
+            cfg = with_data_root(cfg, moved[-1].partition("=")[2].strip())
     else:
         if not args.config:
             raise UsageError("train needs --config FILE (or --resume RUN_DIR)")
@@ -318,7 +328,9 @@ def _cmd_tune(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from absgd.evaluation import evaluate_run
 
-    metrics = evaluate_run(args.run_dir, split=args.split, quiet=args.quiet)
+    metrics = evaluate_run(
+        args.run_dir, split=args.split, quiet=args.quiet, data_root=args.data_root
+    )
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:

@@ -38,7 +38,9 @@ __all__ = [
     "load_config",
     "load_config_dict",
     "method_name",
+    "same_run",
     "switch_never_reached",
+    "with_data_root",
 ]
 
 _STRICT = ConfigDict(extra="forbid")
@@ -438,6 +440,25 @@ def _semantic_problems(cfg: RunConfig) -> list[str]:
         )
 
     return problems
+
+
+def with_data_root(cfg: RunConfig, root: str | None = None) -> RunConfig:
+    """``cfg`` with ``data.root`` replaced by ``root`` (if given) and made absolute, so a run
+    directory works from any folder and on any machine that has the data at that path."""
+    from dataclasses import replace
+
+    value = cfg.data.root if root is None else root
+    if value is None:
+        return cfg
+    absolute = str(Path(value).expanduser().resolve())
+    return replace(cfg, data=replace(cfg.data, root=absolute))
+
+
+def same_run(a: RunConfig, b: RunConfig) -> bool:
+    """Whether two configs describe the same run, up to where the data lives."""
+    da, db = config_to_dict(a), config_to_dict(b)
+    da["data"]["root"] = db["data"]["root"] = None
+    return da == db
 
 
 def switch_never_reached(cfg: RunConfig) -> bool:

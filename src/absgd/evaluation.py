@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from absgd.config import load_config, method_name
+from absgd.config import load_config, method_name, with_data_root
 from absgd.experiment import build_model_for, prepare_data
 from absgd.metrics import to_jsonable
 from absgd.models import to_channels_last
@@ -25,10 +25,15 @@ __all__ = ["evaluate_run"]
 
 
 def evaluate_run(
-    run_dir: str | os.PathLike[str], *, split: str = "test", quiet: bool = True
+    run_dir: str | os.PathLike[str],
+    *,
+    split: str = "test",
+    quiet: bool = True,
+    data_root: str | None = None,
 ) -> dict[str, Any]:
     """Rebuild the data of the run in ``run_dir`` (its ``config.yaml``), load its selected
-    model (``model.pt``) and return the metrics of ``split`` (``"test"`` or ``"val"``)."""
+    model (``model.pt``) and return the metrics of ``split`` (``"test"`` or ``"val"``).
+    ``data_root`` reads the data from another place than the run's ``data.root``."""
     run = Path(run_dir).expanduser()
     for name in ("config.yaml", "model.pt"):
         if not (run / name).is_file():
@@ -36,6 +41,8 @@ def evaluate_run(
                 f"{run / name} is missing; `absgd eval` needs a finished run directory"
             )
     cfg = load_config(run / "config.yaml")
+    if data_root is not None:
+        cfg = with_data_root(cfg, data_root)
     device = resolve_device(cfg.train.device)
     data = prepare_data(cfg.data)
     target = data.test if split == "test" else data.val

@@ -53,7 +53,9 @@ from absgd.config import (
     config_to_dict,
     dump_yaml,
     method_name,
+    same_run,
     switch_never_reached,
+    with_data_root,
 )
 from absgd.data import BatchLoader
 from absgd.distributed import (
@@ -747,11 +749,15 @@ def _check_run_dir(out: Path, cfg: RunConfig, resume: bool) -> dict[str, Any] | 
     if resume:
         checkpoint = load_checkpoint(out / CHECKPOINT_NAME)
         saved = config_from_dict(checkpoint["config"])
-        if config_to_dict(saved) != config_to_dict(cfg):
+        if not same_run(saved, cfg):
             raise ValueError(
                 f"the config differs from the one saved in {out}; resume with the saved config "
-                "(absgd train --resume DIR) or start a new run directory"
+                "(absgd train --resume DIR, where only --set data.root=... may change) or start "
+                "a new run directory"
             )
+        if saved.data.root != cfg.data.root:  # the data moved: the run now reads it there
+            checkpoint["config"] = config_to_dict(cfg)
+            write_text(out / "config.yaml", dump_yaml(cfg))
         return checkpoint
     if (out / CHECKPOINT_NAME).exists() or (out / "final.json").exists():
         raise FileExistsError(
@@ -796,6 +802,7 @@ def train(
         RunInterrupted: after Ctrl-C / SIGTERM (or ``stop_after_steps``), once the checkpoint
             of the current step is written; ``resume=True`` continues from there.
     """
+    cfg = with_data_root(cfg)  # saved absolute: the run directory works from anywhere
     t = cfg.train
     ctx, device_name = setup_distributed(t.device, t.dist_timeout_s)
     if ctx.enabled and not t.batch_per_rank and t.batch_size % ctx.world_size:
