@@ -237,7 +237,9 @@ def load_cifar(
         if not download:
             raise FileNotFoundError(
                 f"{path} not found. Place the canonical {spec.filename} (from {spec.url}, MD5 "
-                f"{spec.md5}) there, pass root= its directory, or pass download=True"
+                f"{spec.md5}) there, or let it be downloaded: with the absgd command "
+                "--set data.root=DIR (the file or its folder) or --set "
+                "data.options.download=true; from Python root=DIR or download=True"
             )
         download_url(spec.url, path, spec.md5)
     return read_cifar_archive(path, name=name, md5=spec.md5 if verify else None)
