@@ -138,10 +138,17 @@ def test_demo_runs_offline_and_prints_both_methods(capsys):
 
 
 def test_configs_lists_and_shows(capsys):
-    assert main(["configs"]) == 0
+    assert main(["configs", "--names"]) == 0
     names = capsys.readouterr().out.split()
     assert "cifar_lt/cifar10_lt_exp100/ldam_drw_absgd" in names
     assert not any(n.startswith("_") for n in names)
+    assert main(["configs"]) == 0  # grouped, one described line per config
+    lines = capsys.readouterr().out.splitlines()
+    assert len([ln for ln in lines if ln.startswith("  ")]) == len(names)
+    (line,) = [ln for ln in lines if ln.split()[:1] == ["cpu/fashion_mnist_lt_exp100_ce_absgd"]]
+    assert line.split(maxsplit=1)[1] == (
+        "ce+absgd(λ=2 after epoch 15) on fashion_mnist-LT(exp, ratio 100), small_cnn, 20 epochs"
+    )
     assert main(["configs", "--show", "cifar_lt/cifar10_lt_exp100/ldam_drw_absgd"]) == 0
     assert "lam_switch: 160" in capsys.readouterr().out
 

@@ -110,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("configs", help="list the shipped configs")
     p.add_argument("--show", metavar="NAME", help="print one resolved config")
+    p.add_argument("--names", action="store_true", help="only the names, one per line")
     return parser
 
 
@@ -370,7 +371,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_configs(args: argparse.Namespace) -> int:
-    from absgd.config import ConfigError, dump_yaml, load_config
+    from absgd.config import ConfigError, dataset_name, dump_yaml, load_config, method_name
 
     if args.show:
         try:
@@ -378,9 +379,33 @@ def _cmd_configs(args: argparse.Namespace) -> int:
         except ConfigError as err:
             raise UsageError(str(err)) from None
         return EXIT_OK
+    if args.names:
+        for name in shipped_configs():
+            print(name)
+        return EXIT_OK
+    groups: dict[str, list[tuple[str, str]]] = {}
     for name in shipped_configs():
-        print(name)
+        cfg = load_config(_resolve_config_path(name))
+        line = (
+            f"{method_name(cfg)} on {dataset_name(cfg)}, {cfg.model.name}, "
+            f"{cfg.train.epochs} epochs"
+        )
+        groups.setdefault(name.split("/")[0], []).append((name, line))
+    for group, entries in groups.items():
+        print(f"{group}: {CONFIG_GROUPS.get(group, '')}")
+        width = max(len(n) for n, _ in entries)
+        for name, line in entries:
+            print(f"  {name:<{width}}  {line}")
     return EXIT_OK
+
+
+CONFIG_GROUPS = {
+    "cifar_lt": "CIFAR-10/100-LT, Cao et al.'s 200-epoch protocol (authors/: as the ABSGD "
+    "authors run it)",
+    "cpu": "settings that finish on a laptop CPU",
+    "large_scale": "ImageNet-LT, iNaturalist 2018, Places-LT from list files, two stages",
+    "noisy": "CIFAR-10/100 with symmetric or asymmetric label noise",
+}
 
 
 COMMANDS = {

@@ -35,6 +35,7 @@ __all__ = [
     "apply_overrides",
     "config_from_dict",
     "config_to_dict",
+    "dataset_name",
     "load_config",
     "load_config_dict",
     "method_name",
@@ -459,6 +460,17 @@ def same_run(a: RunConfig, b: RunConfig) -> bool:
     da, db = config_to_dict(a), config_to_dict(b)
     da["data"]["root"] = db["data"]["root"] = None
     return da == db
+
+
+def dataset_name(cfg: RunConfig) -> str:
+    """A short display name of the training data, e.g. ``cifar10-LT(exp, ratio 100)``."""
+    d = cfg.data
+    name = d.name
+    if d.imbalance_ratio is not None:
+        name += f"-LT({d.profile}, ratio {d.imbalance_ratio:g})"
+    if d.noise_rate > 0:
+        name += f"-noise({d.noise_kind} {d.noise_rate:g})"
+    return name
 
 
 def switch_never_reached(cfg: RunConfig) -> bool:

@@ -9,12 +9,11 @@ from typing import Any
 
 import torch
 
-from absgd.config import load_config, method_name, with_data_root
+from absgd.config import dataset_name, load_config, method_name, with_data_root
 from absgd.experiment import build_model_for, prepare_data
 from absgd.metrics import to_jsonable
 from absgd.models import to_channels_last
 from absgd.train import (
-    dataset_name,
     evaluate_model,
     make_loader,
     resolve_device,

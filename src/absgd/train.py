@@ -51,6 +51,7 @@ from absgd.config import (
     RunConfig,
     config_from_dict,
     config_to_dict,
+    dataset_name,
     dump_yaml,
     method_name,
     same_run,
@@ -895,16 +896,6 @@ def _json_number(value: float | None) -> float | str | None:
     if value is None or math.isfinite(value):
         return value
     return "inf" if value > 0 else "-inf"
-
-
-def dataset_name(cfg: RunConfig) -> str:
-    d = cfg.data
-    name = d.name
-    if d.imbalance_ratio is not None:
-        name += f"-LT({d.profile}, ratio {d.imbalance_ratio:g})"
-    if d.noise_rate > 0:
-        name += f"-noise({d.noise_kind} {d.noise_rate:g})"
-    return name
 
 
 def _compact(metrics: dict[str, Any]) -> dict[str, Any]:
