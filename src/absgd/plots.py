@@ -6,6 +6,7 @@ Uses matplotlib's non-interactive Agg backend; imported only when a run finishes
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +48,46 @@ def _per_class(final: dict[str, Any], path: Path) -> None:
     _save(fig, path)
 
 
-def _curves(history: list[dict[str, Any]], path: Path) -> None:
+def markers(config: dict[str, Any] | None, final: dict[str, Any]) -> list[tuple[float, str]]:
+    """Vertical lines for the learning curves, ``(x, label)`` with x in the plots' 1-based epoch
+    axis: the ABSGD switch, the DRW switch and the LR milestones (a change at 0-based epoch
+    ``k`` acts from plotted epoch ``k + 1``, so it is drawn at ``k + 0.5``) and the epoch whose
+    model was selected."""
+    out: list[tuple[float, str]] = []
+    if config:
+        objective = config.get("objective") or {}
+        if objective.get("weighting") == "absgd" and objective.get("lam_switch") is not None:
+            out.append((float(objective["lam_switch"]) + 0.5, "ABSGD on"))
+        switch = (objective.get("class_weighting_options") or {}).get("switch")
+        if objective.get("class_weighting") == "drw" and switch is not None:
+            out.append((float(switch) + 0.5, "DRW on"))
+        optim = config.get("optim") or {}
+        if optim.get("schedule") == "step":
+            out += [(float(m) + 0.5, "LR decay") for m in optim.get("milestones") or ()]
+    if final.get("selected_epoch") is not None:
+        out.append((float(final["selected_epoch"]), "selected"))
+    return out
+
+
+def _mark(ax: Any, lines: Sequence[tuple[float, str]]) -> None:
+    styles = {"selected": ("black", ":"), "LR decay": ("grey", "--")}
+    seen: set[str] = set()
+    for x, label in lines:
+        colour, style = styles.get(label, ("tab:red", "--"))
+        ax.axvline(x, color=colour, linestyle=style, linewidth=1,
+                   label=None if label in seen else label)  # fmt: skip
+        seen.add(label)
+
+
+def _curves(
+    history: list[dict[str, Any]],
+    path: Path,
+    lines: list[tuple[float, str]] = (),  # type: ignore[assignment]
+) -> None:
     epochs = [r["epoch"] for r in history]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    _mark(left, lines)
+    _mark(right, lines)
     left.plot(epochs, [r["train_loss"] for r in history], label="train loss (objective)")
     left.set_xlabel("epoch")
     left.set_yscale("log")
@@ -112,6 +150,11 @@ def _weights(history: list[dict[str, Any]], final: dict[str, Any], path: Path) -
         label = f"{final['class_names'][c]} (n={int(counts[c])})" if len(counts) <= 12 else None
         ax.plot(epochs, table[:, c], color=colours[rank], label=label)
     ax.axhline(1.0, color="grey", linewidth=0.8, linestyle=":")
+    # At λ = ∞ every weight is 1 up to rounding: no offset axis that magnifies the rounding.
+    ax.ticklabel_format(axis="y", useOffset=False)
+    low, high = np.nanmin(table), np.nanmax(table)
+    if high - low < 0.05:
+        ax.set_ylim(min(low, 1.0) - 0.5, max(high, 1.0) + 0.5)
     ax.set_ylabel("mean weight B·p of the class")
     ax.set_title("mean per-sample weight of each class (1 = uniform, plain SGD)")
     ax.grid(alpha=0.3)
@@ -126,7 +169,12 @@ def plot_run(out: Path, history: list[dict[str, Any]], final: dict[str, Any]) ->
     plots = Path(out) / "plots"
     written = [plots / "per_class_accuracy.png", plots / "learning_curves.png"]
     _per_class(final, written[0])
-    _curves(history, written[1])
+    config = None
+    if (Path(out) / "config.yaml").is_file():
+        import yaml
+
+        config = yaml.safe_load((Path(out) / "config.yaml").read_text(encoding="utf-8"))
+    _curves(history, written[1], markers(config, final))
     if _weights(history, final, plots / "sample_weights.png"):
         written.append(plots / "sample_weights.png")
     return written
