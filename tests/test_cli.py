@@ -231,3 +231,22 @@ def test_a_run_directory_works_from_another_folder_and_follows_moved_data(
     assert main(["eval", str(run), "--json", "--quiet", "--data-root", new_root]) == 0
     assert main(["train", "--resume", str(run), "--set", "optim.lr=1", "--quiet"]) == 2
     assert "but --set data.root" in capsys.readouterr().err
+
+
+def test_an_empty_shot_group_says_which_classes_it_would_hold():
+    from absgd.cli import format_table
+
+    row = {
+        "run": "r",
+        "method": "ce",
+        "dataset": "d",
+        "top1": 0.5,
+        "balanced_accuracy": 0.5,
+        "many": 0.6,
+        "medium": 0.4,
+        "few": None,
+        "shot_thresholds": {"many": 100, "few": 20},
+        "wall_seconds": 1.0,
+    }
+    table = format_table([row], markdown=True)
+    assert table.splitlines()[-1].endswith("| 60.00 | 40.00 | none < 20 | 1.0s |")

@@ -214,6 +214,18 @@ def _pct(value: Any) -> str:
     return "–" if value is None else f"{100 * value:.2f}"
 
 
+def _shot(row: dict[str, Any], group: str) -> str:
+    """A shot group's accuracy, or which classes it would hold when it holds none (e.g.
+    "none < 20": no class has fewer than 20 training images)."""
+    value = row.get(group)
+    limits = row.get("shot_thresholds") or {}
+    if value is not None or not limits:
+        return _pct(value)
+    many, few = limits.get("many"), limits.get("few")
+    rule = {"many": f"> {many}", "medium": f"{few}–{many}", "few": f"< {few}"}[group]
+    return f"none {rule}"
+
+
 def format_table(rows: list[dict[str, Any]], markdown: bool) -> str:
     """A table of final metrics: method, dataset, top-1, balanced, many/medium/few, time."""
     header = ["run", "method", "dataset", "top-1", "balanced", "many", "medium", "few", "time"]
@@ -224,9 +236,9 @@ def format_table(rows: list[dict[str, Any]], markdown: bool) -> str:
             str(r["dataset"]),
             _pct(r["top1"]),
             _pct(r["balanced_accuracy"]),
-            _pct(r.get("many")),
-            _pct(r.get("medium")),
-            _pct(r.get("few")),
+            _shot(r, "many"),
+            _shot(r, "medium"),
+            _shot(r, "few"),
             f"{r['wall_seconds']:.1f}s",
         ]
         for r in rows
