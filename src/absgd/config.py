@@ -192,6 +192,9 @@ class TrainConfig:
     """Under ``torchrun`` on CUDA: batch-norm statistics over the global batch."""
     dist_timeout_s: Positive = 600.0
     """Under ``torchrun``: how long a collective waits for a silent peer before failing."""
+    log: tuple[Literal["csv", "tensorboard"], ...] = ()
+    """Extra per-epoch logs beside ``metrics.jsonl``: ``csv`` (``metrics.csv``) and
+    ``tensorboard`` (``tensorboard/``; needs the ``tensorboard`` extra)."""
 
 
 @dataclass(frozen=True, config=_STRICT)

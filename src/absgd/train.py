@@ -77,6 +77,7 @@ from absgd.experiment import (
     prepare_data,
 )
 from absgd.fileio import atomic_write, write_json, write_text
+from absgd.loggers import build_loggers
 from absgd.meta_weight_net import MetaWeightNet
 from absgd.metrics import ClassWeightMeter, ConfusionMeter, EffectiveSampleSizeMeter, to_jsonable
 from absgd.metrics.meters import NaNLogitsError
@@ -473,6 +474,7 @@ class _Run:
             self.network = DistributedDataParallel(self.model, device_ids=ids)
         if t.compile:
             self.network = torch.compile(self.network)  # type: ignore[assignment]
+        self.loggers = build_loggers(t.log, out, self.epoch) if ctx.is_main else []
         self.started = time.perf_counter()
 
     # -- state ---------------------------------------------------------------------------------
@@ -676,6 +678,8 @@ class _Run:
             if improved:
                 _save_model(self.out / "best_model.pt", self.model)
             _write_history(self.out / "metrics.jsonl", self.history)
+            for logger in self.loggers:
+                logger.log(self.history)
         self.report.epoch_end(record)
         if self.epoch == t.epochs or self.epoch % t.checkpoint_every == 0:
             self.save()
@@ -844,6 +848,7 @@ def train(
         f"{data.info.get('test_size')} test, {data.num_classes} classes, training counts "
         f"{counts.max()} .. {counts.min()}{processes}"
     )
+    run: _Run | None = None
     try:
         run = _Run(cfg, out, ctx, device, report, data, checkpoint)
         run.fit(stop_after_steps)
@@ -858,6 +863,9 @@ def train(
             "or stopped responding, its own output has the cause; the last checkpoint in "
             f"{out} resumes the run (absgd train --resume {out})"
         ) from None
+    finally:
+        for logger in run.loggers if run is not None else ():
+            logger.close()
 
 
 def paper_style(history: list[dict[str, Any]]) -> dict[str, Any] | None:
