@@ -90,8 +90,20 @@ def test_shipped_configs_are_what_the_generator_writes():
 def _train_counts(cfg) -> np.ndarray:
     """Training class counts known without reading data (for the objective)."""
     d = cfg.data
-    n_max = {"cifar10": 5000, "cifar100": 500, "fashion_mnist": 6000, "image_folder": 5000}
-    classes = {"cifar10": 10, "cifar100": 100, "fashion_mnist": 10, "image_folder": 10}
+    n_max = {
+        "cifar10": 5000,
+        "cifar100": 500,
+        "fashion_mnist": 6000,
+        "image_folder": 5000,
+        "digits": 122,
+    }
+    classes = {
+        "cifar10": 10,
+        "cifar100": 100,
+        "fashion_mnist": 10,
+        "image_folder": 10,
+        "digits": 10,
+    }
     if d.name == "list_file":
         return np.full(d.options["num_classes"], 20)
     c = classes[d.name]
@@ -107,6 +119,8 @@ def test_every_shipped_config_validates_and_builds(name):
     options = dict(cfg.model.options)
     if cfg.model.name in ("small_cnn",):
         options["in_channels"] = 1
+    if cfg.model.name == "mlp":
+        options["in_features"] = 64  # the 8×8 digits
     model = build_model(cfg.model.name, len(counts), **options)
     objective = build_objective_for(cfg.objective, counts)
     build_optimizer(cfg.optim, model.parameters())

@@ -116,6 +116,7 @@ def test_missing_archive_says_what_to_place_where(tmp_path: Path) -> None:
     msg = str(err.value)
     assert str(tmp_path / "data" / "cifar-100-python.tar.gz") in msg
     assert CIFAR_ARCHIVES["cifar100"].url in msg and "download=True" in msg
+    assert "--set data.options.download=true" in msg  # what to type with the absgd command
     with pytest.raises(ValueError, match=r"cifar10.*cifar100.*'svhn'"):
         load_cifar("svhn", tmp_path)
 
