@@ -7,20 +7,89 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from torch import nn
 
-from absgd.config import dataset_name, load_config, method_name, with_data_root
+from absgd.config import RunConfig, dataset_name, load_config, method_name, with_data_root
+from absgd.data import BatchLoader
+from absgd.devices import autocast, resolve_device
+from absgd.distributed import DistContext
 from absgd.experiment import build_model_for, prepare_data
-from absgd.metrics import to_jsonable
+from absgd.metrics import ConfusionMeter, to_jsonable
 from absgd.models import to_channels_last
-from absgd.train import (
-    evaluate_model,
-    make_loader,
-    resolve_device,
-    use_channels_last,
-)
 
-__all__ = ["evaluate_run"]
+__all__ = ["evaluate_model", "evaluate_run", "make_loader", "use_channels_last"]
+
+
+def make_loader(
+    data: Any,
+    batch_size: int,
+    *,
+    train: bool,
+    seed: int,
+    device: torch.device,
+    aug: Any,
+    cfg: RunConfig,
+    rank: int = 0,
+    world_size: int = 1,
+) -> BatchLoader:
+    """The batch loader of a split: shuffled (or resampled) for training, in order otherwise."""
+    sampler = cfg.train.sampler if train and cfg.train.sampler != "none" else None
+    return BatchLoader(
+        data,
+        batch_size,
+        shuffle=train,
+        sampler=sampler,
+        augment=aug,
+        seed=seed,
+        device=device,
+        rank=rank,
+        world_size=world_size,
+        num_workers=cfg.train.num_workers,
+        pin_memory=device.type == "cuda",
+    )
+
+
+@torch.no_grad()
+def evaluate_model(
+    model: nn.Module,
+    loader: BatchLoader | None,
+    num_classes: int,
+    train_counts: np.ndarray | None,
+    *,
+    device: torch.device,
+    precision: str = "fp32",
+    channels_last: bool = False,
+    ctx: DistContext | None = None,
+) -> dict[str, Any]:
+    """Every metric of :func:`absgd.metrics.evaluate` for one pass over ``loader``.
+
+    With a multi-process ``ctx`` each rank passes the loader of its shard (or ``None`` for an
+    empty one) and the confusion counts are summed over ranks: every rank gets the metrics of
+    the whole split, exactly those of one process.
+    """
+    was_training = model.training
+    model.eval()
+    meter = ConfusionMeter(num_classes, device=device)
+    if loader is not None:
+        for x, y in loader.epoch_batches(0):
+            if channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast(device, precision):
+                logits = model(x)
+            meter.update(logits.float(), y)
+    model.train(was_training)
+    if ctx is not None and ctx.enabled:
+        meter.all_reduce()
+    return meter.compute(train_counts)
+
+
+def use_channels_last(cfg: RunConfig, model: nn.Module) -> bool:
+    """``model.channels_last``, or by default whether the model has convolutions."""
+    if cfg.model.channels_last is not None:
+        return cfg.model.channels_last
+    return any(p.dim() == 4 for p in model.parameters())
 
 
 def evaluate_run(

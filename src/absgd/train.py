@@ -22,8 +22,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import platform
-import random
 import signal
 import time
 import warnings
@@ -32,33 +30,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-import absgd
 from absgd.checkpoint import (
     CHECKPOINT_NAME,
     CheckpointError,
     capture_rng,
-    load_checkpoint,
     restore_rng,
     save_checkpoint,
 )
 from absgd.config import (
     RunConfig,
-    config_from_dict,
     config_to_dict,
     dataset_name,
-    dump_yaml,
     method_name,
-    same_run,
     switch_never_reached,
     with_data_root,
 )
 from absgd.data import BatchLoader
+from absgd.devices import autocast, describe_environment, resolve_device, seed_everything
 from absgd.distributed import (
     DistContext,
     agree,
@@ -67,6 +60,7 @@ from absgd.distributed import (
     shard_for_evaluation,
 )
 from absgd.distributed import setup as setup_distributed
+from absgd.evaluation import evaluate_model, make_loader, use_channels_last
 from absgd.experiment import (
     PreparedData,
     build_lam_schedule,
@@ -76,11 +70,22 @@ from absgd.experiment import (
     build_optimizer,
     prepare_data,
 )
-from absgd.fileio import atomic_write, write_json, write_text
+from absgd.fileio import write_json
 from absgd.loggers import build_loggers
 from absgd.meta_weight_net import MetaWeightNet
-from absgd.metrics import ClassWeightMeter, ConfusionMeter, EffectiveSampleSizeMeter, to_jsonable
+from absgd.metrics import ClassWeightMeter, EffectiveSampleSizeMeter, to_jsonable
 from absgd.metrics.meters import NaNLogitsError
+from absgd.run_dir import (
+    FINAL_TEST_KEYS,
+    check_run_dir,
+    compact,
+    create_run_dir,
+    json_number,
+    paper_style,
+    read_final,
+    save_model,
+    write_history,
+)
 from absgd.weighting import ABWeighting, NonFiniteLossError
 
 __all__ = [
@@ -88,6 +93,8 @@ __all__ = [
     "RunInterrupted",
     "TrainingDiverged",
     "evaluate_model",
+    "make_loader",
+    "paper_style",
     "resolve_device",
     "train",
 ]
@@ -132,41 +139,6 @@ class Reporter:
 
     def epoch_end(self, record: dict[str, Any]) -> None:
         """The epoch's ``metrics.jsonl`` record."""
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → CUDA, then MPS, then CPU; anything else as given (checked to exist)."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"train.device={name} but no CUDA device is available; use cpu or auto")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise RuntimeError(f"train.device={name} but MPS is not available; use cpu or auto")
-    return device
-
-
-def _seed_everything(seed: int, deterministic: bool, device: torch.device) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.benchmark = False
-    elif device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-
-
-def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 @contextlib.contextmanager
@@ -250,76 +222,6 @@ class _EpochMeters:
         return out
 
 
-def make_loader(
-    data: Any,
-    batch_size: int,
-    *,
-    train: bool,
-    seed: int,
-    device: torch.device,
-    aug: Any,
-    cfg: RunConfig,
-    rank: int = 0,
-    world_size: int = 1,
-) -> BatchLoader:
-    """The batch loader of a split: shuffled (or resampled) for training, in order otherwise."""
-    sampler = cfg.train.sampler if train and cfg.train.sampler != "none" else None
-    return BatchLoader(
-        data,
-        batch_size,
-        shuffle=train,
-        sampler=sampler,
-        augment=aug,
-        seed=seed,
-        device=device,
-        rank=rank,
-        world_size=world_size,
-        num_workers=cfg.train.num_workers,
-        pin_memory=device.type == "cuda",
-    )
-
-
-@torch.no_grad()
-def evaluate_model(
-    model: nn.Module,
-    loader: BatchLoader | None,
-    num_classes: int,
-    train_counts: np.ndarray | None,
-    *,
-    device: torch.device,
-    precision: str = "fp32",
-    channels_last: bool = False,
-    ctx: DistContext | None = None,
-) -> dict[str, Any]:
-    """Every metric of :func:`absgd.metrics.evaluate` for one pass over ``loader``.
-
-    With a multi-process ``ctx`` each rank passes the loader of its shard (or ``None`` for an
-    empty one) and the confusion counts are summed over ranks: every rank gets the metrics of
-    the whole split, exactly those of one process.
-    """
-    was_training = model.training
-    model.eval()
-    meter = ConfusionMeter(num_classes, device=device)
-    if loader is not None:
-        for x, y in loader.epoch_batches(0):
-            if channels_last and x.dim() == 4:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with _autocast(device, precision):
-                logits = model(x)
-            meter.update(logits.float(), y)
-    model.train(was_training)
-    if ctx is not None and ctx.enabled:
-        meter.all_reduce()
-    return meter.compute(train_counts)
-
-
-def use_channels_last(cfg: RunConfig, model: nn.Module) -> bool:
-    """``model.channels_last``, or by default whether the model has convolutions."""
-    if cfg.model.channels_last is not None:
-        return cfg.model.channels_last
-    return any(p.dim() == 4 for p in model.parameters())
-
-
 def _set_train_mode(model: nn.Module, only_classifier: bool) -> None:
     model.train()
     if only_classifier:
@@ -351,19 +253,6 @@ def _initialise_from(model: nn.Module, source: str, reset_classifier: bool) -> N
         model.reset_classifier()  # type: ignore[operator]
     else:
         model.load_state_dict(state)
-
-
-def _describe_environment(device: torch.device) -> dict[str, Any]:
-    return {
-        "absgd": absgd.__version__,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "device": str(device),
-        "device_name": torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
-    }
 
 
 def _cycle(loader: BatchLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -559,7 +448,7 @@ class _Run:
             if self.channels_last:
                 x_meta = x_meta.contiguous(memory_format=torch.channels_last)
             return self.meta_weight_net.step(x, y, x_meta, y_meta)
-        with _autocast(self.device, cfg.train.precision):
+        with autocast(self.device, cfg.train.precision):
             logits = self.network(x)
         loss = self.objective(logits.float(), y)
         self.optimizer.zero_grad(set_to_none=True)
@@ -649,7 +538,7 @@ class _Run:
         weighting = self.objective.weighting
         if lam is not None and isinstance(weighting, ABWeighting) and weighting.target_ess:
             lam = weighting.lam  # the λ solved from the target, in force after the last batch
-        record: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "lam": _json_number(lam)}
+        record: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "lam": json_number(lam)}
         record.update(self.meters.summary())
         record["epoch_seconds"] = seconds
         # Checked before anything is evaluated or saved: a diverged epoch leaves no trace but
@@ -663,9 +552,9 @@ class _Run:
             raise _diverged(epoch, self.step, "the model's parameters are NaN or infinite")
         try:
             if "val" in self.eval_data:
-                record["val"] = _compact(self.evaluate("val"))
+                record["val"] = compact(self.evaluate("val"))
             if t.test_every and (epoch + 1) % t.test_every == 0:
-                record["test"] = _compact(self.evaluate("test"))
+                record["test"] = compact(self.evaluate("test"))
         except NaNLogitsError as err:  # finite but huge parameters overflow in the forward
             raise _diverged(epoch, self.step, f"evaluating the model gave NaN ({err})") from err
         self.history.append(record)
@@ -676,8 +565,8 @@ class _Run:
         self.epoch, self.step = epoch + 1, 0
         if self.ctx.is_main:
             if improved:
-                _save_model(self.out / "best_model.pt", self.model)
-            _write_history(self.out / "metrics.jsonl", self.history)
+                save_model(self.out / "best_model.pt", self.model)
+            write_history(self.out / "metrics.jsonl", self.history)
             for logger in self.loggers:
                 logger.log(self.history)
         self.report.epoch_end(record)
@@ -698,7 +587,7 @@ class _Run:
                 self.model.load_state_dict(best)
             broadcast_state(self.model, self.ctx)
         if self.ctx.is_main:
-            _save_model(self.out / "model.pt", self.model)
+            save_model(self.out / "model.pt", self.model)
         try:
             test = self.evaluate("test")
         except NaNLogitsError as err:
@@ -709,7 +598,7 @@ class _Run:
             "method": method_name(self.cfg),
             "dataset": dataset_name(self.cfg),
             "run_name": self.cfg.name,
-            **{k: test[k] for k in _FINAL_TEST_KEYS},
+            **{k: test[k] for k in FINAL_TEST_KEYS},
             "train_class_counts": [int(n) for n in self.data.train_counts],
             "class_names": list(self.data.class_names),
             "selected_epoch": selected_epoch,
@@ -721,7 +610,7 @@ class _Run:
             "wall_seconds": self.elapsed(),
             "processes": self.ctx.world_size,
             "data": self.data.info,
-            "environment": _describe_environment(self.device),
+            "environment": describe_environment(self.device),
         }
         if self.ctx.is_main:
             write_json(self.out / "final.json", to_jsonable(final))
@@ -732,50 +621,6 @@ class _Run:
             except ImportError as err:
                 self.report.message(f"plots skipped ({err})")
         return final
-
-
-_FINAL_TEST_KEYS = (
-    "top1",
-    "top5",
-    "balanced_accuracy",
-    "macro_f1",
-    "many",
-    "medium",
-    "few",
-    "per_class_accuracy",
-    "shot_thresholds",
-    "shot_num_classes",
-    "confusion_matrix",
-)
-
-
-def _check_run_dir(out: Path, cfg: RunConfig, resume: bool) -> dict[str, Any] | None:
-    """The checkpoint to resume from (``None`` for a new run), after the directory checks."""
-    if resume:
-        checkpoint = load_checkpoint(out / CHECKPOINT_NAME)
-        saved = config_from_dict(checkpoint["config"])
-        if not same_run(saved, cfg):
-            raise ValueError(
-                f"the config differs from the one saved in {out}; resume with the saved config "
-                "(absgd train --resume DIR, where only --set data.root=... may change) or start "
-                "a new run directory"
-            )
-        if saved.data.root != cfg.data.root:  # the data moved: the run now reads it there
-            checkpoint["config"] = config_to_dict(cfg)
-            write_text(out / "config.yaml", dump_yaml(cfg))
-        return checkpoint
-    if (out / CHECKPOINT_NAME).exists() or (out / "final.json").exists():
-        raise FileExistsError(
-            f"{out} already holds a run; pass --resume to continue it or choose another --out"
-        )
-    return None
-
-
-def _create_run_dir(out: Path, cfg: RunConfig) -> None:
-    """The run directory and its ``config.yaml``, written once the data has loaded (a start
-    that fails on its data leaves no folder behind)."""
-    out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "config.yaml", dump_yaml(cfg))
 
 
 def train(
@@ -829,18 +674,18 @@ def train(
         warnings.warn(text, UserWarning, stacklevel=2)
         report.message(f"warning: {text}")
     out = Path(out_dir).expanduser()
-    checkpoint = run_on_main(ctx, lambda: _check_run_dir(out, cfg, resume))
+    checkpoint = run_on_main(ctx, lambda: check_run_dir(out, cfg, resume))
     if checkpoint is not None and int(checkpoint["epoch"]) >= t.epochs:
-        finished = run_on_main(ctx, lambda: _read_final(out))
+        finished = run_on_main(ctx, lambda: read_final(out))
         if finished is not None:  # nothing left to train: report the run as it ended
             report.message(f"{out} is a finished run; its final.json is left as it is")
             return finished
-    _seed_everything(t.seed, t.deterministic, device)
+    seed_everything(t.seed, t.deterministic, device)
     if data is None:
         report.message(f"reading data {cfg.data.name!r} ...")
         data = prepare_data(cfg.data, progress=report.data_progress)
     if checkpoint is None:
-        run_on_main(ctx, lambda: _create_run_dir(out, cfg))
+        run_on_main(ctx, lambda: create_run_dir(out, cfg))
     counts = data.train_counts
     processes = f"; {ctx.world_size} processes" if ctx.enabled else ""
     report.message(
@@ -866,58 +711,3 @@ def train(
     finally:
         for logger in run.loggers if run is not None else ():
             logger.close()
-
-
-def paper_style(history: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The best test accuracy over the epochs whose test split was evaluated
-    (``train.test_every``), as the ABSGD and LDAM-DRW papers report it.
-
-    Optimistic by construction (the test split picks the epoch), so it is reported beside the
-    validation-selected number for comparison with published tables, and never used to
-    select anything. ``None`` when no epoch was tested.
-    """
-    tested = [r for r in history if r.get("test")]
-    if not tested:
-        return None
-    best = max(tested, key=lambda r: r["test"]["top1"])
-    best_balanced = max(tested, key=lambda r: r["test"]["balanced_accuracy"])
-    return {
-        "best_test_top1": best["test"]["top1"],
-        "best_test_epoch": best["epoch"],
-        "best_test_balanced_accuracy": best_balanced["test"]["balanced_accuracy"],
-        "best_test_balanced_accuracy_epoch": best_balanced["epoch"],
-        "tested_epochs": len(tested),
-    }
-
-
-def _read_final(out: Path) -> dict[str, Any] | None:
-    """The run's ``final.json``, or ``None`` if it was not written (killed after the last
-    checkpoint)."""
-    import json
-
-    path = out / "final.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-
-
-def _json_number(value: float | None) -> float | str | None:
-    """JSON has no infinity: λ = ∞ is written as the string "inf"."""
-    if value is None or math.isfinite(value):
-        return value
-    return "inf" if value > 0 else "-inf"
-
-
-def _compact(metrics: dict[str, Any]) -> dict[str, Any]:
-    """Per-epoch records keep everything but the confusion matrix."""
-    return {k: v for k, v in metrics.items() if k != "confusion_matrix"}
-
-
-def _save_model(path: Path, model: nn.Module) -> None:
-    with atomic_write(path) as fh:
-        torch.save(model.state_dict(), fh)
-
-
-def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
-    import json
-
-    lines = [json.dumps(to_jsonable(r), allow_nan=False) for r in history]
-    write_text(path, "\n".join(lines) + "\n")
