@@ -166,8 +166,12 @@ def _groups(
         if selection is not None and row["lam"] != selection["lam"]:
             continue  # a candidate that was not chosen
         row["_tuned"] = selection is not None and len(selection.get("scores") or {}) > 1
+        name = row["method"]
+        if selection is None and row.get("param") is not None:
+            # Candidates whose selection has not run yet (an unfinished grid): one row each.
+            name = f"{name} [{row['param'].split('.')[-1]}={row['lam']:g}, not selected yet]"
         key = (row["grid"], row["setting"], device_label(row))
-        groups[key].setdefault(row["method"], []).append(row)
+        groups[key].setdefault(name, []).append(row)
     return groups
 
 

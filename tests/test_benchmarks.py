@@ -215,6 +215,21 @@ def test_paired_differences_match_a_hand_computed_t_interval(tmp_path):
     assert "| AB − CE | 3 | +2.00 [-0.48, +4.48] |" in text
 
 
+def test_candidates_of_an_unfinished_selection_are_not_averaged_together(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from summarize import tables
+
+    rows = [
+        {**_row("AB", 0, 0.9, 0.80), "param": "objective.target_ess"},
+        {**_row("AB", 0, 0.7, 0.60), "param": "objective.target_ess"},
+    ]  # seed 0's candidates ran, the selection line is not written yet
+    path = tmp_path / "r.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = tables([str(path)])
+    assert "| AB [target_ess=0.9, not selected yet] | 80.00 |" in text
+    assert "| AB [target_ess=0.7, not selected yet] | 60.00 |" in text
+
+
 def test_after_switch_reports_the_lowest_ess_and_the_largest_drop(tmp_path):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from summarize import after_switch
