@@ -290,4 +290,4 @@ def test_a_diverged_run_is_recorded_and_the_grid_goes_on(tmp_path):
     assert [r["seed"] for r in rows] == [0, 1]  # both seeds ran
     assert all(r["metrics"] is None and "diverged in epoch" in r["diverged"] for r in rows)
     table = _run("summarize.py", str(results)).stdout
-    assert "| CE | – | – | – | – | – | 0 (+2 diverged) |" in table
+    assert "| CE | – | – | – | – | – | – | 0 (+2 diverged) |" in table
