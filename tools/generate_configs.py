@@ -37,20 +37,21 @@ def files() -> dict[str, str]:
         out[path] = head + _yaml(mapping)
 
     # -- CIFAR-LT (Cao et al. 2019 protocol, followed by the ABSGD paper) --------------------
+    cifar_optim = {
+        "name": "sgd",
+        "lr": 0.1,
+        "momentum": 0.9,
+        "weight_decay": 2.0e-4,
+        "schedule": "step",
+        "warmup_epochs": 5,
+        "milestones": [160, 180],
+        "factors": [0.01, 0.0001],
+    }
     put(
         "_protocol/cifar_lt.yaml",
         {
             "model": {"name": "resnet32"},
-            "optim": {
-                "name": "sgd",
-                "lr": 0.1,
-                "momentum": 0.9,
-                "weight_decay": 2.0e-4,
-                "schedule": "step",
-                "warmup_epochs": 5,
-                "milestones": [160, 180],
-                "factors": [0.01, 0.0001],
-            },
+            "optim": cifar_optim,
             "train": {"epochs": 200, "batch_size": 128, "select": "last"},
             "data": {"augment": "crop_flip", "padding": 4, "val_source": "none"},
         },
@@ -149,16 +150,8 @@ def files() -> dict[str, str]:
         "_protocol/cifar_lt_authors.yaml",
         {
             "model": {"name": "resnet32"},
-            "optim": {
-                "name": "sgd",
-                "lr": 0.1,
-                "momentum": 0.9,
-                "weight_decay": 2.0e-4,
-                "schedule": "step",
-                "warmup_epochs": 5,
-                "milestones": [159],
-                "factors": [0.01],
-            },
+            # their decay from 0-based epoch 159, and none at 180
+            "optim": {**cifar_optim, "milestones": [159], "factors": [0.01]},
             "train": {"epochs": 200, "batch_size": 128, "select": "last", "test_every": 1},
             "data": {"augment": "crop_flip", "padding": 4, "val_source": "none"},
         },
