@@ -81,9 +81,9 @@ def models(seed: int) -> dict[str, ClassifierMixin]:
             StandardScaler(),
             SGDClassifier(loss="log_loss", class_weight="balanced", random_state=seed),
         ),
-        "ABSGD λ=∞ (plain Adam, same model)": absgd(lam=math.inf),
+        "ABSGD λ=∞ (no attentional weights, same model)": absgd(lam=math.inf),
         "ABSGD λ=1": absgd(lam=1.0),
-        "ABSGD λ=1, two-stage (lam_schedule=0.5)": absgd(lam=1.0, lam_schedule=0.5),
+        "ABSGD target_ess=0.9": absgd(target_ess=0.9),
         "ABSGD λ by CV": GridSearchCV(
             absgd(), {"absgdclassifier__lam": LAMBDAS}, cv=cv, scoring="balanced_accuracy"
         ),
@@ -92,6 +92,7 @@ def models(seed: int) -> dict[str, ClassifierMixin]:
         "ABSGD λ=1 + class_weight='balanced', placement='outside'": absgd(
             lam=1.0, class_weight="balanced", placement="outside"
         ),
+        "ABSGD λ=1, solver='adam' (mini-batch)": absgd(lam=1.0, solver="adam"),
         "MLP(64) λ=∞": absgd(hidden_layer_sizes=(64,), lam=math.inf),
         "MLP(64) ABSGD λ=1": absgd(hidden_layer_sizes=(64,), lam=1.0),
     }
