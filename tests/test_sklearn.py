@@ -82,9 +82,10 @@ _SAMPLE_WEIGHT_REASON = {
         "marks SGDClassifier and MLPClassifier the same way"
     ),
     "lbfgs": (
-        "a weight multiplies the loss (inside the exponent with a finite lam: exp(k·l/lam), "
-        "not k terms exp(l/lam)) and the objective is a mean over rows, not over the total "
-        "weight, so against the fixed penalty alpha a weight of k is not k repeated rows"
+        "a weight of k is k repeated rows only for the exact optimum with placement='outside' "
+        "and a fixed lam: the default target_ess counts rows (the ESS of n rows, not of the "
+        "total weight), placement='inside' puts the weight in the exponent (exp(k·l/lam)), "
+        "and L-BFGS stops at tol, farther than the check's rtol of 1e-7"
     ),
 }
 
@@ -110,7 +111,9 @@ def _expected_failed_checks(estimator):
 
 CHECKED = [
     ABSGDClassifier(random_state=0),
-    ABSGDClassifier(solver="adam", max_iter=20, random_state=0),
+    ABSGDClassifier(
+        solver="adam", lam=1.0, target_ess=None, placement="inside", max_iter=20, random_state=0
+    ),
     ABSGDClassifier(
         (8,),
         lam=2.0,
@@ -596,18 +599,18 @@ def test_docs_python_blocks_run():
     namespace: dict = {}
     for index, code in enumerate(blocks):  # the second block continues the first
         exec(compile(code, f"docs/sklearn.md python block {index}", "exec"), namespace)
-    # The printed search chose by cross-validation and refitted that λ on the training set:
-    # the same pipeline trained with the chosen λ predicts exactly what the search predicts.
+    # The printed search chose by cross-validation and refitted that target on the training
+    # set: the same pipeline trained with the chosen target predicts what the search predicts.
     search, X_train, y_train = namespace["search"], namespace["X_train"], namespace["y_train"]
-    lam = search.best_params_["absgdclassifier__lam"]
+    target = search.best_params_["absgdclassifier__target_ess"]
     scores = search.cv_results_["mean_test_score"]
-    assert search.cv_results_["param_absgdclassifier__lam"][int(np.argmax(scores))] == lam
-    refit = make_pipeline(StandardScaler(), ABSGDClassifier(lam=lam, random_state=0))
-    refit.fit(X_train, y_train)
+    assert search.cv_results_["param_absgdclassifier__target_ess"][int(np.argmax(scores))] == target
+    chosen = ABSGDClassifier(class_weight="balanced", target_ess=target, random_state=0)
+    refit = make_pipeline(StandardScaler(), chosen).fit(X_train, y_train)
     X_test = namespace["X_test"]
     np.testing.assert_array_equal(search.predict_proba(X_test), refit.predict_proba(X_test))
     # The stream: 1,500 training rows in chunks of 250 are 6 partial_fit calls, λ = ∞ for the
-    # first two and 1.0 from the third on.
+    # first two, then the positive direction with λ solved per batch for the default target.
     stream = namespace["stream"]
     assert len(X_train) == 1500 and stream.n_iter_ == 6 and len(stream.loss_curve_) == 6
-    assert stream.weighting_.lam == 1.0
+    assert stream.weighting_.target_ess == 0.9 and 0 < stream.lam_ < math.inf
