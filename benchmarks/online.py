@@ -9,8 +9,10 @@ the class distribution is unknown (or changes). Every method sees each mini-batc
 No method is given class counts. Methods: plain SGD on cross-entropy (``CE``), focal loss,
 class-balanced weights from the *running* counts of the labels seen so far (effective number,
 β = 0.999, counts + 1), and ABSGD (cross-entropy; plain SGD for the first quarter of the stream,
-then λ; λ chosen on a balanced validation split from {1, 3, 10, 30, 100} with seed 0). At the
-end of the stream the model is evaluated on the balanced test set.
+then λ; λ chosen on a balanced validation split from {1, 3, 10, 30, 100} with seed 0), and
+ABSGD-ESS (the same, with λ > 0 solved on every batch for a target effective sample size chosen
+from {0.9, 0.7, 0.5} the same way). At the end of the stream the model is evaluated on the
+balanced test set; a second table gives each method minus CE, paired by seed.
 
 Streams, from Fashion-MNIST's training images:
 
@@ -22,7 +24,7 @@ Streams, from Fashion-MNIST's training images:
   segment, so yesterday's head is today's tail.
 
     python benchmarks/online.py --data-root ../shared/data/fashion-mnist \\
-        --out benchmarks/results/online.jsonl
+        --out benchmarks/results/online.jsonl [--methods CE ABSGD ABSGD-ESS]
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from grid import _environment
-from summarize import mean_std
+from summarize import mean_std, paired
 
 from absgd import ABWeighting
 from absgd.class_weights import effective_number_weights
@@ -58,8 +60,10 @@ from absgd.metrics import evaluate
 from absgd.models import build_model
 from absgd.optim import ABSGD
 
-METHODS = ("CE", "focal (γ=1)", "CB (running counts)", "ABSGD")
+METHODS = ("CE", "focal (γ=1)", "CB (running counts)", "ABSGD", "ABSGD-ESS")
 LAMS = (1.0, 3.0, 10.0, 30.0, 100.0)
+TARGETS = (0.9, 0.7, 0.5)  # ABSGD-ESS: the effective sample size λ is solved for per batch
+TUNED = {"ABSGD": LAMS, "ABSGD-ESS": TARGETS}
 C = 10
 
 
@@ -106,11 +110,14 @@ def _objective(method: str, lam: float | None, switch: int):
             return (w * losses).sum() / w.sum()
 
         return cb
-    if method == "ABSGD":
-        weighting = ABWeighting(math.inf)
+    if method in TUNED:
+        # ABSGD-ESS: ``lam`` is the target effective sample size; λ > 0 is solved per batch.
+        target = lam if method == "ABSGD-ESS" else None
+        weighting = ABWeighting(math.inf, target_ess=target)
+        after = 1.0 if method == "ABSGD-ESS" else lam
 
         def absgd(logits, y, step):
-            weighting.lam = math.inf if step < switch else lam
+            weighting.lam = math.inf if step < switch else after
             return weighting(ce(logits, y))
 
         return absgd
@@ -181,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=0.02)
     p.add_argument("--val-per-class", type=int, default=100)
     p.add_argument("--limit", type=int, default=None, help="first N samples of each stream")
+    p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     args = p.parse_args(argv)
     torch.set_num_threads(torch.get_num_threads())
     data = load_fashion_mnist(args.data_root)
@@ -191,20 +199,20 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     rows = []
-    chosen: dict[str, float] = {}  # stream -> λ chosen on validation with the first seed
+    chosen: dict[tuple[str, str], float] = {}  # λ / target chosen on validation, first seed
     for seed in args.seeds:
         streams = _streams(data.train.y, seed, args.val_per_class)
         val = streams.pop("val")
         for stream, order in streams.items():
             order = order[: args.limit] if args.limit else order
             counts = np.bincount(data.train.y[order], minlength=C)
-            for method in METHODS:
-                if method != "ABSGD":
+            for method in args.methods:
+                if method not in TUNED:
                     lams: tuple[float | None, ...] = (None,)
                 elif seed == args.seeds[0]:
-                    lams = LAMS
+                    lams = TUNED[method]
                 else:
-                    lams = (chosen[stream],)
+                    lams = (chosen[(stream, method)],)
                 results = []
                 for lam in lams:
                     started = time.perf_counter()
@@ -239,9 +247,9 @@ def main(argv: list[str] | None = None) -> int:
                             "environment": _environment(),
                         }
                     )
-                if method == "ABSGD" and seed == args.seeds[0]:
+                if method in TUNED and seed == args.seeds[0]:
                     best = max(results, key=lambda r: r["val_balanced"])
-                    chosen[stream] = best["lam"]
+                    chosen[(stream, method)] = best["lam"]
                     for r in results:
                         r["chosen"] = r["lam"] == best["lam"]
                 for r in results:
@@ -255,13 +263,15 @@ def main(argv: list[str] | None = None) -> int:
                         flush=True,
                     )
     print(table(rows))
+    print()
+    print(paired_table(rows))
     return 0
 
 
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| stream | method | prequential top-1 | prequential balanced | test top-1 | "
-        "test balanced | worst class (test) | λ |",
+        "test balanced | worst class (test) | λ / target |",
         "|" + "---|" * 8,
     ]
     keys = sorted(
@@ -291,6 +301,31 @@ def table(rows: list[dict[str, Any]]) -> str:
             )
             + " |"
         )
+    return "\n".join(lines)
+
+
+def paired_table(rows: list[dict[str, Any]], base: str = "CE") -> str:
+    """Test balanced accuracy of each method minus ``base``, paired by seed (95 % t interval)."""
+    lines = ["| stream | method − CE | seeds | test balanced | prequential balanced |"]
+    lines.append("|---|---|---|---|---|")
+    kept = [r for r in rows if r.get("chosen", True)]
+    for stream in sorted({r["stream"] for r in kept}):
+        here = [r for r in kept if r["stream"] == stream]
+        bases = {r["seed"]: r for r in here if r["method"] == base}
+        for method in [m for m in METHODS if m != base]:
+            pairs = [
+                (r, bases[r["seed"]]) for r in here if r["method"] == method and r["seed"] in bases
+            ]
+            if not pairs:
+                continue
+            test = [
+                100 * (a["test"]["balanced_accuracy"] - b["test"]["balanced_accuracy"])
+                for a, b in pairs
+            ]
+            seen = [100 * (a["prequential_balanced"] - b["prequential_balanced"]) for a, b in pairs]
+            lines.append(
+                f"| {stream} | {method} | {len(pairs)} | {paired(test)} | {paired(seen)} |"
+            )
     return "\n".join(lines)
 
 

@@ -259,15 +259,17 @@ def test_online_benchmark_runs_on_a_short_stream(tmp_path):
         "online.py", "--data-root", str(root), "--out", str(out), "--seeds", "0", "--limit", "96"
     ).stdout
     rows = [json.loads(x) for x in out.read_text().splitlines()]
-    # 2 streams × (CE, focal, running CB, and ABSGD with each of its λ candidates)
+    # 2 streams × (CE, focal, running CB, ABSGD and ABSGD-ESS with each of their candidates)
     methods = {(r["stream"], r["method"]) for r in rows}
-    assert len(methods) == 8 and all(r["environment"]["torch"] for r in rows)
+    assert len(methods) == 10 and all(r["environment"]["torch"] for r in rows)
     assert all(sum(r["stream_class_counts"]) == 96 for r in rows)
+    assert len(rows) == 2 * (3 + 5 + 3)
     for stream in ("long-tailed", "drifting"):
-        (chosen,) = [r for r in rows if r["stream"] == stream and r.get("chosen")]
-        candidates = [r for r in rows if r["stream"] == stream and r["method"] == "ABSGD"]
-        assert chosen["val_balanced"] == max(r["val_balanced"] for r in candidates)
-    assert "ABSGD" in text
+        for method in ("ABSGD", "ABSGD-ESS"):
+            here = [r for r in rows if r["stream"] == stream and r["method"] == method]
+            (chosen,) = [r for r in here if r.get("chosen")]
+            assert chosen["val_balanced"] == max(r["val_balanced"] for r in here)
+    assert "ABSGD-ESS" in text and "method − CE" in text
 
 
 def test_shot_groups_are_recomputed_from_per_class_accuracy():
