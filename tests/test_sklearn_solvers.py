@@ -258,3 +258,14 @@ def test_the_exact_temperature_gives_the_target_ess(target, sign):
     assert w.sum() ** 2 / (len(w) * (w**2).sum()) == pytest.approx(target, abs=1e-8)
     assert solve_lam_exact(3 * v + 2, target, sign) == pytest.approx(3 * lam, rel=1e-8)
     assert solve_lam_exact(np.ones(5), target, sign) == math.inf
+
+
+def test_a_lam_that_target_ess_overrides_is_a_warning():
+    X, y = _table(2, seed=8, n=200)
+    with pytest.warns(UserWarning, match="lam=0.5 gives only the direction"):
+        ABSGDClassifier(lam=0.5).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        ABSGDClassifier(lam=-1.0).fit(X, y)
+        ABSGDClassifier(lam=math.inf).fit(X, y)
+        ABSGDClassifier(lam=0.5, target_ess=None).fit(X, y)

@@ -347,6 +347,14 @@ class ABSGDClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"gamma must be in (0, 1], got {self.gamma!r}")
         if self.target_ess is not None:
             validate_target_ess(self.target_ess)
+            if math.isfinite(out["lam"]) and abs(out["lam"]) != 1.0:
+                warnings.warn(
+                    f"lam={self.lam!r} gives only the direction while target_ess="
+                    f"{self.target_ess!r} sets the temperature; pass target_ess=None to train "
+                    f"with lam={self.lam!r}",
+                    UserWarning,
+                    stacklevel=3,
+                )
         if self.lam_schedule is not None and not (
             is_real(self.lam_schedule) and 0.0 < self.lam_schedule < 1.0
         ):
