@@ -40,7 +40,7 @@ def entropic_risk(values: Tensor, lam: float, weights: Tensor | None = None) -> 
         A scalar tensor. Its gradient is ``Σ_i p_i ∇v_i`` with ``p = softmax(v/λ + log q)``.
 
     Example:
-        >>> v = torch.tensor([0.0, 1.0])
+        >>> v = torch.tensor([0.0, 1.0], dtype=torch.float64)
         >>> round(float(entropic_risk(v, 1.0)), 6)  # log((1 + e) / 2)
         0.620115
         >>> float(entropic_risk(v, math.inf))
