@@ -809,9 +809,7 @@ class ABSGDClassifier(ClassifierMixin, BaseEstimator):
             self.best_validation_score_ = best_score
         self.optimizer_state_ = {"solver": self.solver, "state": optimizer.state_dict()}
         self.lam_ = float(self.weighting_.lam)
-        self.ess_ = self._training_ess(
-            X[train_idx], y_idx[train_idx], sw, class_w, loss_fn, train_idx
-        )
+        self.ess_ = self._training_ess(X, y_idx, sw, class_w, loss_fn, train_idx)
         return converged
 
     def _training_ess(
@@ -821,18 +819,17 @@ class ABSGDClassifier(ClassifierMixin, BaseEstimator):
         sw: np.ndarray | None,
         class_w: np.ndarray | None,
         loss_fn: nn.Module,
-        train_idx: np.ndarray,
+        rows: np.ndarray,
     ) -> float:
-        """ESS of ``softmax(v/λ_)`` over the training rows at the fitted parameters."""
+        """ESS of ``softmax(v/λ_)`` over the training ``rows`` at the fitted parameters."""
         if math.isinf(self.lam_) or math.isnan(self.lam_):
             return 1.0
+        X, y_idx = X[rows], y_idx[rows]
         device = module_device(self.model_)
         z = logits(self.model_, Rows(X, device, preload=False), X.shape[0], torch.float32)
-        y_t = torch.from_numpy(y_idx)
-        sw_train = None if sw is None else sw[train_idx]
-        u = factors(y_idx, sw_train, class_w, torch.device("cpu"))
+        u = factors(y_idx, None if sw is None else sw[rows], class_w, torch.device("cpu"))
         with torch.no_grad():
-            losses = copy.deepcopy(loss_fn).to("cpu")(z, y_t)
+            losses = copy.deepcopy(loss_fn).to("cpu")(z, torch.from_numpy(y_idx))
         return ess(exponent_inputs(losses, u, self.placement).double().numpy(), self.lam_)
 
     @available_if(_stochastic)
