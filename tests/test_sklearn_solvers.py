@@ -190,28 +190,25 @@ def test_lam_schedule_with_lbfgs_starts_from_the_plain_optimum():
     np.testing.assert_allclose(two.predict_proba(X), one.predict_proba(X), atol=1e-4)
 
 
-@pytest.mark.parametrize(
-    ("lam", "placement", "weighted"),
-    [
-        (math.inf, "inside", False),
-        (0.7, "inside", True),
-        (-1.5, "inside", True),
-        (0.7, "outside", True),
-    ],
-)
-def test_the_closed_form_objective_equals_autograd_on_the_network(lam, placement, weighted):
+_CLOSED_FORM_CASES = [
+    (math.inf, "inside", False),
+    (0.7, "inside", False),
+    (0.7, "inside", True),
+    (-1.5, "inside", True),
+    (0.7, "outside", True),
+    (-1.5, "outside", True),
+]
+
+
+def _autograd_problem(X, y, n_classes, u, placement):
     import torch
 
     from absgd.losses import build_loss
     from absgd.sklearn._network import build_network
-    from absgd.sklearn._solvers import FullBatchProblem, LinearCEProblem
+    from absgd.sklearn._solvers import FullBatchProblem
 
-    X, y = _table(3, seed=5, n=200)
-    u = np.random.RandomState(0).uniform(0.2, 3.0, len(y)) if weighted else None
-    model = build_network(X.shape[1], (), 3, seed=0).double()
-    theta = np.random.RandomState(1).normal(size=3 * X.shape[1] + 3)
-    auto = FullBatchProblem(
-        model,
+    return FullBatchProblem(
+        build_network(X.shape[1], (), n_classes, seed=0).double(),
         torch.from_numpy(X),
         torch.from_numpy(y),
         None if u is None else torch.from_numpy(u),
@@ -219,13 +216,55 @@ def test_the_closed_form_objective_equals_autograd_on_the_network(lam, placement
         placement,
         0.3,
     )
-    closed = LinearCEProblem(X, y, 3, u, placement, 0.3, auto.theta0)
+
+
+@pytest.mark.parametrize(("lam", "placement", "weighted"), _CLOSED_FORM_CASES)
+def test_the_softmax_closed_form_equals_autograd_on_the_network(lam, placement, weighted):
+    from absgd.sklearn._linear import SoftmaxCEProblem
+
+    X, y = _table(3, seed=5, n=200)
+    u = np.random.RandomState(0).uniform(0.2, 3.0, len(y)) if weighted else None
+    auto = _autograd_problem(X, y, 3, u, placement)
+    closed = SoftmaxCEProblem(X, y, 3, u, placement, 0.3, auto.theta0)
+    theta = np.random.RandomState(1).normal(size=3 * X.shape[1] + 3)  # network layout
     value_a, grad_a = auto.value_and_grad(theta, lam)
+    value_c, grad_c = closed.value_and_grad(closed.from_network(theta), lam)
+    assert value_c == pytest.approx(value_a, rel=1e-12)
+    np.testing.assert_allclose(closed.to_network(grad_c), grad_a, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(closed.to_network(closed.from_network(theta)), theta)
+    np.testing.assert_allclose(
+        closed.exponent_inputs(closed.from_network(theta)),
+        auto.exponent_inputs(theta),
+        rtol=1e-12,
+    )
+
+
+@pytest.mark.parametrize(("lam", "placement", "weighted"), _CLOSED_FORM_CASES)
+def test_the_binary_closed_form_is_the_two_output_network_at_w0_equal_minus_w1(
+    lam, placement, weighted
+):
+    # One logit difference w = W1 - W0, beta = b1 - b0, evaluated on the two-output network
+    # with W1 = w/2 = -W0: the values agree, the network's gradient is (-g_w, g_w, -g_b, g_b).
+    from absgd.sklearn._linear import BinaryCEProblem
+
+    X, y = _table(2, seed=5, n=200)
+    d = X.shape[1]
+    u = np.random.RandomState(0).uniform(0.2, 3.0, len(y)) if weighted else None
+    auto = _autograd_problem(X, y, 2, u, placement)
+    closed = BinaryCEProblem(X, y, u, placement, 0.3, auto.theta0)
+    theta = np.random.RandomState(1).normal(size=d + 1)
+    w, beta = theta[:d], theta[d]
+    network = np.concatenate([-w / 2, w / 2, [-beta / 2, beta / 2]])
+    np.testing.assert_allclose(closed.to_network(theta), network)
+    np.testing.assert_allclose(closed.from_network(network), theta)
+    value_a, grad_a = auto.value_and_grad(network, lam)
     value_c, grad_c = closed.value_and_grad(theta, lam)
     assert value_c == pytest.approx(value_a, rel=1e-12)
-    np.testing.assert_allclose(grad_c, grad_a, rtol=1e-10, atol=1e-12)
+    g_w, g_b = grad_c[:d], grad_c[d]
+    expected = np.concatenate([-g_w, g_w, [-g_b, g_b]])
+    np.testing.assert_allclose(grad_a, expected, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(
-        closed.exponent_inputs(theta), auto.exponent_inputs(theta), rtol=1e-12
+        closed.exponent_inputs(theta), auto.exponent_inputs(network), rtol=1e-12
     )
 
 

@@ -36,10 +36,10 @@ from absgd.sklearn._data import (
     resolve_device,
     to_cpu,
 )
+from absgd.sklearn._linear import BinaryCEProblem, SoftmaxCEProblem, linear_ce_problem
 from absgd.sklearn._network import build_network, layer_shapes, logits, module_device
 from absgd.sklearn._solvers import (
     FullBatchProblem,
-    LinearCEProblem,
     Plateau,
     ess,
     exponent_inputs,
@@ -616,10 +616,10 @@ class ABSGDClassifier(ClassifierMixin, BaseEstimator):
         """Full-batch L-BFGS in float64; returns whether the last minimisation converged."""
         device = module_device(self.model_)
         theta0 = torch.cat([p.detach().reshape(-1) for p in self.model_.parameters()])
-        problem: FullBatchProblem | LinearCEProblem
+        problem: FullBatchProblem | SoftmaxCEProblem | BinaryCEProblem
         if self._closed_form(loss_fn):
             u = factors(y_idx, sw, class_w, torch.device("cpu"), torch.float64)
-            problem = LinearCEProblem(
+            problem = linear_ce_problem(
                 Rows(X, torch.device("cpu"), torch.float64).all().numpy(),
                 y_idx,
                 len(self.classes_),
@@ -676,13 +676,13 @@ class ABSGDClassifier(ClassifierMixin, BaseEstimator):
             )
         else:
             converged = minimise(lam, self.max_iter - switch)
-        write(theta, self.model_)
+        write(problem.to_network(theta), self.model_)
         self.lam_ = lam
         self.ess_ = ess(problem.exponent_inputs(theta), lam)
         return converged
 
     def _closed_form(self, loss_fn: nn.Module) -> bool:
-        """A linear model with plain cross-entropy: :class:`LinearCEProblem` applies."""
+        """A linear model with plain cross-entropy: a closed form of ``_linear`` applies."""
         return (
             len(layer_shapes(self.model_)) == 1
             and type(loss_fn) is CrossEntropyLoss

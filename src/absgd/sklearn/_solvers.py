@@ -1,9 +1,10 @@
 r"""How :class:`absgd.sklearn.ABSGDClassifier` reaches the optimum of its objective.
 
-- :func:`exact_objective`, :class:`FullBatchProblem`, :class:`LinearCEProblem` and
+- :func:`exact_objective`, :class:`FullBatchProblem` (any network, autograd) and
   :func:`lbfgs`: the full-batch risk
   ``R_λ(v) + (α/2) Σ ‖W‖²`` (:func:`absgd.risk.entropic_risk`, the objective ABSGD estimates
-  on mini-batches) minimised by L-BFGS in float64, for data that fits in memory.
+  on mini-batches) minimised by L-BFGS in float64, for data that fits in memory; a linear
+  model with cross-entropy takes the closed forms of :mod:`absgd.sklearn._linear`.
 - :func:`train_epoch`: one pass of mini-batch ABSGD / ABAdam steps (``solver="sgd"`` /
   ``"adam"``), for streams and large data.
 - :class:`Plateau`: the stopping rule and learning-rate reduction of the mini-batch solvers.
@@ -103,7 +104,8 @@ class FullBatchProblem:
 
     ``value_and_grad(theta, lam)`` evaluates :func:`exact_objective` at the flat parameter
     vector ``theta``; ``exponent_inputs(theta)`` gives ``v`` there; ``write(theta, model)``
-    copies ``theta`` into a network of the same shape.
+    copies ``theta`` into a network of the same shape. The interface of the closed forms in
+    :mod:`absgd.sklearn._linear`, whose coordinates are the network's own here.
     """
 
     def __init__(
@@ -129,6 +131,10 @@ class FullBatchProblem:
     def _assign(self, theta: np.ndarray) -> None:
         write(theta, self.model)
 
+    def to_network(self, theta: np.ndarray) -> np.ndarray:
+        """The network's flat parameters (this problem works in them)."""
+        return theta
+
     def value_and_grad(self, theta: np.ndarray, lam: float) -> tuple[float, np.ndarray]:
         self._assign(theta)
         value, _ = exact_objective(
@@ -144,79 +150,6 @@ class FullBatchProblem:
             losses = self.loss_fn(self.model(self.X), self.y)
         v = exponent_inputs(losses, self.u, self.placement)
         return v.to("cpu", torch.float64).numpy()
-
-
-class LinearCEProblem:
-    """The same objective for a linear softmax model with cross-entropy, in closed form.
-
-    NumPy float64, no autograd: for the default model it is several times quicker on small
-    tables. With ``z = XWᵀ + b`` and ``P = softmax(z)``, the gradient is
-    ``Wg = (c·(P − Y))ᵀ X + αW`` and ``bg = Σ_i c_i (P_i − Y_i)``, where ``c_i`` is the
-    weight of sample i in the risk's gradient (``u_i/n`` at λ = ∞; ``π_i u_i`` inside and
-    ``ū π_i`` outside, ``π`` the softmax of the exponent). ``theta`` is laid out like the
-    network's parameters: W (row-major, classes × features), then b.
-    """
-
-    def __init__(
-        self,
-        X: np.ndarray,
-        y: np.ndarray,
-        n_classes: int,
-        u: np.ndarray | None,
-        placement: str,
-        alpha: float,
-        theta0: np.ndarray,
-    ) -> None:
-        self.X, self.y, self.k = X, y, n_classes
-        self.u, self.placement, self.alpha = u, placement, alpha
-        self.onehot = np.eye(n_classes)[y]
-        self.theta0 = theta0
-        if u is not None and placement == "outside":
-            self.log_q = np.full(len(u), -np.inf)
-            kept = u > 0
-            self.log_q[kept] = np.log(u[kept] / u.sum())
-
-    def _unpack(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        d = self.X.shape[1]
-        return theta[: self.k * d].reshape(self.k, d), theta[self.k * d :]
-
-    def _forward(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        W, b = self._unpack(theta)
-        z = self.X @ W.T + b
-        top = z.max(1, keepdims=True)
-        lse = top[:, 0] + np.log(np.exp(z - top).sum(1))
-        losses = lse - z[np.arange(len(self.y)), self.y]
-        return W, losses, np.exp(z - lse[:, None])
-
-    def value_and_grad(self, theta: np.ndarray, lam: float) -> tuple[float, np.ndarray]:
-        W, losses, P = self._forward(theta)
-        n, u = len(losses), self.u
-        if math.isinf(lam):
-            e = losses if u is None else u * losses
-            risk, c = float(e.mean()), (np.full(n, 1.0 / n) if u is None else u / n)
-        elif u is None or self.placement == "inside":
-            e = losses if u is None else u * losses
-            a = e / lam
-            top = a.max()
-            s = np.exp(a - top)
-            risk = lam * (top + math.log(s.mean()))
-            pi = s / s.sum()
-            c = pi if u is None else pi * u
-        else:
-            a = losses / lam + self.log_q
-            top = a.max()
-            s = np.exp(a - top)
-            u_bar = float(u.mean())
-            risk = u_bar * lam * (top + math.log(s.sum()))
-            c = u_bar * s / s.sum()
-        dz = (P - self.onehot) * c[:, None]
-        grad_W = dz.T @ self.X + self.alpha * W
-        value = risk + 0.5 * self.alpha * float((W * W).sum())
-        return value, np.concatenate([grad_W.ravel(), dz.sum(0)])
-
-    def exponent_inputs(self, theta: np.ndarray) -> np.ndarray:
-        losses = self._forward(theta)[1]
-        return losses if self.u is None or self.placement == "outside" else self.u * losses
 
 
 def ess(values: np.ndarray, lam: float) -> float:
