@@ -112,9 +112,10 @@ _REPRO_LAMS = {"CE": (1.0, 3.0, 10.0, 20.0), "CB-DRW": (3.0, 10.0, 30.0, 100.0),
                "LDAM-DRW": (10.0, 30.0, 100.0, 300.0)}  # fmt: skip
 
 
-def _repro_methods(preset: str) -> dict[str, Method]:
+def _repro_methods(preset: str, switch: int = 160) -> dict[str, Method]:
     """Base methods and their ABSGD variants, for the ``ours`` or ``authors`` preset (the
-    preset's own ABSGD options: α, γ, initialisation, class-weight normalisation)."""
+    preset's own ABSGD options: α, γ, initialisation, class-weight normalisation); DRW and
+    the λ switch at 0-based epoch ``switch``."""
     if preset == "authors":
         options = "objective.weighting_options={gamma: 0.7, alpha: 0.5, init: zero}"
         extra: tuple[str, ...] = ("objective.normalize_class_weights=false",)
@@ -125,18 +126,18 @@ def _repro_methods(preset: str) -> dict[str, Method]:
         ldam_model = "model.options={normed_classifier: true}"
     bases = {
         "CE": ("objective.loss=ce",),
-        "CB-DRW": ("objective.loss=ce", *_drw(160)),
+        "CB-DRW": ("objective.loss=ce", *_drw(switch)),
         "LDAM-DRW": (
             "objective.loss=ldam",
             "objective.loss_options={scale: 30.0, max_margin: 0.5}",
             ldam_model,
-            *_drw(160),
+            *_drw(switch),
         ),
     }
     methods: dict[str, Method] = {}
     for name, overrides in bases.items():
         methods[name] = Method(overrides)
-        absgd = (*overrides, *_absgd(160), options, *extra)
+        absgd = (*overrides, *_absgd(switch), options, *extra)
         methods[f"ABSGD + {name}"] = Method(absgd, _REPRO_LAMS[name])
         methods[f"ABSGD-ESS + {name}"] = Method(
             (*absgd, "objective.lam=1.0"), TARGETS, "objective.target_ess"
@@ -152,6 +153,13 @@ _REPRO_COMMON = (
     "train.select=last",
     "train.test_every=1",
 )
+# The same comparison on the CPU: both presets' 200-epoch schedules scaled by 1/10 (two
+# stages kept: warm-up 1 epoch; ours ×0.01 at 16 and ×0.0001 at 18, the authors' ×0.01 once
+# epoch + 1 ≥ 16; DRW and the λ switch at 16), ResNet-32, fp32, identical for every method.
+_REPRO_CPU = {
+    "ours": ("train.epochs=20", "optim.warmup_epochs=1", "optim.milestones=[16, 18]"),
+    "authors": ("train.epochs=20", "optim.warmup_epochs=1", "optim.milestones=[15]"),
+}
 _REPRO_SETTINGS = {
     "exp, ratio 100": (),
     "exp, ratio 10": ("data.imbalance_ratio=10",),
@@ -297,6 +305,19 @@ GRIDS: dict[str, Grid] = {
         settings=_REPRO_SETTINGS,
         methods=_repro_methods("authors"),
         common=_REPRO_COMMON,
+    ),
+    # The decisive comparison on a CPU (20 epochs, see _REPRO_CPU): about 15 min a run.
+    "cifar10_lt_repro_cpu_ours": Grid(
+        config="cifar_lt/cifar10_lt_exp100/ce",
+        settings=_REPRO_SETTINGS,
+        methods=_repro_methods("ours", switch=16),
+        common=(*_REPRO_COMMON, *_REPRO_CPU["ours"], "train.device=cpu"),
+    ),
+    "cifar10_lt_repro_cpu_authors": Grid(
+        config="cifar_lt/cifar10_lt_exp100/authors/ce",
+        settings=_REPRO_SETTINGS,
+        methods=_repro_methods("authors", switch=16),
+        common=(*_REPRO_COMMON, *_REPRO_CPU["authors"], "train.device=cpu"),
     ),
     # Fashion-MNIST with 40 % label noise (clean test set), small CNN, 8 epochs; the
     # validation split is carved from the noisy labels.

@@ -293,3 +293,26 @@ def test_a_diverged_run_is_recorded_and_the_grid_goes_on(tmp_path):
     assert all(r["metrics"] is None and "diverged in epoch" in r["diverged"] for r in rows)
     table = _run("summarize.py", str(results)).stdout
     assert "| CE | – | – | – | – | – | – | 0 (+2 diverged) |" in table
+
+
+def test_every_grid_run_resolves_to_a_valid_config():
+    # Every (setting, method, candidate) of every grid is a config the trainer accepts, so a
+    # grid cannot fail hours into a run on a typo in its overrides.
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from grids import GRIDS
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    from absgd.cli import SHIPPED_CONFIGS
+    from absgd.config import load_config
+
+    checked = 0
+    for grid in GRIDS.values():
+        for setting_overrides in grid.settings.values():
+            for method in grid.methods.values():
+                base = [*grid.common, *setting_overrides, *method.overrides]
+                for candidate in method.lams or (None,):
+                    extra = [] if candidate is None else [f"{method.param}={candidate}"]
+                    load_config(SHIPPED_CONFIGS / f"{grid.config}.yaml", [*base, *extra])
+                    checked += 1
+    assert checked > 100
