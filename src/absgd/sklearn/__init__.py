@@ -7,26 +7,28 @@ Qi, Xu, Yin, Jin, Yang, "Attentional-Biased Stochastic Gradient Descent", TMLR 2
 ``import absgd`` does not import it.
 
 The objective. With per-sample losses ``l_i`` (any loss of :data:`absgd.losses.LOSSES`),
-sample weights ``ω_i`` and class weights ``c_{y_i}`` (both 1 by default), ``v_i = ω_i c_{y_i}
-l_i`` (``placement="inside"``, the default: the weights sit in the exponent, as the class
-weights of the authors' code)::
+sample weights ``ω_i`` and class weights ``c_{y_i}`` (both 1 by default), ``u_i = ω_i c_{y_i}``.
+With ``placement="outside"`` (the default) the weights stay outside the exponent: the tilted
+risk of the ``u``-weighted training set, scaled by ``ū = mean u``::
 
-    R_λ = λ log mean_i exp(v_i / λ)  +  (α/2) Σ ‖W‖²
+    R_λ = ū · λ log Σ_i q_i exp(l_i / λ),   q_i = u_i / Σ_j u_j      (+ (α/2) Σ ‖W‖²)
 
-whose gradient weighs sample ``i`` by ``p_i = softmax(v/λ)_i``. ``solver="lbfgs"`` (default)
-minimises it on the whole training set. The mini-batch solvers are ABSGD proper (``"sgd"``)
-and ABAdam (``"adam"``)::
+With ``placement="inside"`` (as the class weights of the authors' code) ``v_i = u_i l_i``
+sits in the exponent: ``R_λ = λ log mean_i exp(v_i / λ)``. Both are the mean weighted loss at
+λ = ∞ (:func:`absgd.risk.entropic_risk`). ``solver="lbfgs"`` (default) minimises ``R_λ`` on
+the whole training set, with λ set so that the attentional weights at the optimum keep the
+effective sample size ``target_ess`` (0.9 by default). The mini-batch solvers are ABSGD
+proper (``"sgd"``) and ABAdam (``"adam"``), with ``e_i = l_i`` outside and ``v_i`` inside::
 
-    s_t  = (1 - γ) s_{t-1} + γ · mean_i exp(v_i / λ)     moving-average normaliser
-    p_i  = exp(v_i / λ) / (B · s_t)                      detached attentional weight
-    step on  Σ_i p_i · v_i + (α/2) Σ ‖W‖²                one backward pass
+    s_t  = (1 - γ) s_{t-1} + γ · mean_i exp(e_i / λ)     moving-average normaliser
+    p_i  = exp(e_i / λ) / (B · s_t)                      detached attentional weight
+    step on  Σ_i p_i · u_i l_i + (α/2) Σ ‖W‖²            one backward pass
 
-With ``placement="outside"`` the weights ``p_i`` come from ``l_i`` instead and the step is on
-the same ``Σ_i p_i · v_i``. λ > 0 up-weights hard samples, hence those of rare classes; λ < 0
-down-weights them (label noise); ``lam=math.inf`` is the plain weighted mean loss. Nothing is
-normalised by the mean weight (as in :class:`sklearn.linear_model.LogisticRegression`), so
-weights rescale the loss; the ``"balanced"`` and ``"effective_number"`` class weights average
-1 over the training samples.
+λ > 0 up-weights hard samples, hence those of rare classes; λ < 0 down-weights them (label
+noise); ``lam=math.inf`` is the plain weighted mean loss. Nothing is normalised by the mean
+weight (as in :class:`sklearn.linear_model.LogisticRegression`), so weights rescale the loss;
+the ``"balanced"`` and ``"effective_number"`` class weights average 1 over the training
+samples.
 
 Batching of the mini-batch solvers (what makes ``fit`` and ``partial_fit`` comparable).
 ``fit`` runs up to ``max_iter`` epochs; each epoch visits the training rows in a random order
@@ -46,7 +48,8 @@ torch and numpy random states are left alone. ``partial_fit`` draws only ``seed`
 first call.
 
 Layout: ``_estimator`` (the class), ``_solvers`` (full-batch L-BFGS, mini-batch epochs, the
-stopping rule), ``_network`` (the model, its penalty and logits), ``_data`` (input checks).
+stopping rule), ``_linear`` (the closed-form objective of a linear model), ``_network`` (the
+model, its penalty and logits), ``_data`` (input checks).
 """
 
 from __future__ import annotations
