@@ -80,15 +80,14 @@ class ABSGDClassifier(ClassifierMixin, BaseEstimator):
 
         R_λ(w) = λ log mean_i exp(v_i(w) / λ) + (α/2) Σ ‖W‖²
 
-    (``placement="inside"``; the default ``"outside"`` takes the same risk of the losses
-    ``l_i`` over the training set re-weighted by ``ω_i c_{y_i}``, see ``placement``)
-
     (:func:`absgd.risk.entropic_risk`): for λ > 0 a smooth maximum that weighs hard samples
     — in imbalanced data, those of the rare classes — more, without knowing the class prior;
     λ < 0 a smooth minimum that discounts high-loss (likely mislabelled) samples; ``math.inf``
     the plain weighted mean. Its gradient is ``Σ_i p_i ∇v_i`` with the attentional weights
     ``p = softmax(v/λ)``. Qi et al., "Attentional-Biased Stochastic Gradient Descent", TMLR
-    2023 (arXiv 2012.06951).
+    2023 (arXiv 2012.06951). This is ``placement="inside"``; the default ``"outside"`` takes
+    the same risk of the losses ``l_i`` over the training set re-weighted by ``ω_i c_{y_i}``
+    (see ``placement``).
 
     Three solvers reach it:
 
