@@ -16,6 +16,10 @@ the runs with the chosen value enter the tuned rows.
 mean and 95 % confidence interval (Student's t over the seeds) for each metric.
 ``--after-switch`` adds, per ABSGD method, the lowest effective sample size after the switch
 and the largest fall of validation balanced accuracy below the switch epoch (worst seed).
+``--curve K`` adds, where runs evaluated the test split every epoch, the mean test top-1 every
+K epochs and its fall from each run's best test epoch to its last (how much of what the model
+once knew about the clean test set it lost, e.g. by memorising noisy labels). Test numbers
+only report; nothing here selects on them.
 """
 
 from __future__ import annotations
@@ -148,6 +152,45 @@ def switch_tables(paths: list[str]) -> str:
     return "\n".join(out)
 
 
+def test_curve(row: dict[str, Any]) -> dict[int, float]:
+    """Epoch → test top-1 from a run's curve (the epochs that evaluated the test split)."""
+    return {
+        int(e["epoch"]): float(e["test_top1"])
+        for e in row.get("curve") or []
+        if e.get("test_top1") is not None
+    }
+
+
+def curve_tables(paths: list[str], every: int) -> str:
+    """Per method: mean test top-1 (%) every ``every`` epochs and at the last, and the fall
+    from each seed's best test epoch to its last (points, mean ± std over seeds)."""
+    out = []
+    for (grid, setting, device), methods in _groups(paths, None).items():
+        curves = {
+            method: [c for c in (test_curve(r) for r in rows if r.get("metrics")) if c]
+            for method, rows in methods.items()
+        }
+        curves = {m: cs for m, cs in curves.items() if cs}
+        if not curves:
+            continue
+        last = max(max(c) for cs in curves.values() for c in cs)
+        epochs = sorted({*range(every, last + 1, every), last})
+        out.append(f"### {grid}: {setting} ({device}), test top-1 by epoch (report only)\n")
+        head = ["method", *(f"ep. {e}" for e in epochs), "best → last (points)", "seeds"]
+        out.append("| " + " | ".join(head) + " |")
+        out.append("|" + "---|" * len(head))
+        for method, cs in curves.items():
+            cells = [method]
+            for e in epochs:
+                at = [c[e] for c in cs if e in c]
+                cells.append(f"{100 * statistics.mean(at):.1f}" if len(at) == len(cs) else "–")
+            falls = [c[max(c)] - max(c.values()) for c in cs]
+            cells += [mean_std(falls), str(len(cs))]
+            out.append("| " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
 def _groups(
     paths: list[str], shots: tuple[int, int] | None
 ) -> dict[tuple[str, str, str], dict[str, list[dict[str, Any]]]]:
@@ -274,7 +317,16 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also tabulate the lowest ESS and the largest validation drop after the switch",
     )
+    p.add_argument(
+        "--curve",
+        type=int,
+        metavar="K",
+        help="also tabulate the mean test top-1 every K epochs and the fall from the best "
+        "test epoch to the last (runs with train.test_every=1)",
+    )
     args = p.parse_args(argv)
+    if args.curve is not None and args.curve < 1:
+        p.error(f"--curve needs a positive number of epochs, got {args.curve}")
     if args.shots is not None and not 0 < args.shots[1] <= args.shots[0]:
         p.error(f"--shots needs 0 < FEW <= MANY, got MANY={args.shots[0]} FEW={args.shots[1]}")
     shots = tuple(args.shots) if args.shots else None
@@ -283,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
         print(pair_tables(args.files, [tuple(p) for p in args.pair], shots))
     if args.after_switch:
         print(switch_tables(args.files))
+    if args.curve is not None:
+        print(curve_tables(args.files, args.curve))
     return 0
 
 

@@ -63,6 +63,28 @@ def test_tune_selects_on_validation_and_resumes(tmp_path: Path):
         tune(CONFIG, "objective.target_ess", [0.9], out, overrides=[*TINY, "optim.lr=0.2"])
 
 
+def test_the_curve_carries_test_accuracy_only_on_the_epochs_that_evaluated_it(tmp_path: Path):
+    from absgd.tune import _curve
+
+    lines = [
+        {"epoch": 1, "lam": "inf", "train_loss": 2.0,
+         "val": {"top1": 0.5, "balanced_accuracy": 0.4, "per_class_accuracy": [0.2, 0.6]}},
+        {"epoch": 2, "lam": -3.0, "effective_sample_size": 0.8, "train_loss": 1.5,
+         "val": {"top1": 0.6, "balanced_accuracy": 0.55, "per_class_accuracy": [0.7, 0.4]},
+         "test": {"top1": 0.75, "balanced_accuracy": 0.7}},
+    ]  # fmt: skip
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    first, second = _curve(path)
+    assert first["test_top1"] is None and first["test_balanced_accuracy"] is None
+    assert first["val_worst_class"] == 0.2 and first["ess"] is None
+    assert second == {
+        "epoch": 2, "lam": -3.0, "ess": 0.8, "train_loss": 1.5, "val_balanced_accuracy": 0.55,
+        "val_top1": 0.6, "val_worst_class": 0.4, "test_top1": 0.75,
+        "test_balanced_accuracy": 0.7,
+    }  # fmt: skip
+
+
 def test_an_interrupted_trial_resumes_from_its_checkpoint(tmp_path: Path):
     from absgd.train import RunInterrupted, train
 

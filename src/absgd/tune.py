@@ -97,8 +97,11 @@ def run_trial(cfg: RunConfig, run_dir: Path, *, reporter: Any = None) -> dict[st
 
 
 def _curve(path: Path) -> list[dict[str, Any]]:
-    """Per epoch: λ in force, effective sample size, training loss and validation balanced /
-    top-1 / worst-class accuracy (what shows a collapse after a switch)."""
+    """Per epoch: λ in force, effective sample size, training loss, validation balanced /
+    top-1 / worst-class accuracy (what shows a collapse after a switch) and, on the epochs
+    that evaluated it (``train.test_every``), test top-1 and balanced accuracy: the curve of
+    a report (e.g. a clean test set falling as the noisy labels are memorised), never read
+    for selection."""
     if not path.is_file():
         return []
     curve = []
@@ -107,6 +110,7 @@ def _curve(path: Path) -> list[dict[str, Any]]:
             continue
         r = json.loads(line)
         val = r.get("val") or {}
+        test = r.get("test") or {}
         per_class = val.get("per_class_accuracy")
         curve.append(
             {
@@ -117,6 +121,8 @@ def _curve(path: Path) -> list[dict[str, Any]]:
                 "val_balanced_accuracy": val.get("balanced_accuracy"),
                 "val_top1": val.get("top1"),
                 "val_worst_class": min(per_class) if per_class else None,
+                "test_top1": test.get("top1"),
+                "test_balanced_accuracy": test.get("balanced_accuracy"),
             }
         )
     return curve
