@@ -98,6 +98,13 @@ _NOISE_DATA = (
     "data.val_per_class=null",
     "data.val_fraction=0.1",
 )
+_NOISE_SETTINGS = {
+    "symmetric 40 %": ("data.noise_kind=symmetric",),
+    "asymmetric 40 %": ("data.noise_kind=asymmetric", "data.noise_mapping=fmnist"),
+}
+_NOISE_LAMS = (-1.0, -3.0, -10.0)
+_SCE = ("objective.loss=sce", "objective.loss_options={alpha: 0.1, beta: 1.0}")
+_GCE = ("objective.loss=gce", "objective.loss_options={q: 0.7}")
 _NOISE_COMMON = (
     *_NOISE_DATA,
     "train.epochs=8",
@@ -125,8 +132,6 @@ _NOISE_LONG_COMMON = (
     "train.select=last",
     "train.test_every=1",
 )
-_NOISE_LAMS = (-1.0, -3.0, -10.0)
-_SCE = ("objective.loss=sce", "objective.loss_options={alpha: 0.1, beta: 1.0}")
 
 
 # The decisive CIFAR-10-LT comparison (reproduction issue): each base with and without ABSGD
@@ -349,25 +354,15 @@ GRIDS: dict[str, Grid] = {
     # validation split is carved from the noisy labels.
     "fmnist_noise": Grid(
         config="cpu/fashion_mnist_lt_exp100_ce",
-        settings={
-            "symmetric 40 %": ("data.noise_kind=symmetric",),
-            "asymmetric 40 %": ("data.noise_kind=asymmetric", "data.noise_mapping=fmnist"),
-        },
+        settings=_NOISE_SETTINGS,
         methods={
             "CE": Method(("objective.loss=ce",)),
-            "SCE": Method(("objective.loss=sce", "objective.loss_options={alpha: 0.1, beta: 1.0}")),
-            "GCE (q=0.7)": Method(("objective.loss=gce", "objective.loss_options={q: 0.7}")),
+            "SCE": Method(_SCE),
+            "GCE (q=0.7)": Method(_GCE),
             "ABSGD (λ<0) + CE": Method(
-                ("objective.loss=ce", "objective.weighting=absgd"), (-1.0, -3.0, -10.0)
+                ("objective.loss=ce", "objective.weighting=absgd"), _NOISE_LAMS
             ),
-            "ABSGD (λ<0) + SCE": Method(
-                (
-                    "objective.loss=sce",
-                    "objective.loss_options={alpha: 0.1, beta: 1.0}",
-                    "objective.weighting=absgd",
-                ),
-                (-1.0, -3.0, -10.0),
-            ),
+            "ABSGD (λ<0) + SCE": Method((*_SCE, "objective.weighting=absgd"), _NOISE_LAMS),
             # The target-ESS form, after 3 epochs of plain CE (λ < 0 from the first step
             # collapsed onto one class here).
             "ABSGD-ESS (λ<0) + CE, switch at 3": Method(
@@ -381,16 +376,13 @@ GRIDS: dict[str, Grid] = {
     # Label noise where CE memorises (see _NOISE_LONG_COMMON): about 5 min a run on a CPU.
     "fmnist_noise_long": Grid(
         config="cpu/fashion_mnist_lt_exp100_ce",
-        settings={
-            "symmetric 40 %": ("data.noise_kind=symmetric",),
-            "asymmetric 40 %": ("data.noise_kind=asymmetric", "data.noise_mapping=fmnist"),
-        },
+        settings=_NOISE_SETTINGS,
         methods={
             "CE": Method(("objective.loss=ce",)),
             "ABSGD (λ<0) + CE": Method(("objective.loss=ce", *_absgd(40)), _NOISE_LAMS),
             "SCE": Method(_SCE),
             "ABSGD (λ<0) + SCE": Method((*_SCE, *_absgd(40)), _NOISE_LAMS),
-            "GCE (q=0.7)": Method(("objective.loss=gce", "objective.loss_options={q: 0.7}")),
+            "GCE (q=0.7)": Method(_GCE),
             # not the authors' structure: λ < 0 from the first decay, before CE memorises
             "ABSGD (λ<0) + CE, switch at 20": Method(
                 ("objective.loss=ce", *_absgd(20)), _NOISE_LAMS
