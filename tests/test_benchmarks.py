@@ -50,6 +50,23 @@ def test_overhead_benchmark_runs_and_writes_json(tmp_path):
     assert all(r["median_ms"] > 0 for r in rows)
 
 
+def test_eval_batch_benchmark_prints_a_row_per_batch_size(tmp_path):
+    out = _run(
+        "eval_batch.py",
+        *("--images", "8", "--batches", "2", "4", "--repeats", "1"),
+        *("--json", str(tmp_path / "e.json")),
+    )
+    assert "| 2 |" in out.stdout and "| 4 | " in out.stdout and "1.00x |" in out.stdout
+    rates = json.loads((tmp_path / "e.json").read_text())["rates"]
+    assert sorted(rates) == ["2", "4"] and all(r[0] > 0 for r in rates.values())
+    bad = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "eval_batch.py"), "--images", "0"],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and "--images" in bad.stderr
+
+
 def test_throughput_benchmark_runs_on_a_generated_archive(tmp_path):
     pytest.importorskip("PIL")
     from PIL import Image

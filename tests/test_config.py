@@ -144,3 +144,22 @@ def test_the_cifar_lt_grid_is_complete():
         "large_scale/places_lt_stage2_absgd",
         "large_scale/inaturalist2018_stage2_absgd",
     } <= names
+
+
+def test_the_evaluation_batch_defaults_by_device_and_an_explicit_one_wins():
+    import torch
+
+    from absgd.evaluation import eval_batch_size
+
+    default = load_config(SHIPPED_CONFIGS / "cpu/fashion_mnist_lt_exp100_ce.yaml")
+    assert default.train.eval_batch_size is None
+    assert eval_batch_size(default, torch.device("cpu")) == 128
+    assert eval_batch_size(default, torch.device("cuda")) == 512
+    given = load_config(
+        SHIPPED_CONFIGS / "cpu/fashion_mnist_lt_exp100_ce.yaml", ["train.eval_batch_size=64"]
+    )
+    assert eval_batch_size(given, torch.device("cuda")) == 64
+    with pytest.raises(ConfigError, match="eval_batch_size"):
+        load_config(
+            SHIPPED_CONFIGS / "cpu/fashion_mnist_lt_exp100_ce.yaml", ["train.eval_batch_size=0"]
+        )

@@ -19,7 +19,20 @@ from absgd.experiment import build_model_for, prepare_data
 from absgd.metrics import ConfusionMeter, to_jsonable
 from absgd.models import to_channels_last
 
-__all__ = ["evaluate_model", "evaluate_run", "make_loader", "use_channels_last"]
+__all__ = [
+    "eval_batch_size",
+    "evaluate_model",
+    "evaluate_run",
+    "make_loader",
+    "use_channels_last",
+]
+
+
+def eval_batch_size(cfg: RunConfig, device: torch.device) -> int:
+    """``train.eval_batch_size``, or by default 512 on a GPU and 128 elsewhere."""
+    if cfg.train.eval_batch_size is not None:
+        return cfg.train.eval_batch_size
+    return 512 if device.type == "cuda" else 128
 
 
 def make_loader(
@@ -124,7 +137,7 @@ def evaluate_run(
         to_channels_last(model)
     loader = make_loader(
         target,
-        cfg.train.eval_batch_size,
+        eval_batch_size(cfg, device),
         train=False,
         seed=0,
         device=device,

@@ -60,7 +60,7 @@ from absgd.distributed import (
     shard_for_evaluation,
 )
 from absgd.distributed import setup as setup_distributed
-from absgd.evaluation import evaluate_model, make_loader, use_channels_last
+from absgd.evaluation import eval_batch_size, evaluate_model, make_loader, use_channels_last
 from absgd.experiment import (
     PreparedData,
     build_lam_schedule,
@@ -480,7 +480,7 @@ class _Run:
         if len(data):
             loader = make_loader(
                 data,
-                t.eval_batch_size,
+                eval_batch_size(self.cfg, self.device),
                 train=False,
                 seed=0,
                 device=self.device,
