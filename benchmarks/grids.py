@@ -105,6 +105,9 @@ _NOISE_SETTINGS = {
 _NOISE_LAMS = (-1.0, -3.0, -10.0)
 _SCE = ("objective.loss=sce", "objective.loss_options={alpha: 0.1, beta: 1.0}")
 _GCE = ("objective.loss=gce", "objective.loss_options={q: 0.7}")
+_AUTHORS_NOISY_WEIGHTS = (
+    "objective.weighting_options={gamma: 0.9, alpha: 0.5, init: zero, uniform: 1.0}"
+)
 _NOISE_COMMON = (
     *_NOISE_DATA,
     "train.epochs=8",
@@ -387,6 +390,14 @@ GRIDS: dict[str, Grid] = {
             "ABSGD (λ<0) + CE, switch at 20": Method(
                 ("objective.loss=ce", *_absgd(20)), _NOISE_LAMS
             ),
+            # the weights of the authors' noisy-label code: α = 0.5, γ = 0.9, s_0 = 0 at the
+            # switch, and 1/B added to every weight (so the step keeps the plain mean loss)
+            **{
+                f"ABSGD (λ<0) + {name}, authors' weights": Method(
+                    (*base, *_absgd(40), _AUTHORS_NOISY_WEIGHTS), _NOISE_LAMS
+                )
+                for name, base in (("CE", ("objective.loss=ce",)), ("SCE", _SCE))
+            },
         },
         common=_NOISE_LONG_COMMON,
     ),

@@ -337,8 +337,8 @@ def test_a_diverged_run_is_recorded_and_the_grid_goes_on(tmp_path):
 
 
 def test_every_grid_run_resolves_to_a_valid_config():
-    # Every (setting, method, candidate) of every grid is a config the trainer accepts, so a
-    # grid cannot fail hours into a run on a typo in its overrides.
+    # Every (setting, method, candidate) of every grid is a config the trainer accepts, with
+    # an objective its builders accept, so a grid cannot fail hours into a run on a typo.
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
         from grids import GRIDS
@@ -346,7 +346,9 @@ def test_every_grid_run_resolves_to_a_valid_config():
         sys.path.remove(str(ROOT / "benchmarks"))
     from absgd.cli import SHIPPED_CONFIGS
     from absgd.config import load_config
+    from absgd.experiment import build_objective_for
 
+    counts = np.arange(10, 0, -1) * 10
     checked = 0
     for grid in GRIDS.values():
         for setting_overrides in grid.settings.values():
@@ -354,6 +356,7 @@ def test_every_grid_run_resolves_to_a_valid_config():
                 base = [*grid.common, *setting_overrides, *method.overrides]
                 for candidate in method.lams or (None,):
                     extra = [] if candidate is None else [f"{method.param}={candidate}"]
-                    load_config(SHIPPED_CONFIGS / f"{grid.config}.yaml", [*base, *extra])
+                    cfg = load_config(SHIPPED_CONFIGS / f"{grid.config}.yaml", [*base, *extra])
+                    build_objective_for(cfg.objective, counts)  # options the builders accept
                     checked += 1
     assert checked > 100

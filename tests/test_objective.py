@@ -120,6 +120,21 @@ def test_absgd_with_infinite_lambda_equals_the_plain_objective(loss, class_weigh
         torch.testing.assert_close(plain(logits, y), mean_loss)
 
 
+def test_the_authors_noisy_label_objective_is_their_loss_formula():
+    # the authors' noisy-label step: Σ (exp(l/λ) / (B u) + 1/B) l, u = γ α mean exp(l/λ)
+    # on the first batch (u starts at 0), λ = -3, γ = 0.9, α = 0.5
+    logits, y = _batch(3)
+    obj = build_objective(
+        "ce",
+        weighting="absgd",
+        weighting_options={"lam": -3.0, "gamma": 0.9, "alpha": 0.5, "init": "zero", "uniform": 1},
+    )
+    ce = F.cross_entropy(logits.double(), y, reduction="none")
+    e = torch.exp(ce / -3.0)
+    p = e / (len(ce) * 0.9 * 0.5 * e.mean()) + 1 / len(ce)
+    torch.testing.assert_close(obj(logits, y).double(), (p * ce).sum(), rtol=1e-5, atol=0)
+
+
 def test_plain_class_balanced_objective_is_torch_weighted_cross_entropy():
     logits, y = _batch(2)
     obj = build_objective("ce", class_counts=COUNTS, class_weighting="class_balanced")

@@ -241,6 +241,23 @@ def test_max_weight_clips_relative_weight():
     assert p[0].item() == pytest.approx(ABWeighting(1.0).weights(losses)[0].item())
 
 
+def test_uniform_adds_the_plain_weight_as_in_the_authors_noisy_label_code():
+    # lam = -1, gamma = 0.9, alpha = 0.5, s_0 = 0, u = 1; l = (0, ln 2): e = (1, 1/2),
+    # m = 3/4, s_1 = 0.9 * 0.5 * 3/4 = 0.3375, p = e / (2 s_1) + 1/2.
+    w = ABWeighting(-1.0, gamma=0.9, alpha=0.5, init="zero", uniform=1.0)
+    p = w.weights(torch.tensor([0.0, math.log(2.0)]))
+    s1 = 0.9 * 0.5 * 0.75
+    torch.testing.assert_close(p, torch.tensor([1 / (2 * s1) + 0.5, 0.5 / (2 * s1) + 0.5]))
+    assert w.log_normalizer.item() == pytest.approx(math.log(s1), rel=1e-6)
+    # with u = 0 the same module is pure ABSGD; at lam = inf the weights stay 1/B
+    pure = ABWeighting(-1.0, gamma=0.9, alpha=0.5, init="zero").weights(torch.tensor([0.0, 1.0]))
+    mixed = ABWeighting(-1.0, gamma=0.9, alpha=0.5, init="zero", uniform=0.5)
+    torch.testing.assert_close(mixed.weights(torch.tensor([0.0, 1.0])), pure + 0.25)
+    mixed.lam = math.inf
+    torch.testing.assert_close(mixed.weights(torch.tensor([0.0, 1.0])), torch.full((2,), 0.5))
+    assert "uniform=0.5" in repr(mixed)
+
+
 def test_effective_sample_size_and_max_weight_diagnostics():
     w = ABWeighting(1.0)
     assert w.last_effective_sample_size is None
@@ -275,6 +292,10 @@ def test_bad_lambda_is_refused_with_the_value(lam):
         ({"alpha": math.inf}, "alpha"),
         ({"init": "ones"}, "init must be one of"),
         ({"max_weight": 0.0}, "max_weight"),
+        ({"uniform": -1.0}, "uniform must be a finite number >= 0, got -1.0"),
+        ({"uniform": math.inf}, "uniform"),
+        ({"uniform": math.nan}, "uniform"),
+        ({"uniform": "1"}, "uniform"),
     ],
 )
 def test_bad_options_are_refused(kwargs, match):

@@ -134,8 +134,9 @@ class ObjectiveConfig:
     lam_switch: float | None = None
     """Two-stage ABSGD: plain SGD (λ = ∞) before this epoch, ``lam`` from it on."""
     weighting_options: dict[str, Any] = field(default_factory=dict)
-    """Other options of the weighting (ABSGD: gamma, alpha, init, max_weight; RGD: tau;
-    Meta-Weight-Net: hidden, meta_lr, meta_momentum, meta_weight_decay)."""
+    """Other options of the weighting (ABSGD: gamma, alpha, init, max_weight, uniform,
+    lam_rate, rescale; RGD: tau; Meta-Weight-Net: hidden, meta_lr, meta_momentum,
+    meta_weight_decay)."""
     placement: Literal["inside", "outside"] = "inside"
     normalize_class_weights: bool = True
 

@@ -178,6 +178,7 @@ def _absgd(
     alpha: float = 1.0,
     init: str = "first_batch",
     max_weight: float | None = None,
+    uniform: float = 0.0,
     target_ess: float | None = None,
     lam_rate: float = 1.0,
     rescale: bool | None = None,
@@ -190,6 +191,7 @@ def _absgd(
         alpha=alpha,
         init=init,  # type: ignore[arg-type]
         max_weight=max_weight,
+        uniform=uniform,
         target_ess=target_ess,
         lam_rate=lam_rate,
         rescale=rescale,

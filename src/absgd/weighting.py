@@ -38,6 +38,8 @@ Differences from the authors' implementation
   first batch after a two-stage switch initialises it afresh (with ``init="zero"`` this is the
   reference's behaviour at its milestone).
 * Multi-process: the batch statistic is all-reduced so every rank holds the same ``s_t``.
+* The authors' noisy-label code adds ``1/B`` to every weight (``uniform=1`` here); their
+  long-tailed code does not (the default ``uniform=0``).
 """
 
 from __future__ import annotations
@@ -140,7 +142,9 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _validate_options(gamma: float, alpha: float, init: str, max_weight: float | None) -> None:
+def _validate_options(
+    gamma: float, alpha: float, init: str, max_weight: float | None, uniform: float = 0.0
+) -> None:
     if not (_is_number(gamma) and 0.0 < gamma <= 1.0):
         raise ValueError(f"gamma must be in (0, 1], got {gamma!r}")
     if not (_is_number(alpha) and alpha > 0.0 and math.isfinite(alpha)):
@@ -151,6 +155,8 @@ def _validate_options(gamma: float, alpha: float, init: str, max_weight: float |
         _is_number(max_weight) and max_weight > 0.0 and not math.isnan(max_weight)
     ):
         raise ValueError(f"max_weight must be None or a number > 0, got {max_weight!r}")
+    if not (_is_number(uniform) and 0.0 <= uniform < math.inf):
+        raise ValueError(f"uniform must be a finite number >= 0, got {uniform!r}")
 
 
 def _check_losses(losses: Tensor) -> None:
@@ -202,6 +208,7 @@ def ab_weights(
     alpha: float = 1.0,
     init: Init = "first_batch",
     max_weight: float | None = None,
+    uniform: float = 0.0,
     group: dist.ProcessGroup | None = None,
     sync: bool = False,
 ) -> WeightingStep:
@@ -220,7 +227,7 @@ def ab_weights(
             average is first carried over to this one, ``log s ← log s · state.lam / λ``
             (exact when the losses are equal, and it keeps ``λ log s``, the entropic risk
             the average estimates, continuous); a λ of the other sign restarts it.
-        gamma, alpha, init, max_weight: see :class:`ABWeighting`.
+        gamma, alpha, init, max_weight, uniform: see :class:`ABWeighting`.
         group, sync: with ``sync=True`` the batch statistic is all-reduced over ``group``.
 
     Returns:
@@ -240,9 +247,9 @@ def ab_weights(
     """
     if not isinstance(lam, Tensor):
         lam = validate_lam(lam)
-    _validate_options(gamma, alpha, init, max_weight)
+    _validate_options(gamma, alpha, init, max_weight, uniform)
     _check_losses(losses)
-    return _weighting_step(losses, lam, state, gamma, alpha, init, max_weight, group, sync)
+    return _weighting_step(losses, lam, state, gamma, alpha, init, max_weight, group, sync, uniform)
 
 
 def _weighting_step(
@@ -255,6 +262,7 @@ def _weighting_step(
     max_weight: float | None,
     group: dist.ProcessGroup | None,
     sync: bool,
+    uniform: float = 0.0,
 ) -> WeightingStep:
     """:func:`ab_weights` without the argument checks (the module checks them once)."""
     batch = losses.numel()
@@ -291,6 +299,8 @@ def _weighting_step(
     weights = torch.exp((z - shift) - delta).div_(batch)
     if max_weight is not None:
         weights = weights.clamp_(max=max_weight / batch)
+    if uniform:
+        weights = weights.add_(uniform / batch)
     return WeightingStep(weights, new_state, bad)
 
 
@@ -355,6 +365,10 @@ class ABWeighting(nn.Module):
             sum to ``1/α`` from the start; ``"zero"`` starts from ``s_0 = 0`` as the
             authors' code does.
         max_weight: optional clip of ``B · p_i`` (the weight relative to uniform).
+        uniform: ``u ≥ 0`` added as ``u/B`` to every weight while λ is finite, so the step is
+            the attentional one plus ``u`` times the plain mean loss (default 0: pure ABSGD).
+            The authors' noisy-label code uses ``u = 1`` (``p = exp(l/λ)/(B s) + 1/B``): no
+            sample's weight falls below the uniform one even with λ < 0.
         target_ess: ``None`` (fixed λ) or the normalised effective sample size ``e ∈ (0, 1]``
             the weights should have (0.5: half the batch carries the weight; 1: plain SGD).
         lam_rate: smoothing rate ρ ∈ (0, 1] of ``log|λ|`` with ``target_ess`` (the default 1:
@@ -415,6 +429,7 @@ class ABWeighting(nn.Module):
         alpha: float = 1.0,
         init: Init = "first_batch",
         max_weight: float | None = None,
+        uniform: float = 0.0,
         target_ess: float | None = None,
         lam_rate: float = 1.0,
         rescale: bool | None = None,
@@ -423,7 +438,7 @@ class ABWeighting(nn.Module):
         process_group: dist.ProcessGroup | None = None,
     ) -> None:
         super().__init__()
-        _validate_options(gamma, alpha, init, max_weight)
+        _validate_options(gamma, alpha, init, max_weight, uniform)
         if target_ess is not None:
             target_ess = validate_target_ess(target_ess)
         if not (_is_number(lam_rate) and 0.0 < lam_rate <= 1.0):
@@ -434,6 +449,7 @@ class ABWeighting(nn.Module):
         self.alpha = float(alpha)
         self.init = init
         self.max_weight = None if max_weight is None else float(max_weight)
+        self.uniform = float(uniform)
         self.target_ess = target_ess
         self.lam_rate = float(lam_rate)
         self.rescale = (target_ess is not None) if rescale is None else rescale
@@ -542,6 +558,7 @@ class ABWeighting(nn.Module):
             self.max_weight,
             self.process_group,
             sync and not infinite,
+            self.uniform,
         )
         nonfinite = result.nonfinite
         if self.check_finite and infinite and sync:
@@ -604,6 +621,8 @@ class ABWeighting(nn.Module):
         parts.append(f"init={self.init!r}")
         if self.max_weight is not None:
             parts.append(f"max_weight={self.max_weight}")
+        if self.uniform:
+            parts.append(f"uniform={self.uniform}")
         if self.target_ess is not None:
             parts.append(f"target_ess={self.target_ess}, lam_rate={self.lam_rate}")
         if self.rescale:

@@ -50,7 +50,8 @@ class ScheduledObjective(torch.nn.Module):
         schedule: any λ schedule of the epoch (:mod:`absgd.schedules`), instead of ``lam`` and
             ``switch_epoch``.
         weighting_options: further options of :class:`absgd.ABWeighting` (``gamma``,
-            ``alpha``, ``init``, ``lam_rate``, ``rescale``, ``max_weight``, ``sync`` ...).
+            ``alpha``, ``init``, ``lam_rate``, ``rescale``, ``max_weight``, ``uniform``,
+            ``sync`` ...).
 
     Example:
         >>> objective = ScheduledObjective(lam=1.0, switch_epoch=2)
