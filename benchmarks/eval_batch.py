@@ -23,10 +23,13 @@ from absgd.models import build_model
 
 
 def images_per_second(model: torch.nn.Module, images: torch.Tensor, batch: int) -> float:
+    sync = torch.cuda.synchronize if images.is_cuda else (lambda: None)
+    sync()
     start = time.perf_counter()
     with torch.no_grad():
         for i in range(0, len(images), batch):
             model(images[i : i + batch])
+    sync()
     return len(images) / (time.perf_counter() - start)
 
 

@@ -121,7 +121,8 @@ _NOISE_COMMON = (
 # with the LR ×0.1 at 20 and ×0.01 at 40: CE's clean test accuracy peaks after the first decay
 # and then falls as the noisy labels are memorised. The authors' noisy-label structure scaled
 # by 1/2 (120 epochs, decays at 40 and 80, ABSGD from 80): ABSGD with λ < 0 from the second
-# decay. The last epoch's model; λ chosen on the noisy validation split's top-1.
+# decay. The last epoch's model; λ chosen on the noisy validation split (balanced accuracy,
+# seed 0, at the last epoch).
 _NOISE_LONG_COMMON = (
     *_NOISE_DATA,
     "data.augment=none",

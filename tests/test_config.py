@@ -163,3 +163,17 @@ def test_the_evaluation_batch_defaults_by_device_and_an_explicit_one_wins():
         load_config(
             SHIPPED_CONFIGS / "cpu/fashion_mnist_lt_exp100_ce.yaml", ["train.eval_batch_size=0"]
         )
+
+
+def test_runs_differing_only_in_data_root_or_evaluation_batch_are_the_same_run():
+    from absgd.config import comparable, same_run
+
+    base = SHIPPED_CONFIGS / "cpu/fashion_mnist_lt_exp100_ce.yaml"
+    a = load_config(base)
+    b = load_config(base, ["train.eval_batch_size=512", "data.root=/elsewhere"])
+    assert same_run(a, b) and not same_run(a, load_config(base, ["optim.lr=0.2"]))
+    # a trial recorded before the default changed (512 written out) still matches
+    old = config_to_dict(a)
+    old["train"]["eval_batch_size"] = 512
+    assert comparable(old) == comparable(config_to_dict(a))
+    assert old["train"]["eval_batch_size"] == 512 and old["data"]["root"] is not None

@@ -249,13 +249,25 @@ def test_uniform_adds_the_plain_weight_as_in_the_authors_noisy_label_code():
     s1 = 0.9 * 0.5 * 0.75
     torch.testing.assert_close(p, torch.tensor([1 / (2 * s1) + 0.5, 0.5 / (2 * s1) + 0.5]))
     assert w.log_normalizer.item() == pytest.approx(math.log(s1), rel=1e-6)
-    # with u = 0 the same module is pure ABSGD; at lam = inf the weights stay 1/B
-    pure = ABWeighting(-1.0, gamma=0.9, alpha=0.5, init="zero").weights(torch.tensor([0.0, 1.0]))
+    # u = 0.5 through the pure function: l = (0, 1), e = (1, 1/e), s_1 = 0.45 (1 + 1/e) / 2
+    e = torch.tensor([1.0, math.exp(-1.0)])
+    s1 = 0.45 * e.mean()
+    out = ab_weights(
+        torch.tensor([0.0, 1.0]), -1.0, ABState.initial(), gamma=0.9, alpha=0.5, init="zero",
+        uniform=0.5,
+    )  # fmt: skip
+    torch.testing.assert_close(out.weights, e / (2 * s1) + 0.25)
+    # at lam = inf the weights stay 1/B
     mixed = ABWeighting(-1.0, gamma=0.9, alpha=0.5, init="zero", uniform=0.5)
-    torch.testing.assert_close(mixed.weights(torch.tensor([0.0, 1.0])), pure + 0.25)
+    mixed.weights(torch.tensor([0.0, 1.0]))
     mixed.lam = math.inf
     torch.testing.assert_close(mixed.weights(torch.tensor([0.0, 1.0])), torch.full((2,), 0.5))
     assert "uniform=0.5" in repr(mixed)
+    # max_weight clips the attentional part; the uniform part comes on top
+    capped = ABWeighting(1.0, max_weight=2.0, uniform=1.0).weights(torch.tensor([0.0, 0, 0, 10]))
+    assert (capped * 4).max().item() == pytest.approx(3.0)
+    with pytest.raises(ValueError, match=r"uniform=1\.0 cannot be combined with target_ess=0\.5"):
+        ABWeighting(1.0, target_ess=0.5, uniform=1.0)
 
 
 def test_effective_sample_size_and_max_weight_diagnostics():

@@ -29,7 +29,7 @@ __all__ = [
 
 
 def eval_batch_size(cfg: RunConfig, device: torch.device) -> int:
-    """``train.eval_batch_size``, or by default 512 on a GPU and 128 elsewhere."""
+    """``train.eval_batch_size``, or by default 512 on CUDA and 128 elsewhere."""
     if cfg.train.eval_batch_size is not None:
         return cfg.train.eval_batch_size
     return 512 if device.type == "cuda" else 128

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from absgd.checkpoint import CHECKPOINT_NAME
-from absgd.config import RunConfig, config_to_dict, dump_yaml, load_config
+from absgd.config import RunConfig, comparable, config_to_dict, dump_yaml, load_config
 from absgd.fileio import write_json, write_text
 
 __all__ = [
@@ -275,7 +275,9 @@ def tune(
     for (value, seed), cfg in configs.items():
         key = (param, value, seed)
         if key in done:
-            if done[key].get("config") != plain_json(config_to_dict(cfg)):
+            if comparable(done[key].get("config") or {}) != comparable(
+                plain_json(config_to_dict(cfg))
+            ):
                 raise ValueError(
                     f"{log.path} holds a trial {param}={value_text(value)}, seed {seed} of "
                     "another config (other --config or --set); use another --out for this "

@@ -322,7 +322,8 @@ class ABWeighting(nn.Module):
     r"""Stateful ABSGD weighting: per-sample losses in, weighted scalar loss out.
 
     ``forward(losses)`` returns ``Σ_i p_i · l_i`` with detached weights
-    ``p_i = exp(l_i/λ) / (B · s_t)`` and updates the moving-average normaliser
+    ``p_i = exp(l_i/λ) / (B · s_t)`` (plus ``u/B`` with ``uniform=u``) and updates the
+    moving-average normaliser
     ``s_t = (1-γ) s_{t-1} + γ α mean_i exp(l_i/λ)`` (see the module docstring for the maths and
     the differences from the authors' code). Back-propagating the result gives
     ``Σ_i p_i ∇l_i``: one backward pass, the cost of plain SGD. Pair it with
@@ -360,15 +361,20 @@ class ABWeighting(nn.Module):
             (``module.lam = ...``). With ``target_ess`` only its sign (or ∞) is used.
         gamma: moving-average rate γ ∈ (0, 1]; 1 normalises by the current batch only.
         alpha: scale α > 0 of the batch mean in the update (the authors' ``abalpha``); the
-            weights then sum to about ``1/α``, which rescales the effective learning rate.
+            weights then sum to about ``1/α`` (``1/α + u`` with ``uniform``), which rescales
+            the effective learning rate.
         init: ``"first_batch"`` (default) initialises ``s`` with the first batch so weights
             sum to ``1/α`` from the start; ``"zero"`` starts from ``s_0 = 0`` as the
             authors' code does.
-        max_weight: optional clip of ``B · p_i`` (the weight relative to uniform).
+        max_weight: optional clip of ``B · p_i`` (the weight relative to uniform); it clips
+            the attentional part, before ``uniform`` is added.
         uniform: ``u ≥ 0`` added as ``u/B`` to every weight while λ is finite, so the step is
-            the attentional one plus ``u`` times the plain mean loss (default 0: pure ABSGD).
-            The authors' noisy-label code uses ``u = 1`` (``p = exp(l/λ)/(B s) + 1/B``): no
-            sample's weight falls below the uniform one even with λ < 0.
+            the attentional one plus ``u`` times the plain mean loss (default 0: pure ABSGD)
+            and the weights sum to about ``1/α + u``. The authors' noisy-label code uses
+            ``u = 1`` (``p = exp(l/λ)/(B s) + 1/B``): no sample's weight falls below the
+            uniform one even with λ < 0. Not with ``target_ess`` (the added weight would
+            move the effective sample size off the target); with ``rescale`` the whole
+            weighted sum is scaled to the mean loss.
         target_ess: ``None`` (fixed λ) or the normalised effective sample size ``e ∈ (0, 1]``
             the weights should have (0.5: half the batch carries the weight; 1: plain SGD).
         lam_rate: smoothing rate ρ ∈ (0, 1] of ``log|λ|`` with ``target_ess`` (the default 1:
@@ -441,6 +447,12 @@ class ABWeighting(nn.Module):
         _validate_options(gamma, alpha, init, max_weight, uniform)
         if target_ess is not None:
             target_ess = validate_target_ess(target_ess)
+            if uniform:
+                raise ValueError(
+                    f"uniform={uniform!r} cannot be combined with target_ess={target_ess!r}: "
+                    "the added uniform weight moves the effective sample size off the target; "
+                    "use one or the other"
+                )
         if not (_is_number(lam_rate) and 0.0 < lam_rate <= 1.0):
             raise ValueError(f"lam_rate must be in (0, 1], got {lam_rate!r}")
         if rescale is not None and not isinstance(rescale, bool):
