@@ -17,9 +17,10 @@ mean and 95 % confidence interval (Student's t over the seeds) for each metric.
 ``--after-switch`` adds, per ABSGD method, the lowest effective sample size after the switch
 and the largest fall of validation balanced accuracy below the switch epoch (worst seed).
 ``--curve K`` adds, where runs evaluated the test split every epoch, the mean test top-1 every
-K epochs and its fall from each run's best test epoch to its last (how much of what the model
-once knew about the clean test set it lost, e.g. by memorising noisy labels). Test numbers
-only report; nothing here selects on them.
+K epochs, its fall from each run's best test epoch to its last (how much of what the model
+once knew about the clean test set it lost, e.g. by memorising noisy labels), and the test
+top-1 at the epoch of best validation balanced accuracy (what early stopping would keep).
+Test numbers only report; nothing here selects on them.
 """
 
 from __future__ import annotations
@@ -161,22 +162,40 @@ def test_curve(row: dict[str, Any]) -> dict[int, float]:
     }
 
 
+def early_stopped(row: dict[str, Any]) -> float | None:
+    """Test top-1 at the epoch of best validation balanced accuracy (the first of ties): what
+    early stopping on the validation split would have kept, or ``None`` if that epoch did not
+    evaluate the test split."""
+    curve = [e for e in row.get("curve") or [] if e.get("val_balanced_accuracy") is not None]
+    if not curve:
+        return None
+    best = max(curve, key=lambda e: e["val_balanced_accuracy"])  # max keeps the first of ties
+    return best.get("test_top1")
+
+
 def curve_tables(paths: list[str], every: int) -> str:
-    """Per method: mean test top-1 (%) every ``every`` epochs and at the last, and the fall
-    from each seed's best test epoch to its last (points, mean ± std over seeds)."""
+    """Per method: mean test top-1 (%) every ``every`` epochs and at the last, the fall from
+    each seed's best test epoch to its last (points), and the test top-1 at the epoch of best
+    validation balanced accuracy (early stopping; mean ± std over seeds)."""
     out = []
     for (grid, setting, device), methods in _groups(paths, None).items():
-        curves = {
-            method: [c for c in (test_curve(r) for r in rows if r.get("metrics")) if c]
+        runs = {
+            method: [r for r in rows if r.get("metrics") and test_curve(r)]
             for method, rows in methods.items()
         }
-        curves = {m: cs for m, cs in curves.items() if cs}
+        curves = {m: [test_curve(r) for r in rs] for m, rs in runs.items() if rs}
         if not curves:
             continue
         last = max(max(c) for cs in curves.values() for c in cs)
         epochs = sorted({*range(every, last + 1, every), last})
         out.append(f"### {grid}: {setting} ({device}), test top-1 by epoch (report only)\n")
-        head = ["method", *(f"ep. {e}" for e in epochs), "best → last (points)", "seeds"]
+        head = [
+            "method",
+            *(f"ep. {e}" for e in epochs),
+            "best → last (points)",
+            "at best val. epoch",
+            "seeds",
+        ]
         out.append("| " + " | ".join(head) + " |")
         out.append("|" + "---|" * len(head))
         for method, cs in curves.items():
@@ -185,7 +204,8 @@ def curve_tables(paths: list[str], every: int) -> str:
                 at = [c[e] for c in cs if e in c]
                 cells.append(f"{100 * statistics.mean(at):.1f}" if len(at) == len(cs) else "–")
             falls = [c[max(c)] - max(c.values()) for c in cs]
-            cells += [mean_std(falls), str(len(cs))]
+            stopped = [early_stopped(r) for r in runs[method]]
+            cells += [mean_std(falls), mean_std(stopped), str(len(cs))]
             out.append("| " + " | ".join(cells) + " |")
         out.append("")
     return "\n".join(out)

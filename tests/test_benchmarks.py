@@ -270,21 +270,27 @@ def test_curve_table_gives_mean_test_accuracy_by_epoch_and_the_fall_from_the_bes
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from summarize import curve_tables
 
-    def with_curve(seed: int, tests: list[float | None]) -> dict:
-        curve = [{"epoch": e, "test_top1": t} for e, t in enumerate(tests, start=1)]
+    def with_curve(seed: int, tests: list[float | None], vals: list[float]) -> dict:
+        curve = [
+            {"epoch": e, "test_top1": t, "val_balanced_accuracy": v}
+            for e, (t, v) in enumerate(zip(tests, vals, strict=True), start=1)
+        ]
         return {**_row("CE", seed, None, 0.5), "curve": curve}
 
     rows = [
-        with_curve(0, [0.60, 0.80, 0.70, 0.65]),  # best 80 at epoch 2, last 65: fall 15
-        with_curve(1, [0.70, 0.75, None, 0.70]),  # epoch 3 not evaluated; fall 5
+        # best test 80 at epoch 2, last 65: fall 15; best validation at epoch 3: test 70
+        with_curve(0, [0.60, 0.80, 0.70, 0.65], [0.1, 0.3, 0.4, 0.2]),
+        # epoch 3 not evaluated; fall 5; validation ties at epochs 1 and 2: the first, test 70
+        with_curve(1, [0.70, 0.75, None, 0.70], [0.5, 0.5, 0.2, 0.1]),
         {**_row("AB", 0, 1.0, 0.5), "curve": [{"epoch": 1}]},  # no test curve: no row
     ]
     path = tmp_path / "r.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     text = curve_tables([str(path)], every=2)
-    assert "| method | ep. 2 | ep. 4 | best → last (points) | seeds |" in text
-    # epoch 2: (80 + 75) / 2; epoch 4: (65 + 70) / 2; falls -15 and -5: mean -10, sd 7.07
-    assert "| CE | 77.5 | 67.5 | -10.00 ± 7.07 | 2 |" in text
+    assert "| method | ep. 2 | ep. 4 | best → last (points) | at best val. epoch | seeds |" in text
+    # epoch 2: (80 + 75) / 2; epoch 4: (65 + 70) / 2; falls -15 and -5: mean -10, sd 7.07;
+    # early stopping: 70 and 70
+    assert "| CE | 77.5 | 67.5 | -10.00 ± 7.07 | 70.00 ± 0.00 | 2 |" in text
     assert "| AB |" not in text
     # every=3: epoch 3 is missing for seed 1, so its mean is not shown
     assert "| CE | – | 67.5 |" in curve_tables([str(path)], every=3)
