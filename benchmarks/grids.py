@@ -177,6 +177,11 @@ def _repro_methods(preset: str, switch: int = 160) -> dict[str, Method]:
         methods[f"ABSGD-ESS + {name}"] = Method(
             (*absgd, "objective.lam=1.0"), TARGETS, "objective.target_ess"
         )
+    if preset == "authors":
+        # The baseline gap, one factor at a time: the authors' CE with our batch size, and
+        # with our bf16 autocast (a GPU question; on a CPU it is slow). Pair each with CE.
+        methods["CE, batch 128"] = Method(("objective.loss=ce", "train.batch_size=128"))
+        methods["CE, bf16"] = Method(("objective.loss=ce", "train.precision=bf16"))
     return methods
 
 
@@ -387,6 +392,13 @@ GRIDS: dict[str, Grid] = {
             "SCE": Method(_SCE),
             "ABSGD (λ<0) + SCE": Method((*_SCE, *_absgd(40)), _NOISE_LAMS),
             "GCE (q=0.7)": Method(_GCE),
+            # the target-ESS form from the same switch (λ < 0 solved per batch)
+            **{
+                f"ABSGD-ESS (λ<0) + {name}": Method(
+                    (*base, *_ess(40), "objective.lam=-1.0"), TARGETS, "objective.target_ess"
+                )
+                for name, base in (("CE", ("objective.loss=ce",)), ("SCE", _SCE))
+            },
             # not the authors' structure: λ < 0 from the first decay, before CE memorises
             "ABSGD (λ<0) + CE, switch at 20": Method(
                 ("objective.loss=ce", *_absgd(20)), _NOISE_LAMS

@@ -17,7 +17,8 @@
 # REPRO=1: instead, the decisive comparison of the reproduction issue on exp ratio 100: the
 #   grids cifar10_lt_repro_ours and cifar10_lt_repro_authors (CE, CB-DRW, LDAM-DRW, each
 #   with ABSGD at a validation-chosen λ and with a validation-chosen target ESS; 3 seeds),
-#   fp32, one process per grid and method (18 processes), into $OUT/cifar10_lt_repro_*.jsonl;
+#   fp32, one process per grid and method, into $OUT/cifar10_lt_repro_*.jsonl; and the
+#   authors' CE with batch 128 and with bf16 (the baseline gap, 20 processes in all);
 #   then the paired tables. SETTING overrides the setting ("exp, ratio 10", "step, ratio 100").
 # PYTHON: the interpreter (default python).
 # EXTRA: further `--set KEY=VALUE` arguments for every run (e.g. a quick smoke test).
@@ -48,6 +49,11 @@ if [[ "${REPRO:-0}" == 1 ]]; then
             done
         done
     done
+    for method in "CE, batch 128" "CE, bf16"; do  # the baseline gap, one factor at a time
+        launch cifar10_lt_repro_authors "$method" \
+            "$OUT/cifar10_lt_repro_authors_$(slug "$setting")_$(slug "$method").jsonl" \
+            --settings "$setting" --set train.device=cuda
+    done
     status=0
     for pid in "${pids[@]}"; do wait "$pid" || status=1; done
     for grid in cifar10_lt_repro_ours cifar10_lt_repro_authors; do
@@ -55,6 +61,9 @@ if [[ "${REPRO:-0}" == 1 ]]; then
         for base in "CE" "CB-DRW" "LDAM-DRW"; do
             pairs+=(--pair "$base" "ABSGD + $base" --pair "$base" "ABSGD-ESS + $base")
         done
+        if [[ $grid == cifar10_lt_repro_authors ]]; then
+            pairs+=(--pair CE "CE, batch 128" --pair CE "CE, bf16")
+        fi
         "$PYTHON" benchmarks/summarize.py "$OUT/${grid}"_*.jsonl "${pairs[@]}" || status=1
     done
     nvidia-smi --query-gpu=name --format=csv,noheader || true
