@@ -279,6 +279,57 @@ def test_absgd_run_records_lambda_switch_and_diagnostics(tmp_path):
 MLP_RUN = [*TINY, "model.name=mlp", "model.options={hidden: [16]}"]
 
 
+class _Messages(Reporter):
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def message(self, text: str) -> None:
+        self.lines.append(text)
+
+
+def _ce_absgd(tmp_path, lam: float):
+    cfg = load_config(
+        None,
+        [
+            *MLP_RUN,
+            "train.epochs=3",
+            "objective.loss=ce",
+            "objective.weighting=absgd",
+            f"objective.lam={lam}",
+            "objective.lam_switch=1",
+        ],
+    )
+    report = _Messages()
+    train(cfg, tmp_path / "run", reporter=report)
+    history = [json.loads(x) for x in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
+    warned = [line for line in report.lines if "effective sample size" in line]
+    return [r["effective_sample_size"] for r in history], warned
+
+
+def test_weights_on_a_few_samples_per_batch_draw_one_warning(tmp_path):
+    # λ = 0.001 on CE: exp(l/λ) gives nearly all of a batch's weight to its largest loss
+    with pytest.warns(UserWarning, match="effective sample size of ABSGD's weights was 0"):
+        ess, warned = _ce_absgd(tmp_path, 0.001)
+    assert ess[0] == pytest.approx(1.0)  # plain SGD before the switch
+    assert ess[1] < 0.3 and ess[2] < 0.3
+    assert len(warned) == 1  # once per run, at the first epoch below 0.3
+    assert warned[0].startswith("warning: epoch 2: ") and "λ = 0.001" in warned[0]
+
+
+def test_nearly_uniform_weights_draw_no_warning(tmp_path, recwarn):
+    ess, warned = _ce_absgd(tmp_path, 1000.0)
+    assert min(ess) > 0.99 and warned == []
+    assert not [w for w in recwarn if "effective sample size" in str(w.message)]
+
+
+def test_the_low_ess_warning_needs_a_finite_lambda_and_an_ess_below_the_floor():
+    assert train_module.low_ess_warning(4, 0.29, 3.0) is not None
+    assert train_module.low_ess_warning(4, 0.29, -3.0) is not None  # λ < 0 concentrates too
+    assert train_module.low_ess_warning(4, 0.3, 3.0) is None  # at the floor: fine
+    assert train_module.low_ess_warning(4, 0.01, math.inf) is None  # plain SGD
+    assert train_module.low_ess_warning(4, None, 3.0) is None  # no weights recorded
+
+
 @pytest.mark.parametrize(
     ("schedule", "multipliers"),
     [

@@ -109,6 +109,26 @@ class TrainingDiverged(RuntimeError):
     directory keeps the checkpoint of the last finished epoch (written before the divergence)."""
 
 
+LOW_ESS = 0.3
+"""An epoch whose mean effective sample size ``(Σp)²/(BΣp²)`` of ABSGD's weights falls below
+this draws a warning (once per run): most of each batch's weight then rests on a few samples.
+The runs that collapsed after the switch in the benchmarks reached 0.01–0.4 (docs/results.md,
+sections 5–7)."""
+
+
+def low_ess_warning(epoch: int, ess: float | None, lam: float | None) -> str | None:
+    """The warning for an epoch (0-based) of ABSGD with λ ``lam`` whose mean effective sample
+    size was ``ess``, or ``None`` if there is nothing to warn about (λ infinite: plain SGD)."""
+    if ess is None or lam is None or not math.isfinite(lam) or not ess < LOW_ESS:
+        return None
+    return (
+        f"epoch {epoch + 1}: the effective sample size of ABSGD's weights was {ess:.2f}, "
+        f"below {LOW_ESS}: λ = {lam:.3g} puts most of each batch's weight on a few samples, "
+        "the regime where runs collapsed in the benchmarks. A larger |λ| "
+        "(objective.lam), or objective.target_ess (e.g. 0.9), keeps it up"
+    )
+
+
 def _diverged(epoch: int, step: int, what: str) -> TrainingDiverged:
     return TrainingDiverged(
         f"training diverged in epoch {epoch + 1} (step {step}): {what}. Lower optim.lr, use "
@@ -355,6 +375,7 @@ class _Run:
         self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] = {"score": -math.inf, "epoch": None}
         self.epoch, self.step, self.wall_before = 0, 0, 0.0
+        self.warned_low_ess = False
         if checkpoint is not None:
             self._restore(checkpoint)
         self.network: nn.Module = self.model
@@ -558,6 +579,7 @@ class _Run:
         except NaNLogitsError as err:  # finite but huge parameters overflow in the forward
             raise _diverged(epoch, self.step, f"evaluating the model gave NaN ({err})") from err
         self.history.append(record)
+        self._warn_low_ess(epoch, record.get("effective_sample_size"), lam)
         score = _selection_score(record, t.select)
         improved = t.select != "last" and score is not None and score > self.best["score"]
         if improved:
@@ -572,6 +594,17 @@ class _Run:
         self.report.epoch_end(record)
         if self.epoch == t.epochs or self.epoch % t.checkpoint_every == 0:
             self.save()
+
+    def _warn_low_ess(self, epoch: int, ess: float | None, lam: float | None) -> None:
+        if self.warned_low_ess or not isinstance(self.objective.weighting, ABWeighting):
+            return
+        text = low_ess_warning(epoch, ess, lam)
+        if text is None:
+            return
+        self.warned_low_ess = True
+        if self.ctx.is_main:
+            warnings.warn(text, UserWarning, stacklevel=2)
+        self.report.message(f"warning: {text}")
 
     # -- the end -------------------------------------------------------------------------------
     def finish(self) -> dict[str, Any]:

@@ -305,17 +305,23 @@ def _weighting_step(
 
 
 def effective_sample_size(weights: Tensor) -> Tensor:
-    r"""Normalised effective sample size ``(Σ p)² / (B · Σ p²)`` in ``(0, 1]``.
+    r"""Normalised effective sample size ``(Σ p)² / (B · Σ p²)`` in ``[0, 1]``.
 
-    1 means uniform weights (plain SGD); ``1/B`` means one sample carries all the weight.
+    1 means uniform weights (plain SGD); ``1/B`` means one sample carries all the weight; 0
+    means none does: every weight underflowed to 0 (a batch far below the moving average at a
+    tiny ``|λ|``) and the batch gives no gradient.
 
     >>> effective_sample_size(torch.tensor([0.25, 0.25, 0.25, 0.25])).item()
     1.0
     >>> effective_sample_size(torch.tensor([1.0, 0.0, 0.0, 0.0])).item()
     0.25
+    >>> effective_sample_size(torch.zeros(4)).item()
+    0.0
     """
     w = weights.to(torch.float32)
-    return w.sum() ** 2 / (w.numel() * (w * w).sum())
+    squares = (w * w).sum()
+    ess = w.sum() ** 2 / (w.numel() * squares)
+    return torch.where(squares > 0, ess, torch.zeros_like(ess))
 
 
 class ABWeighting(nn.Module):

@@ -369,13 +369,15 @@ class ClassWeightMeter(_Meter):
 
 class EffectiveSampleSizeMeter(_Meter):
     """Mean over batches of the normalised effective sample size ``(Σ p)² / (B Σ p²)`` of the
-    per-sample weights ``p`` (see :func:`absgd.effective_sample_size`), on the device.
+    per-sample weights ``p`` (see :func:`absgd.effective_sample_size`), on the device; a batch
+    whose weights are all 0 counts as 0.
 
     >>> meter = EffectiveSampleSizeMeter()
     >>> meter.update(torch.full((4,), 0.25))  # uniform: 1
     >>> meter.update(torch.tensor([1.0, 0.0, 0.0, 0.0]))  # one sample: 1/4
+    >>> meter.update(torch.zeros(4))  # no sample: 0
     >>> meter.compute()
-    0.625
+    0.4166666666666667
     """
 
     def __init__(self, *, device: torch.device | str | None = None) -> None:
@@ -391,7 +393,9 @@ class EffectiveSampleSizeMeter(_Meter):
             raise ValueError(f"weights must be a non-empty 1-D tensor, got shape {tuple(w.shape)}")
         (state,) = self._ensure(w.device)
         w = w.to(self._device, dtype=state.dtype, non_blocking=True)
-        ess = w.sum() ** 2 / (w.shape[0] * (w * w).sum())
+        squares = (w * w).sum()
+        ess = w.sum() ** 2 / (w.shape[0] * squares)
+        ess = torch.where(squares > 0, ess, torch.zeros_like(ess))
         state += torch.stack([ess, torch.ones_like(ess)])
 
     def compute(self) -> float:
