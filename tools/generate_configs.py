@@ -283,12 +283,18 @@ def files() -> dict[str, str]:
         "sce_absgd": {"loss": "sce", "weighting": "absgd", "lam": -2.0},
     }
     sce_options = {"cifar10": {"alpha": 0.1, "beta": 1.0}, "cifar100": {"alpha": 6.0, "beta": 0.1}}
+    # λ < 0 switched on for the last third, as in the authors' noisy-label code (epoch 80 of
+    # 120): from the first step it can collapse onto the classes the model already fits.
+    noise_switch = {"cifar10": (80, 120), "cifar100": (100, 150)}
     for ds in ("cifar10", "cifar100"):
         for kind in ("symmetric", "asymmetric"):
             for rate in (0.2, 0.4):
                 setting = f"{ds}_{kind[:3]}{int(rate * 100)}"
                 for name, objective in noise_methods.items():
                     objective = dict(objective)
+                    switch, epochs = noise_switch[ds]
+                    if "absgd" in name:
+                        objective["lam_switch"] = switch
                     if objective["loss"] == "sce":
                         objective["loss_options"] = sce_options[ds]
                     data = {"noise_rate": rate, "noise_kind": kind}
@@ -302,7 +308,10 @@ def files() -> dict[str, str]:
                             "data": data,
                             "objective": objective,
                         },
-                        "ABSGD with λ < 0 down-weights high-loss (likely mislabelled) samples;\n"
+                        "ABSGD with λ < 0 down-weights high-loss (likely mislabelled) samples,\n"
+                        "two-stage as in the authors' noisy-label code: plain SGD, then λ\n"
+                        f"from epoch {switch} of {epochs} (from the first step, λ < 0 can\n"
+                        "collapse onto the classes the model already fits: docs/method.md).\n"
                         "λ = -2 is a starting point: select it on the validation split."
                         if "absgd" in name
                         else "",
