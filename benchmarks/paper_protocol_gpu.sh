@@ -19,7 +19,10 @@
 #   with ABSGD at a validation-chosen λ and with a validation-chosen target ESS; 3 seeds),
 #   fp32, one process per grid and method, into $OUT/cifar10_lt_repro_*.jsonl; and the
 #   authors' CE with batch 128 and with bf16 (the baseline gap, 20 processes in all);
-#   then the paired tables. SETTING overrides the setting ("exp, ratio 10", "step, ratio 100").
+#   then the paired tables. SETTING overrides the setting ("exp, ratio 10", "step, ratio 100");
+#   GRIDS (space-separated), BASES (comma-separated) and CONTROLS=0 run a part of it, e.g.
+#   GRIDS=cifar10_lt_repro_authors BASES=LDAM-DRW CONTROLS=0 for a short GPU session (the
+#   grids resume from their files, so parts add up).
 # PYTHON: the interpreter (default python).
 # EXTRA: further `--set KEY=VALUE` arguments for every run (e.g. a quick smoke test).
 set -euo pipefail
@@ -41,24 +44,28 @@ launch() {  # grid, method, file, further grid.py arguments
 }
 if [[ "${REPRO:-0}" == 1 ]]; then
     setting=${SETTING:-exp, ratio 100}
-    for grid in cifar10_lt_repro_ours cifar10_lt_repro_authors; do
-        for base in "CE" "CB-DRW" "LDAM-DRW"; do
+    read -r -a grids <<< "${GRIDS:-cifar10_lt_repro_ours cifar10_lt_repro_authors}"
+    IFS=',' read -r -a bases <<< "${BASES:-CE,CB-DRW,LDAM-DRW}"
+    for grid in "${grids[@]}"; do
+        for base in "${bases[@]}"; do
             for method in "$base" "ABSGD + $base" "ABSGD-ESS + $base"; do
                 launch "$grid" "$method" "$OUT/${grid}_$(slug "$setting")_$(slug "$method").jsonl" \
                     --settings "$setting" --set train.device=cuda
             done
         done
     done
-    for method in "CE, batch 128" "CE, bf16"; do  # the baseline gap, one factor at a time
-        launch cifar10_lt_repro_authors "$method" \
-            "$OUT/cifar10_lt_repro_authors_$(slug "$setting")_$(slug "$method").jsonl" \
-            --settings "$setting" --set train.device=cuda
-    done
+    if [[ " ${grids[*]} " == *" cifar10_lt_repro_authors "* && "${CONTROLS:-1}" == 1 ]]; then
+        for method in "CE, batch 128" "CE, bf16"; do  # the baseline gap, one factor at a time
+            launch cifar10_lt_repro_authors "$method" \
+                "$OUT/cifar10_lt_repro_authors_$(slug "$setting")_$(slug "$method").jsonl" \
+                --settings "$setting" --set train.device=cuda
+        done
+    fi
     status=0
     for pid in "${pids[@]}"; do wait "$pid" || status=1; done
-    for grid in cifar10_lt_repro_ours cifar10_lt_repro_authors; do
+    for grid in "${grids[@]}"; do
         pairs=()
-        for base in "CE" "CB-DRW" "LDAM-DRW"; do
+        for base in "${bases[@]}"; do
             pairs+=(--pair "$base" "ABSGD + $base" --pair "$base" "ABSGD-ESS + $base")
         done
         if [[ $grid == cifar10_lt_repro_authors ]]; then
