@@ -399,6 +399,23 @@ GRIDS: dict[str, Grid] = {
                 )
                 for name, base in (("CE", ("objective.loss=ce",)), ("SCE", _SCE))
             },
+            # Is the gain of a fixed λ < 0 its weights or its smaller step (Σ p·l < mean l)?
+            # The same weights with the step rescaled to the mean loss, and the target-ESS
+            # form (rescaled by default) without the rescaling.
+            "ABSGD (λ<0) + CE, step rescaled": Method(
+                ("objective.loss=ce", *_absgd(40), "objective.weighting_options={rescale: true}"),
+                _NOISE_LAMS,
+            ),
+            "ABSGD-ESS (λ<0) + CE, not rescaled": Method(
+                (
+                    "objective.loss=ce",
+                    *_ess(40),
+                    "objective.lam=-1.0",
+                    "objective.weighting_options={rescale: false}",
+                ),
+                TARGETS,
+                "objective.target_ess",
+            ),
             # not the authors' structure: λ < 0 from the first decay, before CE memorises
             "ABSGD (λ<0) + CE, switch at 20": Method(
                 ("objective.loss=ce", *_absgd(20)), _NOISE_LAMS
