@@ -195,7 +195,8 @@ _REPRO_COMMON = (
 )
 # The same comparison on the CPU: both presets' 200-epoch schedules scaled by 1/10 (two
 # stages kept: warm-up 1 epoch; ours ×0.01 at 16 and ×0.0001 at 18, the authors' ×0.01 once
-# epoch + 1 ≥ 16; DRW and the λ switch at 16), ResNet-32, fp32, identical for every method.
+# epoch + 1 ≥ 16; DRW and the λ switch at 16), ResNet-32, fp32 (but "CE, bf16"), identical
+# for every method.
 _REPRO_CPU = {
     "ours": ("train.epochs=20", "optim.warmup_epochs=1", "optim.milestones=[16, 18]"),
     "authors": ("train.epochs=20", "optim.warmup_epochs=1", "optim.milestones=[15]"),

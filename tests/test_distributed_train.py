@@ -92,6 +92,9 @@ def _same_result(a, b) -> None:
     for ra, rb in zip(ha, hb, strict=True):
         assert ra["val"]["per_class_accuracy"] == rb["val"]["per_class_accuracy"]
         assert ra["train_loss"] == pytest.approx(rb["train_loss"], rel=1e-4, abs=1e-7)
+        # the weights' diagnostics are over the global batch, whatever the number of processes
+        assert ra["effective_sample_size"] == pytest.approx(rb["effective_sample_size"], rel=1e-5)
+        np.testing.assert_allclose(ra["mean_weight_per_class"], rb["mean_weight_per_class"], 1e-5)
 
 
 def test_two_processes_equal_one_process_with_the_same_global_batch(config, single_run, tmp_path):

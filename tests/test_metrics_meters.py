@@ -163,14 +163,34 @@ def test_class_weight_meter_accumulates_an_epoch() -> None:
     assert np.isnan(ClassWeightMeter(2).compute()).all()
 
 
+def _ess64(w: torch.Tensor) -> float:
+    """(Σ p)² / (B Σ p²) in float64 numpy (0 for all-zero weights)."""
+    q = w.double().numpy()
+    return 0.0 if not q.any() else float(q.sum() ** 2 / (q.size * (q**2).sum()))
+
+
+ESS_BATCHES = [
+    torch.rand(4, generator=torch.Generator().manual_seed(1)),
+    torch.rand(9, generator=torch.Generator().manual_seed(2)) * 1e-23,  # p² underflows float32
+    torch.rand(5, generator=torch.Generator().manual_seed(3)) * 1e20,  # p² overflows float32
+    torch.tensor([0.7]),
+    torch.zeros(3),  # every weight underflowed: no sample carries the batch
+]
+
+
+def test_effective_sample_size_matches_a_float64_formula_at_any_scale() -> None:
+    for w in ESS_BATCHES:
+        assert effective_sample_size(w).item() == pytest.approx(_ess64(w), rel=1e-5, abs=1e-12)
+    with pytest.raises(ValueError, match="empty"):
+        effective_sample_size(torch.zeros(0))
+
+
 def test_effective_sample_size_meter() -> None:
-    g = torch.Generator().manual_seed(1)
-    batches = [torch.rand(n, generator=g) for n in (4, 9, 1)]
     meter = EffectiveSampleSizeMeter()
     assert math.isnan(meter.compute())
-    for w in batches:
+    for w in ESS_BATCHES:
         meter.update(w)
-    expected = np.mean([effective_sample_size(w).item() for w in batches])
+    expected = np.mean([_ess64(w) for w in ESS_BATCHES])
     assert meter.compute() == pytest.approx(expected, rel=1e-6)
     with pytest.raises(ValueError, match="non-empty 1-D"):
         meter.update(torch.zeros(0))
@@ -257,8 +277,13 @@ def _worker(rank: int, init_file: str) -> None:
         assert small.compute() == evaluate(logits, y, with_confusion_matrix=False)
         p_all = logits.softmax(1)[:, 0]
         np.testing.assert_allclose(weights.compute(), mean_weight_per_class(p_all, y, 8))
-        expected = np.mean([effective_sample_size(b[0].softmax(1)[:, 0]).item() for b in batches])
-        assert ess.compute() == pytest.approx(expected, rel=1e-6)
+        # step k's global batch is every rank's k-th batch: here batches 2k and 2k + 1
+        steps = [torch.cat([batches[2 * k][0], batches[2 * k + 1][0]]) for k in range(2)]
+        global_ess = []
+        for step in steps:
+            q = step.softmax(1)[:, 0].double().numpy()
+            global_ess.append(q.sum() ** 2 / (q.size * (q**2).sum()))
+        assert ess.compute() == pytest.approx(np.mean(global_ess), rel=1e-6)
         dist.barrier()
     finally:
         dist.destroy_process_group()

@@ -287,8 +287,8 @@ class _Messages(Reporter):
         self.lines.append(text)
 
 
-def _ce_absgd(tmp_path, lam: float):
-    cfg = load_config(
+def _ce_absgd_cfg(lam: float, *extra: str):
+    return load_config(
         None,
         [
             *MLP_RUN,
@@ -297,13 +297,20 @@ def _ce_absgd(tmp_path, lam: float):
             "objective.weighting=absgd",
             f"objective.lam={lam}",
             "objective.lam_switch=1",
+            *extra,
         ],
     )
+
+
+def _ess_warnings(report: _Messages) -> list[str]:
+    return [line for line in report.lines if "effective sample size" in line]
+
+
+def _ce_absgd(tmp_path, lam: float):
     report = _Messages()
-    train(cfg, tmp_path / "run", reporter=report)
+    train(_ce_absgd_cfg(lam), tmp_path / "run", reporter=report)
     history = [json.loads(x) for x in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
-    warned = [line for line in report.lines if "effective sample size" in line]
-    return [r["effective_sample_size"] for r in history], warned
+    return [r["effective_sample_size"] for r in history], _ess_warnings(report)
 
 
 def test_weights_on_a_few_samples_per_batch_draw_one_warning(tmp_path):
@@ -314,6 +321,34 @@ def test_weights_on_a_few_samples_per_batch_draw_one_warning(tmp_path):
     assert ess[1] < 0.3 and ess[2] < 0.3
     assert len(warned) == 1  # once per run, at the first epoch below 0.3
     assert warned[0].startswith("warning: epoch 2: ") and "λ = 0.001" in warned[0]
+
+
+def test_a_resumed_run_does_not_warn_again(tmp_path):
+    cfg, first, then = _ce_absgd_cfg(0.001, "train.epochs=4"), _Messages(), _Messages()
+    with pytest.warns(UserWarning, match="effective sample size"), pytest.raises(RunInterrupted):
+        train(cfg, tmp_path / "run", reporter=first, stop_after_steps=2 * TINY_STEPS_PER_EPOCH + 1)
+    assert len(_ess_warnings(first)) == 1  # at epoch 2
+    train(cfg, tmp_path / "run", resume=True, reporter=then)
+    assert _ess_warnings(then) == []
+
+
+def test_a_low_target_ess_draws_advice_about_the_target(tmp_path):
+    report = _Messages()
+    with pytest.warns(UserWarning, match=r"objective.target_ess \(now 0.2\)"):
+        train(_ce_absgd_cfg(1.0, "objective.target_ess=0.2"), tmp_path / "run", reporter=report)
+    assert len(_ess_warnings(report)) == 1
+
+
+@pytest.mark.parametrize(("select", "before"), [("best_balanced_accuracy", True), ("last", False)])
+def test_final_json_says_whether_the_selected_model_predates_the_switch(tmp_path, select, before):
+    # an LR of 1e-30 leaves float32 parameters as they are: every epoch scores alike, and the
+    # first of equal scores is the best
+    cfg = _ce_absgd_cfg(1.0, "optim.lr=1e-30", f"train.select={select}")
+    report = _Messages()
+    final = train(cfg, tmp_path / "run", reporter=report)
+    assert final["selected_epoch"] == (1 if before else 3)
+    assert final["selected_before_switch"] is before
+    assert any("trained by plain SGD" in line for line in report.lines) is before
 
 
 def test_nearly_uniform_weights_draw_no_warning(tmp_path, recwarn):
@@ -328,6 +363,7 @@ def test_the_low_ess_warning_needs_a_finite_lambda_and_an_ess_below_the_floor():
     assert train_module.low_ess_warning(4, 0.3, 3.0) is None  # at the floor: fine
     assert train_module.low_ess_warning(4, 0.01, math.inf) is None  # plain SGD
     assert train_module.low_ess_warning(4, None, 3.0) is None  # no weights recorded
+    assert "was 0.296, below 0.3" in train_module.low_ess_warning(4, 0.296, 3.0)
 
 
 @pytest.mark.parametrize(

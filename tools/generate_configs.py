@@ -283,8 +283,9 @@ def files() -> dict[str, str]:
         "sce_absgd": {"loss": "sce", "weighting": "absgd", "lam": -2.0},
     }
     sce_options = {"cifar10": {"alpha": 0.1, "beta": 1.0}, "cifar100": {"alpha": 6.0, "beta": 0.1}}
-    # λ < 0 switched on for the last third, as in the authors' noisy-label code (epoch 80 of
-    # 120): from the first step it can collapse onto the classes the model already fits.
+    # λ < 0 switched on for the last third: the authors' noisy-label code switches at epoch 80
+    # of 120 (their second LR decay); CIFAR-100 takes the same 2/3 of its 150 epochs. From the
+    # first step it can collapse onto the classes the model already fits.
     noise_switch = {"cifar10": (80, 120), "cifar100": (100, 150)}
     for ds in ("cifar10", "cifar100"):
         for kind in ("symmetric", "asymmetric"):
@@ -309,10 +310,11 @@ def files() -> dict[str, str]:
                             "objective": objective,
                         },
                         "ABSGD with λ < 0 down-weights high-loss (likely mislabelled) samples,\n"
-                        "two-stage as in the authors' noisy-label code: plain SGD, then λ\n"
-                        f"from epoch {switch} of {epochs} (from the first step, λ < 0 can\n"
-                        "collapse onto the classes the model already fits: docs/method.md).\n"
-                        "λ = -2 is a starting point: select it on the validation split."
+                        f"two-stage: plain SGD, then λ from epoch {switch} of {epochs} (the\n"
+                        "last third, as in the authors' noisy-label code; from the first step,\n"
+                        "λ < 0 can collapse onto the classes the model already fits). The best\n"
+                        "validation epoch can precede the switch (selected_before_switch in\n"
+                        "final.json). λ = -2 is a starting point: select it on validation."
                         if "absgd" in name
                         else "",
                     )

@@ -112,20 +112,28 @@ class TrainingDiverged(RuntimeError):
 LOW_ESS = 0.3
 """An epoch whose mean effective sample size ``(Σp)²/(BΣp²)`` of ABSGD's weights falls below
 this draws a warning (once per run): most of each batch's weight then rests on a few samples.
-The runs that collapsed after the switch in the benchmarks reached 0.01–0.4 (docs/results.md,
-sections 5–7)."""
+Runs whose weights concentrated like that collapsed in the benchmarks (ESS 0.01–0.39 with
+LDAM-DRW, docs/results.md, sections 6–7). It flags concentrated weights, not a step that is
+too large: unrescaled target-ESS runs collapsed at 0.57–0.65."""
 
 
-def low_ess_warning(epoch: int, ess: float | None, lam: float | None) -> str | None:
-    """The warning for an epoch (0-based) of ABSGD with λ ``lam`` whose mean effective sample
-    size was ``ess``, or ``None`` if there is nothing to warn about (λ infinite: plain SGD)."""
+def low_ess_warning(
+    epoch: int, ess: float | None, lam: float | None, target_ess: float | None = None
+) -> str | None:
+    """The warning for an epoch (0-based) of ABSGD with λ ``lam`` (solved for ``target_ess``
+    if given) whose mean effective sample size was ``ess``, or ``None`` if there is nothing to
+    warn about (λ infinite: plain SGD)."""
     if ess is None or lam is None or not math.isfinite(lam) or not ess < LOW_ESS:
         return None
+    advice = (
+        f"A larger objective.target_ess (now {target_ess:g}) keeps it up"
+        if target_ess is not None
+        else "A larger |λ| (objective.lam), or objective.target_ess (e.g. 0.9), keeps it up"
+    )
     return (
-        f"epoch {epoch + 1}: the effective sample size of ABSGD's weights was {ess:.2f}, "
+        f"epoch {epoch + 1}: the effective sample size of ABSGD's weights was {ess:.3f}, "
         f"below {LOW_ESS}: λ = {lam:.3g} puts most of each batch's weight on a few samples, "
-        "the regime where runs collapsed in the benchmarks. A larger |λ| "
-        "(objective.lam), or objective.target_ess (e.g. 0.9), keeps it up"
+        f"the regime where runs collapsed in the benchmarks. {advice}"
     )
 
 
@@ -396,6 +404,7 @@ class _Run:
             self.scaler.load_state_dict(state["scaler"])
         self.train_loader.load_state_dict(state["loader"])
         self.history = list(state["history"])
+        self.warned_low_ess = any(self._low_ess_text(r) is not None for r in self.history)
         self.best = dict(state["best"])
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         self.wall_before = float(state["wall_seconds"])
@@ -579,7 +588,6 @@ class _Run:
         except NaNLogitsError as err:  # finite but huge parameters overflow in the forward
             raise _diverged(epoch, self.step, f"evaluating the model gave NaN ({err})") from err
         self.history.append(record)
-        self._warn_low_ess(epoch, record.get("effective_sample_size"), lam)
         score = _selection_score(record, t.select)
         improved = t.select != "last" and score is not None and score > self.best["score"]
         if improved:
@@ -592,18 +600,31 @@ class _Run:
             for logger in self.loggers:
                 logger.log(self.history)
         self.report.epoch_end(record)
+        self._warn_low_ess(record)
         if self.epoch == t.epochs or self.epoch % t.checkpoint_every == 0:
             self.save()
 
-    def _warn_low_ess(self, epoch: int, ess: float | None, lam: float | None) -> None:
-        if self.warned_low_ess or not isinstance(self.objective.weighting, ABWeighting):
+    def _low_ess_text(self, record: dict[str, Any]) -> str | None:
+        weighting = self.objective.weighting
+        if not isinstance(weighting, ABWeighting):
+            return None
+        lam = record.get("lam")
+        return low_ess_warning(
+            int(record["epoch"]) - 1,
+            record.get("effective_sample_size"),
+            None if lam is None else float(lam),  # json_number writes ∞ as "inf"
+            weighting.target_ess,
+        )
+
+    def _warn_low_ess(self, record: dict[str, Any]) -> None:
+        """Warn once per run, on every rank (the Reporter speaks on rank 0 only)."""
+        if self.warned_low_ess:
             return
-        text = low_ess_warning(epoch, ess, lam)
+        text = self._low_ess_text(record)
         if text is None:
             return
         self.warned_low_ess = True
-        if self.ctx.is_main:
-            warnings.warn(text, UserWarning, stacklevel=2)
+        warnings.warn(text, UserWarning, stacklevel=2)
         self.report.message(f"warning: {text}")
 
     # -- the end -------------------------------------------------------------------------------
@@ -627,6 +648,15 @@ class _Run:
             raise _diverged(
                 t.epochs - 1, self.step, f"the selected model gives NaN ({err})"
             ) from err
+        o = self.cfg.objective
+        before_switch = (
+            o.weighting == "absgd" and o.lam_switch is not None and selected_epoch <= o.lam_switch
+        )
+        if before_switch:
+            self.report.message(
+                f"note: validation selected epoch {selected_epoch}, before ABSGD's switch at "
+                f"epoch {o.lam_switch:g}: the selected model was trained by plain SGD"
+            )
         final = {
             "method": method_name(self.cfg),
             "dataset": dataset_name(self.cfg),
@@ -637,6 +667,7 @@ class _Run:
             "selected_epoch": selected_epoch,
             "selection_split": "val" if t.select != "last" else "none (last epoch)",
             "selection_metric": t.select,
+            "selected_before_switch": before_switch,
             "val_at_selected_epoch": self.history[selected_epoch - 1].get("val"),
             "epochs": t.epochs,
             "paper_style": paper_style(self.history),

@@ -318,10 +318,14 @@ def effective_sample_size(weights: Tensor) -> Tensor:
     >>> effective_sample_size(torch.zeros(4)).item()
     0.0
     """
-    w = weights.to(torch.float32)
-    squares = (w * w).sum()
-    ess = w.sum() ** 2 / (w.numel() * squares)
-    return torch.where(squares > 0, ess, torch.zeros_like(ess))
+    if weights.numel() == 0:
+        raise ValueError("the effective sample size of an empty batch is undefined")
+    w = weights.detach().to(torch.float32)
+    # ESS is scale-free: dividing by the largest |p| keeps Σ p² from under- or overflowing
+    top = w.abs().amax()
+    w = w / torch.where(top > 0, top, torch.ones_like(top))
+    ess = w.sum() ** 2 / (w.numel() * (w * w).sum())
+    return torch.where(top > 0, ess, torch.zeros_like(ess))
 
 
 class ABWeighting(nn.Module):

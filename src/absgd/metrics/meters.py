@@ -372,6 +372,10 @@ class EffectiveSampleSizeMeter(_Meter):
     per-sample weights ``p`` (see :func:`absgd.effective_sample_size`), on the device; a batch
     whose weights are all 0 counts as 0.
 
+    Under torch.distributed, :meth:`all_reduce` computes each step's ESS over the global batch
+    (the union of the ranks' batches, which share one normaliser), so the value does not depend
+    on the number of processes. Every rank must then have added the same number of batches.
+
     >>> meter = EffectiveSampleSizeMeter()
     >>> meter.update(torch.full((4,), 0.25))  # uniform: 1
     >>> meter.update(torch.tensor([1.0, 0.0, 0.0, 0.0]))  # one sample: 1/4
@@ -382,6 +386,7 @@ class EffectiveSampleSizeMeter(_Meter):
 
     def __init__(self, *, device: torch.device | str | None = None) -> None:
         super().__init__(device)
+        self._steps: list[Tensor] = []  # [Σ p, Σ p², B] of each batch not yet folded in
 
     def _new_state(self, device: torch.device) -> list[Tensor]:
         return [torch.zeros(2, dtype=_state_dtype(device), device=device)]  # [Σ ESS, batches]
@@ -393,14 +398,71 @@ class EffectiveSampleSizeMeter(_Meter):
             raise ValueError(f"weights must be a non-empty 1-D tensor, got shape {tuple(w.shape)}")
         (state,) = self._ensure(w.device)
         w = w.to(self._device, dtype=state.dtype, non_blocking=True)
-        squares = (w * w).sum()
-        ess = w.sum() ** 2 / (w.shape[0] * squares)
-        ess = torch.where(squares > 0, ess, torch.zeros_like(ess))
-        state += torch.stack([ess, torch.ones_like(ess)])
+        size = torch.full((), float(w.shape[0]), dtype=state.dtype, device=state.device)
+        self._steps.append(torch.stack([w.sum(), (w * w).sum(), size]))
+
+    @staticmethod
+    def _ess(sums: Tensor) -> Tensor:
+        """ESS of batches from their ``[Σ p, Σ p², B]`` rows (0 where every weight is 0)."""
+        total, squares, size = sums.unbind(-1)
+        positive = squares > 0
+        ess = total * total / (size * torch.where(positive, squares, torch.ones_like(squares)))
+        return torch.where(positive, ess, torch.zeros_like(ess))
+
+    def _folded(self, state: Tensor) -> Tensor:
+        """``state`` plus this rank's batches not yet folded in, each taken on its own."""
+        if not self._steps:
+            return state
+        ess = self._ess(torch.stack(self._steps))
+        return state + torch.stack([ess.sum(), torch.full_like(ess.sum(), len(self._steps))])
+
+    def reset(self) -> None:
+        super().reset()
+        self._steps.clear()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The accumulated state, this rank's batches folded in (call :meth:`all_reduce`
+        first in a multi-process run)."""
+        state = None if self._state is None else [self._folded(self._state[0]).detach().clone()]
+        return {**self._config(), "state": state}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self._steps.clear()
+
+    def all_reduce(self, group: dist.ProcessGroup | None = None) -> None:
+        """Fold in each batch's ESS over the global batch, then sum the state over the ranks
+        (a collective; every rank must have added the same number of batches)."""
+        if self._state is None:
+            if self._device is None:
+                raise ValueError(
+                    "this meter has no state yet; call update() first or create it with "
+                    "device=... so that all_reduce() knows where to allocate it"
+                )
+            self._ensure(self._device)
+        assert self._state is not None
+        (state,) = self._state
+        counts = torch.tensor([len(self._steps), -len(self._steps)], device=state.device)
+        dist.all_reduce(counts, op=dist.ReduceOp.MAX, group=group)
+        most, fewest = int(counts[0]), -int(counts[1])
+        if most != fewest:
+            raise ValueError(
+                f"the ranks added {fewest} to {most} batches since the last all_reduce; the "
+                "ESS of a global batch needs the same number on every rank"
+            )
+        if most:
+            sums = torch.stack(self._steps)
+            dist.all_reduce(sums, op=dist.ReduceOp.SUM, group=group)
+            ess = self._ess(sums)
+            world = dist.get_world_size(group)
+            # every rank adds its 1/world share, so that the sum below counts each batch once
+            state += torch.stack([ess.sum(), torch.full_like(ess.sum(), most)]) / world
+            self._steps.clear()
+        dist.all_reduce(state, op=dist.ReduceOp.SUM, group=group)
 
     def compute(self) -> float:
         """Mean normalised ESS over the batches added (NaN if none)."""
         if self._state is None:
             return math.nan
-        total, batches = self._state[0].cpu().tolist()
+        total, batches = self._folded(self._state[0]).cpu().tolist()
         return total / batches if batches else math.nan
