@@ -186,6 +186,26 @@ def test_rescale_gives_the_mean_loss_value_and_the_weighted_direction():
     assert float(value) == pytest.approx(float((plain.last_weights * per_sample.detach()).sum()))
 
 
+def test_with_negative_lambda_the_target_form_keeps_the_unscaled_step_by_default():
+    losses = torch.tensor([0.05, 0.1, 0.2, 1.5, 2.5, 3.0])
+    w = ABWeighting(-1.0, target_ess=0.5)
+    assert not w.rescale
+    value = float(w(losses))
+    p = w.last_weights.double()
+    assert value == pytest.approx(float((p * losses.double()).sum()), rel=1e-6)
+    # the weight sits on the small losses, so Σ p l is below the mean loss: rescaling would
+    # multiply the step by mean l / Σ p l > 1
+    assert float((p * losses.double()).sum()) < float(losses.mean()) / 2
+    forced = ABWeighting(-1.0, target_ess=0.5, rescale=True)
+    assert float(forced(losses)) == pytest.approx(float(losses.mean()), rel=1e-5)
+    # decided from the sign in force: a two-stage run starts at λ = ∞ and switches later
+    staged = ABWeighting(math.inf, target_ess=0.5)
+    staged.lam = -1.0
+    assert not staged.rescale
+    staged.lam = 1.0
+    assert staged.rescale
+
+
 def test_plain_sgd_stage_is_untouched_by_the_target():
     losses = torch.rand(16) * 3
     w = ABWeighting(math.inf, target_ess=0.5)

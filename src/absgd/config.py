@@ -129,8 +129,9 @@ class ObjectiveConfig:
     target_ess: Annotated[float, Field(gt=0, le=1)] | None = None
     """ABSGD without a fixed λ: each batch's λ is solved so that its weights have this
     normalised effective sample size (0.5: half the batch carries the weight), then smoothed
-    (``weighting_options.lam_rate``); the step is rescaled to the mean loss unless
-    ``weighting_options.rescale: false``. See docs/method.md."""
+    (``weighting_options.lam_rate``); with λ > 0 the step is rescaled to the mean loss
+    unless ``weighting_options.rescale: false`` (with λ < 0 only if ``true``). See
+    docs/method.md."""
     lam_switch: float | None = None
     """Two-stage ABSGD: plain SGD (λ = ∞) before this epoch, ``lam`` from it on."""
     weighting_options: dict[str, Any] = field(default_factory=dict)

@@ -358,11 +358,15 @@ class ABWeighting(nn.Module):
     large: with ``rescale=True`` the returned loss is multiplied by the detached ratio
     ``mean_i l_i / Σ_i p_i l_i``, so its value (and the size of the step) is the unweighted
     mean loss's while its gradient direction stays ``Σ p_i ∇l_i``. It is the default with
-    ``target_ess`` (off otherwise: the authors' form). On Fashion-MNIST-LT (docs/results.md,
-    section 6) target 0.7 without it collapsed after the switch on LDAM-DRW and CB-DRW in every
-    seed, and with it never did; clipping the gradient norm instead (``rescale=False`` with
-    ``clip_grad_norm_`` at 5) also prevented the collapse and lost less accuracy, but the
-    clip level depends on the model and loss, so it is left to the training loop.
+    ``target_ess`` and λ > 0 (off otherwise: the authors' form). On Fashion-MNIST-LT
+    (docs/results.md, section 6) target 0.7 without it collapsed after the switch on LDAM-DRW
+    and CB-DRW in every seed, and with it never did; clipping the gradient norm instead
+    (``rescale=False`` with ``clip_grad_norm_`` at 5) also prevented the collapse and lost
+    less accuracy, but the clip level depends on the model and loss, so it is left to the
+    training loop. With λ < 0 the weight moves onto low losses, so the ratio exceeds 1 and
+    grows as the model fits them: rescaled, targets 0.7 and 0.5 and λ = −1 collapsed the whole
+    model onto one class under label noise, and unrescaled no run did (docs/results.md,
+    section 8), so there the default is off.
 
     Args:
         lam: temperature λ. ``λ > 0`` favours high-loss samples (imbalance; the paper uses
@@ -390,7 +394,8 @@ class ABWeighting(nn.Module):
         lam_rate: smoothing rate ρ ∈ (0, 1] of ``log|λ|`` with ``target_ess`` (the default 1:
             every batch exactly at the target; 0.1 averages λ over about 10 batches).
         rescale: scale the weighted loss to the mean loss (see above); ``None``: on with
-            ``target_ess``, off without.
+            ``target_ess`` and λ > 0, off otherwise (decided at each step from the current
+            sign of λ).
         check_finite: raise ``ValueError`` on a NaN/inf loss (one host synchronisation per
             step; under ``torch.distributed`` the flag is reduced over the ranks, also at
             λ = ∞, so every rank raises together). With ``False`` there is no check and no
@@ -474,7 +479,7 @@ class ABWeighting(nn.Module):
         self.uniform = float(uniform)
         self.target_ess = target_ess
         self.lam_rate = float(lam_rate)
-        self.rescale = (target_ess is not None) if rescale is None else rescale
+        self._rescale = rescale
         self.check_finite = bool(check_finite)
         self.sync = sync
         self.process_group = process_group
@@ -606,6 +611,21 @@ class ABWeighting(nn.Module):
             self.log_abs_lam = torch.where(result.nonfinite, self.log_abs_lam, log_abs_lam)
         self.last_weights = result.weights
         return result.weights
+
+    @property
+    def rescale(self) -> bool:
+        """Whether the weighted loss is scaled to the mean loss; by default with ``target_ess``
+        and λ > 0 (with λ < 0 the ratio ``mean l / Σ p l`` exceeds 1 and would enlarge the
+        step)."""
+        if self._rescale is not None:
+            return self._rescale
+        return self.target_ess is not None and self._lam > 0
+
+    @rescale.setter
+    def rescale(self, value: bool | None) -> None:
+        if value is not None and not isinstance(value, bool):
+            raise ValueError(f"rescale must be True, False or None, got {value!r}")
+        self._rescale = value
 
     def weighted_sum(self, values: Tensor, weights: Tensor) -> Tensor:
         """``Σ_i p_i v_i`` in float32, times the detached ``mean v / Σ p v`` when ``rescale``

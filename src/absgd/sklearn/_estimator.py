@@ -116,11 +116,12 @@ class ABSGDClassifier(ClassifierMixin, BaseEstimator):
         λ set from the data: solved so that the attentional weights have this normalised
         effective sample size in (0, 1] (0.9: mild, the scale-free default chosen on the
         development tables of ``benchmarks/tabular.py``; 0.5: half the samples carry the
-        weight). Mini-batch solvers solve it on every batch and rescale the step to the
-        mean loss (:class:`absgd.ABWeighting`). ``"lbfgs"`` solves it on the whole training
-        set: from the λ = ∞ optimum, a secant search on ``log |λ|`` over warm-started optima
-        until the ESS at the optimum is within 0.01 of the target (at most 8 optima; a
-        linear model's fit costs about 1.5 plain ones, as the warm starts are short).
+        weight). Mini-batch solvers solve it on every batch and, with λ > 0, rescale the
+        step to the mean loss (:class:`absgd.ABWeighting`). ``"lbfgs"`` solves it on the
+        whole training set: from the λ = ∞ optimum, a secant search on ``log |λ|`` over
+        warm-started optima until the ESS at the optimum is within 0.01 of the target (at
+        most 8 optima; a linear model's fit costs about 1.5 plain ones, as the warm starts
+        are short).
         ``lam_`` and ``ess_`` report the outcome.
         ``None``: use ``lam`` as given.
     lam_schedule : float or None, default=None
