@@ -142,6 +142,11 @@ class _Meter:
         """Sum the state over every rank of ``group`` (a collective: every rank must call it,
         with the same ``num_classes``). The state lives on the meter's device, which must
         suit the backend (CUDA for NCCL)."""
+        for t in self._state_to_reduce():
+            dist.all_reduce(t, op=dist.ReduceOp.SUM, group=group)
+
+    def _state_to_reduce(self) -> list[Tensor]:
+        """The state, allocated on the meter's device if no batch has been added yet."""
         if self._state is None:
             if self._device is None:
                 raise ValueError(
@@ -150,8 +155,7 @@ class _Meter:
                 )
             self._ensure(self._device)
         assert self._state is not None
-        for t in self._state:
-            dist.all_reduce(t, op=dist.ReduceOp.SUM, group=group)
+        return self._state
 
 
 class ConfusionMeter(_Meter):
@@ -433,15 +437,7 @@ class EffectiveSampleSizeMeter(_Meter):
     def all_reduce(self, group: dist.ProcessGroup | None = None) -> None:
         """Fold in each batch's ESS over the global batch, then sum the state over the ranks
         (a collective; every rank must have added the same number of batches)."""
-        if self._state is None:
-            if self._device is None:
-                raise ValueError(
-                    "this meter has no state yet; call update() first or create it with "
-                    "device=... so that all_reduce() knows where to allocate it"
-                )
-            self._ensure(self._device)
-        assert self._state is not None
-        (state,) = self._state
+        (state,) = self._state_to_reduce()
         counts = torch.tensor([len(self._steps), -len(self._steps)], device=state.device)
         dist.all_reduce(counts, op=dist.ReduceOp.MAX, group=group)
         most, fewest = int(counts[0]), -int(counts[1])
