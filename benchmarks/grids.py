@@ -103,6 +103,7 @@ _NOISE_SETTINGS = {
     "asymmetric 40 %": ("data.noise_kind=asymmetric", "data.noise_mapping=fmnist"),
 }
 _NOISE_LAMS = (-1.0, -3.0, -10.0)
+_RESCALED = "objective.weighting_options={rescale: true}"
 _SCE = ("objective.loss=sce", "objective.loss_options={alpha: 0.1, beta: 1.0}")
 _GCE = ("objective.loss=gce", "objective.loss_options={q: 0.7}")
 _AUTHORS_NOISY_WEIGHTS = (
@@ -375,8 +376,9 @@ GRIDS: dict[str, Grid] = {
             "ABSGD (λ<0) + SCE": Method((*_SCE, "objective.weighting=absgd"), _NOISE_LAMS),
             # The target-ESS form, after 3 epochs of plain CE (λ < 0 from the first step
             # collapsed onto one class here).
+            # (rescaled: the default with λ < 0 when these ran; explicit since it is not now)
             "ABSGD-ESS (λ<0) + CE, switch at 3": Method(
-                ("objective.loss=ce", *_ess(3), "objective.lam=-1.0"),
+                ("objective.loss=ce", *_ess(3), "objective.lam=-1.0", _RESCALED),
                 TARGETS,
                 "objective.target_ess",
             ),
@@ -393,18 +395,21 @@ GRIDS: dict[str, Grid] = {
             "SCE": Method(_SCE),
             "ABSGD (λ<0) + SCE": Method((*_SCE, *_absgd(40)), _NOISE_LAMS),
             "GCE (q=0.7)": Method(_GCE),
-            # the target-ESS form from the same switch (λ < 0 solved per batch)
+            # the target-ESS form from the same switch (λ < 0 solved per batch), rescaled (the
+            # default with λ < 0 when these ran; explicit since it is not now)
             **{
                 f"ABSGD-ESS (λ<0) + {name}": Method(
-                    (*base, *_ess(40), "objective.lam=-1.0"), TARGETS, "objective.target_ess"
+                    (*base, *_ess(40), "objective.lam=-1.0", _RESCALED),
+                    TARGETS,
+                    "objective.target_ess",
                 )
                 for name, base in (("CE", ("objective.loss=ce",)), ("SCE", _SCE))
             },
             # Is the gain of a fixed λ < 0 its weights or its smaller step (Σ p·l < mean l)?
             # The same weights with the step rescaled to the mean loss, and the target-ESS
-            # form (rescaled by default) without the rescaling.
+            # form (then rescaled by default) without the rescaling.
             "ABSGD (λ<0) + CE, step rescaled": Method(
-                ("objective.loss=ce", *_absgd(40), "objective.weighting_options={rescale: true}"),
+                ("objective.loss=ce", *_absgd(40), _RESCALED),
                 _NOISE_LAMS,
             ),
             "ABSGD-ESS (λ<0) + CE, not rescaled": Method(
