@@ -103,6 +103,8 @@ _NOISE_SETTINGS = {
     "asymmetric 40 %": ("data.noise_kind=asymmetric", "data.noise_mapping=fmnist"),
 }
 _NOISE_LAMS = (-1.0, -3.0, -10.0)
+# The target form's step rescaling, stated where runs used it: with λ < 0 it was the default
+# when they ran and is not now (docs/method.md, section 3a).
 _RESCALED = "objective.weighting_options={rescale: true}"
 _SCE = ("objective.loss=sce", "objective.loss_options={alpha: 0.1, beta: 1.0}")
 _GCE = ("objective.loss=gce", "objective.loss_options={q: 0.7}")
@@ -376,7 +378,6 @@ GRIDS: dict[str, Grid] = {
             "ABSGD (λ<0) + SCE": Method((*_SCE, "objective.weighting=absgd"), _NOISE_LAMS),
             # The target-ESS form, after 3 epochs of plain CE (λ < 0 from the first step
             # collapsed onto one class here).
-            # (rescaled: the default with λ < 0 when these ran; explicit since it is not now)
             "ABSGD-ESS (λ<0) + CE, switch at 3": Method(
                 ("objective.loss=ce", *_ess(3), "objective.lam=-1.0", _RESCALED),
                 TARGETS,
@@ -395,8 +396,7 @@ GRIDS: dict[str, Grid] = {
             "SCE": Method(_SCE),
             "ABSGD (λ<0) + SCE": Method((*_SCE, *_absgd(40)), _NOISE_LAMS),
             "GCE (q=0.7)": Method(_GCE),
-            # the target-ESS form from the same switch (λ < 0 solved per batch), rescaled (the
-            # default with λ < 0 when these ran; explicit since it is not now)
+            # the target-ESS form from the same switch (λ < 0 solved per batch), rescaled
             **{
                 f"ABSGD-ESS (λ<0) + {name}": Method(
                     (*base, *_ess(40), "objective.lam=-1.0", _RESCALED),

@@ -470,8 +470,6 @@ class ABWeighting(nn.Module):
                 )
         if not (_is_number(lam_rate) and 0.0 < lam_rate <= 1.0):
             raise ValueError(f"lam_rate must be in (0, 1], got {lam_rate!r}")
-        if rescale is not None and not isinstance(rescale, bool):
-            raise ValueError(f"rescale must be True, False or None, got {rescale!r}")
         self.gamma = float(gamma)
         self.alpha = float(alpha)
         self.init = init
@@ -479,7 +477,7 @@ class ABWeighting(nn.Module):
         self.uniform = float(uniform)
         self.target_ess = target_ess
         self.lam_rate = float(lam_rate)
-        self._rescale = rescale
+        self.rescale = rescale  # validated by the property's setter
         self.check_finite = bool(check_finite)
         self.sync = sync
         self.process_group = process_group
