@@ -34,8 +34,8 @@ from grids import GRIDS, Grid, Method
 
 import absgd
 from absgd.cli import SHIPPED_CONFIGS
-from absgd.config import config_to_dict, load_config
-from absgd.tune import TrialLog, run_trial, select_value, val_score, value_text
+from absgd.training.config import config_to_dict, load_config
+from absgd.training.tune import TrialLog, run_trial, select_value, val_score, value_text
 
 REPO = Path(__file__).resolve().parents[1]
 

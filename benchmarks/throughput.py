@@ -3,7 +3,7 @@
 Both train ResNet-32 with momentum SGD on the same long-tailed CIFAR-10 subset (exponential
 profile, ratio 100: 12,406 images), at the same batch size, for the same number of steps:
 
-- ``absgd``: :func:`absgd.train.train` on the config ``cpu/cifar10_lt_exp100_short_ce``. The
+- ``absgd``: :func:`absgd.training.train` on the config ``cpu/cifar10_lt_exp100_short_ce``. The
   archive is decoded once into a cache; batches are gathered from in-memory ``uint8`` tensors
   and augmented (random crop with padding 4, flip, normalisation) as whole batches.
 - ``per-image``: what research scripts usually do — a ``Dataset`` that decodes each JPEG with
@@ -42,11 +42,11 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from absgd.cli import SHIPPED_CONFIGS
-from absgd.config import load_config
 from absgd.data import CIFAR10_MEAN, CIFAR10_STD, long_tail_counts, select_long_tailed
 from absgd.models import build_model
 from absgd.optim import ABSGD
-from absgd.train import Reporter, RunInterrupted, train
+from absgd.training import Reporter, RunInterrupted, train
+from absgd.training.config import load_config
 
 CONFIG = SHIPPED_CONFIGS / "cpu" / "cifar10_lt_exp100_short_ce.yaml"
 

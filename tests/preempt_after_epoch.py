@@ -13,11 +13,11 @@ PREEMPTED_EXIT_CODE = 75
 def main() -> None:
     import torch.distributed as dist
 
-    import absgd.train as train_module
+    import absgd.training.run as run_module
     from absgd.cli import main as absgd_main
 
     epochs_done = int(sys.argv[1])
-    end_epoch = train_module._Run._end_epoch
+    end_epoch = run_module.TrainingRun._end_epoch
 
     def end_epoch_then_die(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         end_epoch(self, *args, **kwargs)  # records the epoch and writes its checkpoint
@@ -27,7 +27,7 @@ def main() -> None:
             sys.stdout.flush()
             os._exit(PREEMPTED_EXIT_CODE)
 
-    train_module._Run._end_epoch = end_epoch_then_die  # type: ignore[method-assign]
+    run_module.TrainingRun._end_epoch = end_epoch_then_die  # type: ignore[method-assign]
     sys.exit(absgd_main(sys.argv[2:]))
 
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from absgd.cli import SHIPPED_CONFIGS
-from absgd.config import load_config
-from absgd.experiment import build_lam_schedule, build_lr_schedule, build_objective_for
+from absgd.training.build import build_lam_schedule, build_lr_schedule, build_objective_for
+from absgd.training.config import load_config
 
 
 def _cfg(setting: str, method: str):

@@ -351,8 +351,8 @@ def test_every_grid_run_resolves_to_a_valid_config():
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
     from absgd.cli import SHIPPED_CONFIGS
-    from absgd.config import load_config
-    from absgd.experiment import build_objective_for
+    from absgd.training.build import build_objective_for
+    from absgd.training.config import load_config
 
     counts = np.arange(10, 0, -1) * 10
     checked = 0

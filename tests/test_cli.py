@@ -158,7 +158,7 @@ def test_a_signal_checkpoints_the_current_step_and_exits_130(tmp_path, sig):
     import signal
     import time
 
-    from absgd.checkpoint import load_checkpoint
+    from absgd.training.checkpoint import load_checkpoint
 
     config = tmp_path / "long.yaml"
     config.write_text("train: {epochs: 100000}\n")

@@ -11,10 +11,16 @@ import numpy as np
 import pytest
 
 from absgd.cli import SHIPPED_CONFIGS, shipped_configs
-from absgd.config import ConfigError, config_from_dict, config_to_dict, dump_yaml, load_config
 from absgd.data import long_tail_counts
-from absgd.experiment import build_lam_schedule, build_objective_for, build_optimizer
 from absgd.models import build_model
+from absgd.training.build import build_lam_schedule, build_objective_for, build_optimizer
+from absgd.training.config import (
+    ConfigError,
+    config_from_dict,
+    config_to_dict,
+    dump_yaml,
+    load_config,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -163,7 +169,7 @@ def test_shipped_label_noise_configs_switch_lambda_on_in_the_last_third():
 def test_the_evaluation_batch_defaults_by_device_and_an_explicit_one_wins():
     import torch
 
-    from absgd.evaluation import eval_batch_size
+    from absgd.training.evaluation import eval_batch_size
 
     default = load_config(SHIPPED_CONFIGS / "cpu/fashion_mnist_lt_exp100_ce.yaml")
     assert default.train.eval_batch_size is None
@@ -180,7 +186,7 @@ def test_the_evaluation_batch_defaults_by_device_and_an_explicit_one_wins():
 
 
 def test_runs_differing_only_in_data_root_or_evaluation_batch_are_the_same_run():
-    from absgd.config import comparable, same_run
+    from absgd.training.config import comparable, same_run
 
     base = SHIPPED_CONFIGS / "cpu/fashion_mnist_lt_exp100_ce.yaml"
     a = load_config(base)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from absgd.cli import SHIPPED_CONFIGS
-from absgd.config import config_to_dict, load_config
 from absgd.demo import demo_configs
+from absgd.training.config import config_to_dict, load_config
 
 
 def test_shipped_digits_configs_are_the_demo_runs():

@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from absgd.checkpoint import load_checkpoint
+from absgd.training.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.skipif(not dist.is_available(), reason="no torch.distributed")
 
@@ -192,10 +192,10 @@ def _join(rank: int, port: int) -> None:
 
 
 def _eval_worker(rank: int, port: int, out_dir: str) -> None:
-    from absgd.config import load_config
-    from absgd.distributed import setup, shard_for_evaluation
-    from absgd.experiment import build_model_for, prepare_data
-    from absgd.train import evaluate_model, make_loader
+    from absgd.training.build import build_model_for, prepare_data
+    from absgd.training.config import load_config
+    from absgd.training.distributed import setup, shard_for_evaluation
+    from absgd.training.evaluation import evaluate_model, make_loader
 
     _join(rank, port)
     ctx, _ = setup("cpu", 60.0)
@@ -244,7 +244,7 @@ def test_distributed_evaluation_equals_single_process_evaluation_exactly(tmp_pat
 
 
 def _dying_worker(rank: int, port: int, out_dir: str) -> None:
-    from absgd.distributed import agree, setup
+    from absgd.training.distributed import agree, setup
 
     _join(rank, port)
     ctx, _ = setup("cpu", 30.0)

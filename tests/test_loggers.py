@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from absgd.config import load_config
-from absgd.loggers import scalars
-from absgd.train import RunInterrupted, train
+from absgd.training import RunInterrupted, train
+from absgd.training.config import load_config
+from absgd.training.loggers import scalars
 
 TINY = [
     "data.name=synthetic",

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from absgd.config import load_config
-from absgd.train import paper_style, train
+from absgd.training import paper_style, train
+from absgd.training.config import load_config
 
 TINY = [
     "data.name=synthetic",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from absgd.plots import markers
+from absgd.training.plots import markers
 
 
 def test_markers_put_a_change_at_0_based_epoch_k_between_plotted_epochs_k_and_k_plus_1():

@@ -11,14 +11,15 @@ import pytest
 import torch
 import yaml
 
-import absgd.train as train_module
-from absgd.checkpoint import CheckpointError, load_checkpoint
-from absgd.config import load_config
-from absgd.experiment import prepare_data
+import absgd.training.run as run_module
 from absgd.meta_weight_net import MetaWeightNet
 from absgd.models import list_models
 from absgd.optim import ABSGD, ABAdam
-from absgd.train import Reporter, RunInterrupted, TrainingDiverged, train
+from absgd.training import Reporter, RunInterrupted, TrainingDiverged, train
+from absgd.training.build import prepare_data
+from absgd.training.checkpoint import CheckpointError, load_checkpoint
+from absgd.training.config import load_config
+from absgd.training.reporting import low_ess_warning
 
 FINAL_KEYS = {
     "top1",
@@ -97,9 +98,9 @@ class _Recorder(Reporter):
         self.forwards: list[dict[str, Any]] = []
         self.clip_norms: list[float] = []
         self.compiled: list[Any] = []
-        build_optimizer = train_module.build_optimizer
-        build_objective_for = train_module.build_objective_for
-        build_model_for = train_module.build_model_for
+        build_optimizer = run_module.build_optimizer
+        build_objective_for = run_module.build_objective_for
+        build_model_for = run_module.build_model_for
         clip_grad_norm_ = torch.nn.utils.clip_grad_norm_
         compile_ = torch.compile
 
@@ -132,9 +133,9 @@ class _Recorder(Reporter):
             self.compiled.append(module)
             return compile_(module, *args, **kwargs)
 
-        monkeypatch.setattr(train_module, "build_optimizer", optimizer)
-        monkeypatch.setattr(train_module, "build_objective_for", objective)
-        monkeypatch.setattr(train_module, "build_model_for", model)
+        monkeypatch.setattr(run_module, "build_optimizer", optimizer)
+        monkeypatch.setattr(run_module, "build_objective_for", objective)
+        monkeypatch.setattr(run_module, "build_model_for", model)
         monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", clip)
         monkeypatch.setattr(torch, "compile", compile_spy)
 
@@ -358,12 +359,12 @@ def test_nearly_uniform_weights_draw_no_warning(tmp_path, recwarn):
 
 
 def test_the_low_ess_warning_needs_a_finite_lambda_and_an_ess_below_the_floor():
-    assert train_module.low_ess_warning(4, 0.29, 3.0) is not None
-    assert train_module.low_ess_warning(4, 0.29, -3.0) is not None  # λ < 0 concentrates too
-    assert train_module.low_ess_warning(4, 0.3, 3.0) is None  # at the floor: fine
-    assert train_module.low_ess_warning(4, 0.01, math.inf) is None  # plain SGD
-    assert train_module.low_ess_warning(4, None, 3.0) is None  # no weights recorded
-    assert "was 0.296, below 0.3" in train_module.low_ess_warning(4, 0.296, 3.0)
+    assert low_ess_warning(4, 0.29, 3.0) is not None
+    assert low_ess_warning(4, 0.29, -3.0) is not None  # λ < 0 concentrates too
+    assert low_ess_warning(4, 0.3, 3.0) is None  # at the floor: fine
+    assert low_ess_warning(4, 0.01, math.inf) is None  # plain SGD
+    assert low_ess_warning(4, None, 3.0) is None  # no weights recorded
+    assert "was 0.296, below 0.3" in low_ess_warning(4, 0.296, 3.0)
 
 
 @pytest.mark.parametrize(
@@ -574,7 +575,7 @@ def test_a_run_preempted_at_an_epoch_boundary_resumes_from_the_epoch_checkpoint(
     cfg = _absgd_cfg()
     data = prepare_data(cfg.data)
     train(cfg, tmp_path / "straight", data=data)
-    end_epoch = train_module._Run._end_epoch
+    end_epoch = run_module.TrainingRun._end_epoch
 
     def end_epoch_then_die(self, *args, **kwargs):
         end_epoch(self, *args, **kwargs)  # records the epoch, writes its checkpoint
@@ -582,7 +583,7 @@ def test_a_run_preempted_at_an_epoch_boundary_resumes_from_the_epoch_checkpoint(
             raise _Preempted
 
     with monkeypatch.context() as m:
-        m.setattr(train_module._Run, "_end_epoch", end_epoch_then_die)
+        m.setattr(run_module.TrainingRun, "_end_epoch", end_epoch_then_die)
         with pytest.raises(_Preempted):
             train(cfg, tmp_path / "resumed", data=data)
     state = load_checkpoint(tmp_path / "resumed")

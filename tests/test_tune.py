@@ -1,4 +1,4 @@
-"""`absgd tune` and its engine (absgd.tune): selection on validation only, resumable."""
+"""`absgd tune` and its engine (absgd.training.tune): selection on validation only, resumable."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from absgd.cli import SHIPPED_CONFIGS, main
-from absgd.config import ConfigError, load_config
-from absgd.tune import TrialLog, select_value, tune
+from absgd.training.config import ConfigError, load_config
+from absgd.training.tune import TrialLog, select_value, tune
 
 CONFIG = SHIPPED_CONFIGS / "cpu/fashion_mnist_lt_exp100_ce.yaml"
 TINY = [
@@ -64,7 +64,7 @@ def test_tune_selects_on_validation_and_resumes(tmp_path: Path):
 
 
 def test_the_curve_carries_test_accuracy_only_on_the_epochs_that_evaluated_it(tmp_path: Path):
-    from absgd.tune import _curve
+    from absgd.training.tune import _curve
 
     lines = [
         {"epoch": 1, "lam": "inf", "train_loss": 2.0,
@@ -86,7 +86,7 @@ def test_the_curve_carries_test_accuracy_only_on_the_epochs_that_evaluated_it(tm
 
 
 def test_an_interrupted_trial_resumes_from_its_checkpoint(tmp_path: Path):
-    from absgd.train import RunInterrupted, train
+    from absgd.training import RunInterrupted, train
 
     out = tmp_path / "search"
     cfg = load_config(CONFIG, [*TINY, "objective.target_ess=0.7", "train.seed=0"])

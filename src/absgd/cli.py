@@ -138,8 +138,8 @@ def shipped_configs() -> list[str]:
     )
 
 
-if TYPE_CHECKING:  # absgd.train is imported lazily, when a command needs it
-    from absgd.train import Reporter as _ReporterBase
+if TYPE_CHECKING:  # absgd.training is imported lazily, when a command needs it
+    from absgd.training.reporting import Reporter as _ReporterBase
 else:
     _ReporterBase = object
 
@@ -259,9 +259,9 @@ def format_table(rows: list[dict[str, Any]], markdown: bool) -> str:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from absgd.config import ConfigError, config_from_dict, load_config
-    from absgd.distributed import launched_by_torchrun
-    from absgd.train import train
+    from absgd.training.config import ConfigError, config_from_dict, load_config
+    from absgd.training.distributed import launched_by_torchrun
+    from absgd.training.runner import train
 
     if args.resume:
         moved = [o for o in args.overrides if o.partition("=")[0].strip() == "data.root"]
@@ -270,8 +270,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 "--resume continues a run with its saved config; drop --config and every --set "
                 "but --set data.root=DIR (where the data is now)"
             )
-        from absgd.checkpoint import load_checkpoint
-        from absgd.config import with_data_root
+        from absgd.training.checkpoint import load_checkpoint
+        from absgd.training.config import with_data_root
 
         run_dir = Path(args.resume)
         state = load_checkpoint(run_dir)
@@ -308,8 +308,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
-    from absgd.config import ConfigError
-    from absgd.tune import format_tune_table, tune
+    from absgd.training.config import ConfigError
+    from absgd.training.tune import format_tune_table, tune
 
     if any(math.isnan(v) for v in args.values):
         raise UsageError(f"--values must be numbers, got {args.values}")
@@ -339,7 +339,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from absgd.evaluation import evaluate_run
+    from absgd.training.evaluation import evaluate_run
 
     metrics = evaluate_run(
         args.run_dir, split=args.split, quiet=args.quiet, data_root=args.data_root
@@ -353,7 +353,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from absgd.checkpoint import CHECKPOINT_NAME
+    from absgd.training.checkpoint import CHECKPOINT_NAME
 
     rows = []
     for run in args.run_dirs:
@@ -383,7 +383,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_configs(args: argparse.Namespace) -> int:
-    from absgd.config import ConfigError, dataset_name, dump_yaml, load_config, method_name
+    from absgd.training.config import ConfigError, dataset_name, dump_yaml, load_config, method_name
 
     if args.show:
         try:
@@ -440,7 +440,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    from absgd.distributed import launched_by_torchrun
+    from absgd.training.distributed import launched_by_torchrun
 
     if launched_by_torchrun():
         return _exit_distributed(_run_command(args))
@@ -451,7 +451,7 @@ def _exit_distributed(code: int) -> int:
     """Leave the process group cleanly, then end the process without interpreter shutdown:
     with gloo, worker threads still alive at shutdown abort the process now and then
     (SIGABRT after a successful run), which torchrun would report as a failure."""
-    from absgd.distributed import teardown
+    from absgd.training.distributed import teardown
 
     if code == EXIT_OK:
         try:
@@ -465,7 +465,7 @@ def _exit_distributed(code: int) -> int:
 
 
 def _run_command(args: argparse.Namespace) -> int:
-    from absgd.train import RunInterrupted
+    from absgd.training.stopping import RunInterrupted
 
     try:
         return COMMANDS[args.command](args)

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from absgd.config import RunConfig, load_config
+from absgd.training.config import RunConfig, load_config
 
 __all__ = ["demo_configs", "run_demo"]
 
@@ -63,7 +63,7 @@ def run_demo(
     epochs: int | None = None, out: str | Path | None = None, quiet: bool = False
 ) -> list[dict[str, Any]]:
     """Train both demo runs (into ``out``, or a temporary directory) and return their rows."""
-    from absgd.train import Reporter, train
+    from absgd.training import Reporter, train
 
     class _Say(Reporter):
         def message(self, text: str) -> None:

@@ -12,10 +12,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from absgd.checkpoint import CHECKPOINT_NAME, load_checkpoint
-from absgd.config import RunConfig, config_from_dict, config_to_dict, dump_yaml, same_run
 from absgd.fileio import atomic_write, write_text
 from absgd.metrics import to_jsonable
+from absgd.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from absgd.training.config import RunConfig, config_from_dict, config_to_dict, dump_yaml, same_run
 
 __all__ = [
     "FINAL_TEST_KEYS",

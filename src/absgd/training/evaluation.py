@@ -11,13 +11,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from absgd.config import RunConfig, dataset_name, load_config, method_name, with_data_root
 from absgd.data import BatchLoader
-from absgd.devices import autocast, resolve_device
-from absgd.distributed import DistContext
-from absgd.experiment import build_model_for, prepare_data
 from absgd.metrics import ConfusionMeter, to_jsonable
 from absgd.models import to_channels_last
+from absgd.training.build import build_model_for, prepare_data
+from absgd.training.config import RunConfig, dataset_name, load_config, method_name, with_data_root
+from absgd.training.devices import autocast, resolve_device
+from absgd.training.distributed import DistContext
 
 __all__ = [
     "eval_batch_size",

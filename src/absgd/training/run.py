@@ -1,253 +1,79 @@
-"""The training loop: epochs, validation, checkpoints and the run directory.
+"""One training run: its parts (model, objective, optimiser, loaders), its position, the
+epoch loop, and the files it writes into its run directory.
 
-:func:`train` runs a :class:`~absgd.config.RunConfig` into a run directory::
-
-    config.yaml       the resolved config
-    metrics.jsonl     one line per finished epoch (train loss, LR, λ, validation metrics,
-                      ABSGD diagnostics, test metrics when ``train.test_every`` asks)
-    checkpoint.pt     everything a resume needs (every ``train.checkpoint_every`` epochs,
-                      and on Ctrl-C / SIGTERM at the current step)
-    best_model.pt     the model of the best validation epoch (``train.select: best_*``)
-    model.pt          the selected model at the end
-    final.json        test metrics of the selected model, and what was selected how
-    plots/*.png       per-class accuracy against training count, learning curves, ABSGD weights
-
-Model selection uses the validation split only; the test split is evaluated at the end (and,
-for curves, every ``train.test_every`` epochs — never for selection). In deterministic mode
-on the CPU a resumed run ends with exactly the metrics of an uninterrupted one.
+:func:`absgd.training.train` builds a :class:`TrainingRun` once the processes, the device, the
+data and the run directory are ready, then calls :meth:`TrainingRun.fit` and
+:meth:`TrainingRun.finish`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import signal
 import time
 import warnings
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from absgd.checkpoint import (
-    CHECKPOINT_NAME,
-    CheckpointError,
-    capture_rng,
-    restore_rng,
-    save_checkpoint,
-)
-from absgd.config import (
-    RunConfig,
-    config_to_dict,
-    dataset_name,
-    method_name,
-    switch_never_reached,
-    with_data_root,
-)
 from absgd.data import BatchLoader
-from absgd.devices import autocast, describe_environment, resolve_device, seed_everything
-from absgd.distributed import (
-    DistContext,
-    agree,
-    broadcast_state,
-    run_on_main,
-    shard_for_evaluation,
-)
-from absgd.distributed import setup as setup_distributed
-from absgd.evaluation import eval_batch_size, evaluate_model, make_loader, use_channels_last
-from absgd.experiment import (
+from absgd.fileio import write_json
+from absgd.meta_weight_net import MetaWeightNet
+from absgd.metrics import to_jsonable
+from absgd.metrics.meters import NaNLogitsError
+from absgd.training.build import (
     PreparedData,
     build_lam_schedule,
     build_lr_schedule,
     build_model_for,
     build_objective_for,
     build_optimizer,
-    prepare_data,
 )
-from absgd.fileio import write_json
-from absgd.loggers import build_loggers
-from absgd.meta_weight_net import MetaWeightNet
-from absgd.metrics import ClassWeightMeter, EffectiveSampleSizeMeter, to_jsonable
-from absgd.metrics.meters import NaNLogitsError
-from absgd.run_dir import (
+from absgd.training.checkpoint import (
+    CHECKPOINT_NAME,
+    capture_rng,
+    initialise_model,
+    restore_rng,
+    save_checkpoint,
+)
+from absgd.training.config import RunConfig, config_to_dict, dataset_name, method_name
+from absgd.training.devices import autocast, describe_environment
+from absgd.training.distributed import (
+    DistContext,
+    agree,
+    broadcast_state,
+    run_on_main,
+    shard_for_evaluation,
+)
+from absgd.training.evaluation import (
+    eval_batch_size,
+    evaluate_model,
+    make_loader,
+    use_channels_last,
+)
+from absgd.training.loggers import build_loggers
+from absgd.training.meters import EpochMeters
+from absgd.training.reporting import Reporter, low_ess_warning
+from absgd.training.run_dir import (
     FINAL_TEST_KEYS,
-    check_run_dir,
     compact,
-    create_run_dir,
     json_number,
     paper_style,
-    read_final,
     save_model,
     write_history,
 )
+from absgd.training.stopping import (
+    RunInterrupted,
+    diverged,
+    parameters_finite,
+    stop_requests,
+)
 from absgd.weighting import ABWeighting, NonFiniteLossError
 
-__all__ = [
-    "Reporter",
-    "RunInterrupted",
-    "TrainingDiverged",
-    "evaluate_model",
-    "make_loader",
-    "paper_style",
-    "resolve_device",
-    "train",
-]
-
-
-class RunInterrupted(KeyboardInterrupt):
-    """Raised after Ctrl-C / SIGTERM once the checkpoint of the current step is written."""
-
-
-class TrainingDiverged(RuntimeError):
-    """The training loss, the model's parameters or its outputs became NaN or infinite. The run
-    directory keeps the checkpoint of the last finished epoch (written before the divergence)."""
-
-
-LOW_ESS = 0.3
-"""An epoch whose mean effective sample size ``(Σp)²/(BΣp²)`` of ABSGD's weights falls below
-this draws a warning (once per run): most of each batch's weight then rests on a few samples.
-Runs whose weights concentrated like that collapsed in the benchmarks (ESS 0.01–0.39 with
-LDAM-DRW, docs/results.md, sections 6–7). It flags concentrated weights, not a step that is
-too large: unrescaled target-ESS runs collapsed at 0.57–0.65."""
-
-
-def low_ess_warning(
-    epoch: int, ess: float | None, lam: float | None, target_ess: float | None = None
-) -> str | None:
-    """The warning for an epoch (0-based) of ABSGD with λ ``lam`` (solved for ``target_ess``
-    if given) whose mean effective sample size was ``ess``, or ``None`` if there is nothing to
-    warn about (λ infinite: plain SGD)."""
-    if ess is None or lam is None or not math.isfinite(lam) or not ess < LOW_ESS:
-        return None
-    advice = (
-        f"A larger objective.target_ess (now {target_ess:g}) keeps it up"
-        if target_ess is not None
-        else "A larger |λ| (objective.lam), or objective.target_ess (e.g. 0.9), keeps it up"
-    )
-    return (
-        f"epoch {epoch + 1}: the effective sample size of ABSGD's weights was {ess:.3f}, "
-        f"below {LOW_ESS}: λ = {lam:.3g} puts most of each batch's weight on a few samples, "
-        f"the regime where runs collapsed in the benchmarks. {advice}"
-    )
-
-
-def _diverged(epoch: int, step: int, what: str) -> TrainingDiverged:
-    return TrainingDiverged(
-        f"training diverged in epoch {epoch + 1} (step {step}): {what}. Lower optim.lr, use "
-        "a larger |λ| (objective.lam) or clip gradients (optim.grad_clip)"
-    )
-
-
-def _parameters_finite(model: nn.Module) -> bool:
-    """Whether every parameter of ``model`` is finite (one host synchronisation)."""
-    flags = [p.detach().isfinite().all() for p in model.parameters()]
-    return bool(torch.stack(flags).all()) if flags else True
-
-
-class Reporter:
-    """Progress hooks of :func:`train`; the default does nothing (the library is quiet)."""
-
-    def message(self, text: str) -> None:
-        """A line for the user (data summary, epoch summary...)."""
-
-    def data_progress(self, what: str, done: int, total: int) -> None:
-        """``done`` of ``total`` items of ``what`` are decoded."""
-
-    def epoch_start(self, epoch: int, epochs: int, steps: int, start_step: int) -> None:
-        """An epoch with ``steps`` steps starts (at ``start_step`` when resuming)."""
-
-    def step(self) -> None:
-        """One optimisation step is done."""
-
-    def epoch_end(self, record: dict[str, Any]) -> None:
-        """The epoch's ``metrics.jsonl`` record."""
-
-
-@contextlib.contextmanager
-def _stop_requests() -> Iterator[Callable[[], bool]]:
-    """Turn SIGINT / SIGTERM into a flag checked between steps; a second Ctrl-C is immediate."""
-    requested = {"flag": False}
-
-    def handler(signum: int, frame: Any) -> None:
-        if requested["flag"] and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        requested["flag"] = True
-
-    previous = {}
-    try:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, handler)
-    except ValueError:  # not the main thread: leave the handlers alone
-        previous.clear()
-    try:
-        yield lambda: requested["flag"]
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-@dataclass
-class _EpochMeters:
-    """Training statistics of the current epoch, kept on the device (no per-step sync)."""
-
-    num_classes: int
-    device: torch.device
-    loss_sum: torch.Tensor = field(init=False)
-    samples: torch.Tensor = field(init=False)
-    weights: ClassWeightMeter = field(init=False)
-    ess: EffectiveSampleSizeMeter = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
-        self.samples = torch.zeros((), dtype=torch.int64, device=self.device)
-        self.weights = ClassWeightMeter(self.num_classes, relative=True, device=self.device)
-        self.ess = EffectiveSampleSizeMeter(device=self.device)
-
-    def update(self, loss: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None) -> None:
-        self.loss_sum += loss.detach().double() * y.shape[0]
-        self.samples += y.shape[0]
-        if weights is not None:
-            self.weights.update(weights, y)
-            self.ess.update(weights)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "loss_sum": self.loss_sum,
-            "samples": self.samples,
-            "weights": self.weights.state_dict(),
-            "ess": self.ess.state_dict(),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.loss_sum = state["loss_sum"].to(self.device)
-        self.samples = state["samples"].to(self.device)
-        self.weights.load_state_dict(state["weights"])
-        self.ess.load_state_dict(state["ess"])
-
-    def all_reduce(self, ctx: DistContext) -> None:
-        """Sum the statistics over every rank (a collective; a no-op in one process)."""
-        if not ctx.enabled:
-            return
-        totals = torch.stack([self.loss_sum, self.samples.double()])
-        dist.all_reduce(totals)
-        self.loss_sum, self.samples = totals[0], totals[1].long()
-        self.weights.all_reduce()
-        self.ess.all_reduce()
-
-    def summary(self) -> dict[str, Any]:
-        n = int(self.samples)
-        out: dict[str, Any] = {"train_loss": float(self.loss_sum) / n if n else math.nan}
-        ess = self.ess.compute()
-        if not math.isnan(ess):
-            out["mean_weight_per_class"] = to_jsonable(self.weights.compute())
-            out["effective_sample_size"] = ess
-        return out
+__all__ = ["TrainingRun"]
 
 
 def _set_train_mode(model: nn.Module, only_classifier: bool) -> None:
@@ -256,31 +82,6 @@ def _set_train_mode(model: nn.Module, only_classifier: bool) -> None:
         for module in model.modules():
             module.eval()
         model.classifier.train()  # type: ignore[union-attr]
-
-
-def _initialise_from(model: nn.Module, source: str, reset_classifier: bool) -> None:
-    path = Path(source).expanduser()
-    if path.is_dir():
-        path = path / "model.pt" if (path / "model.pt").is_file() else path / CHECKPOINT_NAME
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"model.init_from={source}: no model.pt or {CHECKPOINT_NAME} found there"
-        )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise CheckpointError(f"model.init_from={source}: cannot read {path} ({err})") from None
-    if isinstance(state, dict) and "model" in state and "format" in state:
-        state = state["model"]
-    if reset_classifier:
-        state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        bad = [k for k in missing if not k.startswith("classifier.")] + list(unexpected)
-        if bad:
-            raise ValueError(f"model.init_from={source} does not fit this model: {bad[:5]}")
-        model.reset_classifier()  # type: ignore[operator]
-    else:
-        model.load_state_dict(state)
 
 
 def _cycle(loader: BatchLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -297,10 +98,10 @@ def _selection_score(record: dict[str, Any], select: str) -> float | None:
     return val.get(key)
 
 
-class _Run:
+class TrainingRun:
     """One training run: its parts, its position, and the files of its run directory.
 
-    In a multi-process run every rank holds a ``_Run``; they agree on every decision (stop,
+    In a multi-process run every rank holds a ``TrainingRun``; they agree on every decision (stop,
     selection) through collectives, and rank 0 alone writes files.
     """
 
@@ -321,7 +122,7 @@ class _Run:
         if cfg.model.init_from:
             source = cfg.model.init_from
             run_on_main(
-                ctx, lambda: _initialise_from(self.model, source, cfg.model.reset_classifier)
+                ctx, lambda: initialise_model(self.model, source, cfg.model.reset_classifier)
             )
             broadcast_state(self.model, ctx)
         if t.sync_batchnorm and ctx.enabled:
@@ -379,7 +180,7 @@ class _Run:
                 cfg=cfg,
             )
             self.meta_batches = _cycle(self.meta_loader)
-        self.meters = _EpochMeters(data.num_classes, device)
+        self.meters = EpochMeters(data.num_classes, device)
         self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] = {"score": -math.inf, "epoch": None}
         self.epoch, self.step, self.wall_before = 0, 0, 0.0
@@ -531,12 +332,12 @@ class _Run:
     def fit(self, stop_after_steps: int | None) -> None:
         t = self.cfg.train
         steps_this_call = 0
-        with _stop_requests() as stop_requested:
+        with stop_requests() as stop_requested:
             while self.epoch < t.epochs:
                 epoch = self.epoch
                 lr, lam = self._set_epoch_values(epoch)
                 if self.step == 0:
-                    self.meters = _EpochMeters(self.data.num_classes, self.device)
+                    self.meters = EpochMeters(self.data.num_classes, self.device)
                 self.report.epoch_start(epoch, t.epochs, len(self.train_loader), self.step)
                 _set_train_mode(self.model, self.cfg.model.train_only_classifier)
                 epoch_started = time.perf_counter()
@@ -544,7 +345,7 @@ class _Run:
                     try:
                         loss = self._step(x, y)
                     except NonFiniteLossError as err:
-                        raise _diverged(
+                        raise diverged(
                             epoch, self.step, "the per-sample losses are NaN or infinite"
                         ) from err
                     self.meters.update(loss, y, self._last_weights())
@@ -575,18 +376,16 @@ class _Run:
         # this error (every rank sees the same all-reduced loss and the same parameters).
         trained = int(self.meters.samples) > 0  # an epoch without batches has no loss (NaN)
         if trained and not math.isfinite(record.get("train_loss", 0.0)):
-            raise _diverged(
-                epoch, self.step, f"the epoch's training loss is {record['train_loss']}"
-            )
-        if not _parameters_finite(self.model):
-            raise _diverged(epoch, self.step, "the model's parameters are NaN or infinite")
+            raise diverged(epoch, self.step, f"the epoch's training loss is {record['train_loss']}")
+        if not parameters_finite(self.model):
+            raise diverged(epoch, self.step, "the model's parameters are NaN or infinite")
         try:
             if "val" in self.eval_data:
                 record["val"] = compact(self.evaluate("val"))
             if t.test_every and (epoch + 1) % t.test_every == 0:
                 record["test"] = compact(self.evaluate("test"))
         except NaNLogitsError as err:  # finite but huge parameters overflow in the forward
-            raise _diverged(epoch, self.step, f"evaluating the model gave NaN ({err})") from err
+            raise diverged(epoch, self.step, f"evaluating the model gave NaN ({err})") from err
         self.history.append(record)
         score = _selection_score(record, t.select)
         improved = t.select != "last" and score is not None and score > self.best["score"]
@@ -645,7 +444,7 @@ class _Run:
         try:
             test = self.evaluate("test")
         except NaNLogitsError as err:
-            raise _diverged(
+            raise diverged(
                 t.epochs - 1, self.step, f"the selected model gives NaN ({err})"
             ) from err
         o = self.cfg.objective
@@ -679,99 +478,9 @@ class _Run:
         if self.ctx.is_main:
             write_json(self.out / "final.json", to_jsonable(final))
             try:
-                from absgd.plots import plot_run
+                from absgd.training.plots import plot_run
 
                 plot_run(self.out, self.history, final)
             except ImportError as err:
                 self.report.message(f"plots skipped ({err})")
         return final
-
-
-def train(
-    cfg: RunConfig,
-    out_dir: str | os.PathLike[str],
-    *,
-    resume: bool = False,
-    data: PreparedData | None = None,
-    reporter: Reporter | None = None,
-    stop_after_steps: int | None = None,
-) -> dict[str, Any]:
-    """Train ``cfg`` into ``out_dir`` and return the final metrics (also in ``final.json``).
-
-    Under ``torchrun`` (``WORLD_SIZE > 1``) every process calls this: it joins the process
-    group, trains its shard of every global batch with DistributedDataParallel, and rank 0
-    alone writes the run directory; the result equals one process with the same global batch.
-
-    Args:
-        cfg: the run configuration.
-        out_dir: the run directory (created; must not hold another run unless ``resume``).
-        resume: continue the run in ``out_dir`` from its checkpoint (its saved config is used;
-            ``cfg`` must equal it). The number of processes may differ from the saved run's.
-        data: prepared data to use instead of reading ``cfg.data`` (tests, notebooks).
-        reporter: progress hooks (the CLI shows progress bars through them; rank 0 only).
-        stop_after_steps: behave as if Ctrl-C arrived after this many optimisation steps of
-            this call (for tests of the interruption path).
-
-    Raises:
-        RunInterrupted: after Ctrl-C / SIGTERM (or ``stop_after_steps``), once the checkpoint
-            of the current step is written; ``resume=True`` continues from there.
-    """
-    cfg = with_data_root(cfg)  # saved absolute: the run directory works from anywhere
-    t = cfg.train
-    ctx, device_name = setup_distributed(t.device, t.dist_timeout_s)
-    if ctx.enabled and not t.batch_per_rank and t.batch_size % ctx.world_size:
-        raise ValueError(
-            f"train.batch_size={t.batch_size} is the global batch and must be divisible by the "
-            f"{ctx.world_size} processes; change it or set train.batch_per_rank=true"
-        )
-    device = resolve_device(device_name)
-    if t.precision == "fp16" and device.type != "cuda":
-        raise ValueError("train.precision=fp16 needs a CUDA device; use bf16 or fp32")
-    if t.sync_batchnorm and ctx.enabled and device.type != "cuda":
-        raise ValueError("train.sync_batchnorm needs CUDA devices (torch supports it on GPUs only)")
-    report = reporter if reporter is not None and ctx.is_main else Reporter()
-    if switch_never_reached(cfg):
-        text = (
-            f"objective.lam_switch={cfg.objective.lam_switch:g} is not before "
-            f"train.epochs={t.epochs}: ABSGD never switches on and this run is plain SGD"
-        )
-        warnings.warn(text, UserWarning, stacklevel=2)
-        report.message(f"warning: {text}")
-    out = Path(out_dir).expanduser()
-    checkpoint = run_on_main(ctx, lambda: check_run_dir(out, cfg, resume))
-    if checkpoint is not None and int(checkpoint["epoch"]) >= t.epochs:
-        finished = run_on_main(ctx, lambda: read_final(out))
-        if finished is not None:  # nothing left to train: report the run as it ended
-            report.message(f"{out} is a finished run; its final.json is left as it is")
-            return finished
-    seed_everything(t.seed, t.deterministic, device)
-    if data is None:
-        report.message(f"reading data {cfg.data.name!r} ...")
-        data = prepare_data(cfg.data, progress=report.data_progress)
-    if checkpoint is None:
-        run_on_main(ctx, lambda: create_run_dir(out, cfg))
-    counts = data.train_counts
-    processes = f"; {ctx.world_size} processes" if ctx.enabled else ""
-    report.message(
-        f"data: {data.info.get('train_size')} train / {data.info.get('val_size', 0)} val / "
-        f"{data.info.get('test_size')} test, {data.num_classes} classes, training counts "
-        f"{counts.max()} .. {counts.min()}{processes}"
-    )
-    run: _Run | None = None
-    try:
-        run = _Run(cfg, out, ctx, device, report, data, checkpoint)
-        run.fit(stop_after_steps)
-        return run.finish()
-    except RuntimeError as err:
-        if not ctx.enabled:
-            raise
-        # Collectives fail at once when a peer's connection drops and after
-        # train.dist_timeout_s when a peer hangs; either way say where to look.
-        raise RuntimeError(
-            f"process {ctx.rank} of {ctx.world_size} stopped: {err}\nIf another process failed "
-            "or stopped responding, its own output has the cause; the last checkpoint in "
-            f"{out} resumes the run (absgd train --resume {out})"
-        ) from None
-    finally:
-        for logger in run.loggers if run is not None else ():
-            logger.close()

@@ -21,6 +21,7 @@ from typing import Any, cast
 
 import numpy as np
 import torch
+from torch import nn
 
 from absgd.fileio import atomic_write
 
@@ -29,6 +30,7 @@ __all__ = [
     "FORMAT",
     "CheckpointError",
     "capture_rng",
+    "initialise_model",
     "load_checkpoint",
     "restore_rng",
     "save_checkpoint",
@@ -92,6 +94,34 @@ def load_checkpoint(
             f"version {VERSION}"
         )
     return state
+
+
+def initialise_model(model: nn.Module, source: str, reset_classifier: bool) -> None:
+    """Load the weights of ``source`` (a ``model.pt``, a checkpoint, or a run directory holding
+    either) into ``model`` (``model.init_from``); with ``reset_classifier`` the classifier
+    keeps its fresh initialisation and every other weight must fit."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        path = path / "model.pt" if (path / "model.pt").is_file() else path / CHECKPOINT_NAME
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"model.init_from={source}: no model.pt or {CHECKPOINT_NAME} found there"
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CheckpointError(f"model.init_from={source}: cannot read {path} ({err})") from None
+    if isinstance(state, dict) and "model" in state and "format" in state:
+        state = state["model"]
+    if reset_classifier:
+        state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        bad = [k for k in missing if not k.startswith("classifier.")] + list(unexpected)
+        if bad:
+            raise ValueError(f"model.init_from={source} does not fit this model: {bad[:5]}")
+        model.reset_classifier()  # type: ignore[operator]
+    else:
+        model.load_state_dict(state)
 
 
 def capture_rng() -> dict[str, Any]:

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from absgd.checkpoint import CHECKPOINT_NAME
-from absgd.config import RunConfig, comparable, config_to_dict, dump_yaml, load_config
 from absgd.fileio import write_json, write_text
+from absgd.training.checkpoint import CHECKPOINT_NAME
+from absgd.training.config import RunConfig, comparable, config_to_dict, dump_yaml, load_config
 
 __all__ = [
     "METRICS",
@@ -64,10 +64,11 @@ def value_text(value: float) -> str:
 def run_trial(cfg: RunConfig, run_dir: Path, *, reporter: Any = None) -> dict[str, Any]:
     """Train ``cfg`` into ``run_dir`` (resuming a checkpoint found there) and return its record.
 
-    A run that diverges (:class:`absgd.train.TrainingDiverged`) is a result, recorded with
+    A run that diverges (:class:`absgd.training.TrainingDiverged`) is a result, recorded with
     ``metrics: null`` and the message under ``diverged``.
     """
-    from absgd.train import TrainingDiverged, train
+    from absgd.training.runner import train
+    from absgd.training.stopping import TrainingDiverged
 
     started = time.perf_counter()
     final: dict[str, Any] | None = None
@@ -244,7 +245,7 @@ def tune(
         ValueError: no candidates, a metric other than ``balanced_accuracy`` / ``top1``, or a
             config without a validation split (``data.val_source: none``).
     """
-    from absgd.config import ConfigError
+    from absgd.training.config import ConfigError
 
     if not values:
         raise ValueError("tune needs at least one candidate value")

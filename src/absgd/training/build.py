@@ -1,4 +1,5 @@
-"""From a :class:`~absgd.config.RunConfig` to the parts of a run: data, model, objective, optimiser.
+"""From a :class:`~absgd.training.config.RunConfig` to the parts of a run: data, model,
+objective, optimiser.
 
 Data preparation, in this order: read the source; make the training split long-tailed
 (:func:`absgd.data.long_tail_counts` and :func:`absgd.data.select_long_tailed`, the standard
@@ -17,7 +18,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from absgd.config import DataConfig, ObjectiveConfig, OptimConfig, RunConfig
 from absgd.data import (
     ArrayDataset,
     BatchAugment,
@@ -32,6 +32,7 @@ from absgd.models import build_model
 from absgd.objective import Objective, build_objective
 from absgd.optim import ABSGD, ABAdam
 from absgd.schedules import Constant, Schedule, WarmupCosineLR, WarmupStepLR, two_stage
+from absgd.training.config import DataConfig, ObjectiveConfig, OptimConfig, RunConfig
 
 __all__ = [
     "PreparedData",

@@ -1,0 +1,52 @@
+"""The training system around the method: configs, runs, checkpoints, evaluation, tuning.
+
+Everything above this package (:mod:`absgd.weighting`, :mod:`absgd.optim`,
+:mod:`absgd.losses`, :mod:`absgd.schedules`, :mod:`absgd.metrics`, :mod:`absgd.data`,
+:mod:`absgd.models`) is the library and never imports from here; this package turns a config
+into a trained, evaluated run directory. One concept per module:
+
+    config        RunConfig: frozen dataclasses <-> YAML, overrides, validation
+    build         from a config to the parts of a run: data, model, objective, optimiser
+    runner        train(): processes, device, run directory, data, then one TrainingRun
+    run           TrainingRun: the epoch loop, validation, selection, final.json
+    meters        the training statistics of an epoch (loss, class weights, ESS)
+    reporting     progress hooks (Reporter) and the low-ESS warning
+    stopping      Ctrl-C / SIGTERM between steps, divergence
+    checkpoint    atomic save / load of everything a resume needs
+    run_dir       the files of a run directory
+    evaluation    loaders and metrics of a model on a split (``absgd eval``)
+    tune          choosing a value on the validation split (``absgd tune``, the grids)
+    devices       device, seeding, mixed precision, the environment record
+    distributed   torch.distributed set-up, sharding, agreement between ranks
+    loggers       CSV / TensorBoard epoch logs
+    plots         the figures of a finished run
+
+Example::
+
+    from absgd.training import load_config, train
+
+    cfg = load_config("my.yaml", ["train.epochs=10"])
+    final = train(cfg, "runs/my-run")  # what final.json holds
+"""
+
+from __future__ import annotations
+
+from absgd.training.build import PreparedData, prepare_data
+from absgd.training.config import RunConfig, load_config
+from absgd.training.reporting import LOW_ESS, Reporter
+from absgd.training.run_dir import paper_style
+from absgd.training.runner import train
+from absgd.training.stopping import RunInterrupted, TrainingDiverged
+
+__all__ = [
+    "LOW_ESS",
+    "PreparedData",
+    "Reporter",
+    "RunConfig",
+    "RunInterrupted",
+    "TrainingDiverged",
+    "load_config",
+    "paper_style",
+    "prepare_data",
+    "train",
+]
