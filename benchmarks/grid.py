@@ -12,6 +12,12 @@ For ABSGD methods the λ candidates run with seed 0 first; the one with the best
 balanced accuracy (top-1 for the noisy grids) is recorded in a ``lam_selection`` line and used
 for the other seeds. The file is the grid's state: runs already in it are skipped, so an
 interrupted grid continues where it stopped.
+
+Several processes may share one file, to run a grid's runs side by side on one GPU:
+``--lams`` runs only those λ candidates of seed 0 (and records the selection once every
+candidate has a line), ``--only-seeds`` runs only those seeds of the chosen λ (or of a
+method without λ). A process that finds a λ not yet chosen, with candidates it does not run
+still missing, says so and goes on to the next method.
 """
 
 from __future__ import annotations
@@ -136,6 +142,41 @@ def run_one(
     return row
 
 
+def _select(
+    grid_name: str,
+    setting: str,
+    method: str,
+    spec: Method,
+    seed: int,
+    runs: dict[tuple, dict],
+    metric: str,
+    out: Path,
+) -> float:
+    """Choose λ on the validation score of the candidates' runs and record the choice."""
+    scores = {c: val_score(runs[_key(setting, method, seed, c)], metric) for c in spec.lams}
+    best, _ = select_value({c: [v] for c, v in scores.items()})
+    if len(spec.lams) > 1 and best is None:
+        raise SystemExit(
+            f"{method}: no λ candidate of {spec.lams} has a validation score "
+            "(every run diverged, or data.val_source=none)"
+        )
+    lam = spec.lams[0] if best is None else best
+    _log(out).append(
+        {
+            "kind": "lam_selection",
+            "grid": grid_name,
+            "setting": setting,
+            "method": method,
+            "lam": lam,
+            "param": spec.param,
+            "metric": f"val {metric}",
+            "scores": {str(c): v for c, v in scores.items()},
+            "seed": seed,
+        }
+    )
+    return lam
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("grid", choices=sorted(GRIDS))
@@ -144,6 +185,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", help="override the grid's seeds")
     p.add_argument("--settings", nargs="+", help="only these settings")
     p.add_argument("--methods", nargs="+", help="only these methods")
+    p.add_argument(
+        "--lams",
+        type=float,
+        nargs="+",
+        help="run only these λ candidates (with the first seed) and no other seed: one process "
+        "per candidate, sharing --out",
+    )
+    p.add_argument(
+        "--only-seeds",
+        type=int,
+        nargs="+",
+        help="run only these of the seeds (the first seed still chooses λ): one process per "
+        "seed, sharing --out",
+    )
     p.add_argument(
         "--set",
         dest="overrides",
@@ -171,64 +226,56 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown settings/methods for {args.grid}: {sorted(unknown)}")
     select_metric = "top1" if "select=best_top1" in " ".join(grid.common) else "balanced_accuracy"
 
+    if args.lams:
+        candidates = {c for m in methods for c in grid.methods[m].lams}
+        stray = sorted(set(args.lams) - candidates)
+        if stray:
+            p.error(
+                f"--lams {stray}: no method of {methods} has it; their candidates: "
+                f"{sorted(candidates)}"
+            )
+    if args.only_seeds and set(args.only_seeds) - set(seeds):
+        p.error(f"--only-seeds {args.only_seeds}: the seeds are {list(seeds)}")
+    run_seeds = [s for s in seeds if not args.only_seeds or s in args.only_seeds]
+
+    def run(setting: str, method: str, seed: int, lam: float | None) -> None:
+        what = method if lam is None else f"{method} {grid.methods[method].param}={lam}"
+        print(f"[{setting}] {what} seed {seed} ...", flush=True)
+        row = run_one(args.grid, grid, setting, method, seed, lam, extra, args.keep_runs)
+        _log(out).append(row)
+
     for setting in settings:
         for method in methods:
             spec = grid.methods[method]
-            runs, chosen = _load(out)
             lam: float | None = None
             if spec.lams:
-                for candidate in spec.lams:
-                    key = _key(setting, method, seeds[0], candidate)
-                    if key not in runs:
+                if seeds[0] in run_seeds:
+                    for candidate in spec.lams:
+                        if args.lams and candidate not in args.lams:
+                            continue
+                        if _key(setting, method, seeds[0], candidate) not in _load(out)[0]:
+                            run(setting, method, seeds[0], candidate)
+                runs, chosen = _load(out)  # other processes may have added lines
+                if (setting, method) not in chosen:
+                    missing = [
+                        c for c in spec.lams if _key(setting, method, seeds[0], c) not in runs
+                    ]
+                    if missing:
                         print(
-                            f"[{setting}] {method} {spec.param}={candidate} seed {seeds[0]} ...",
+                            f"[{setting}] {method}: λ not chosen yet, the candidates {missing} "
+                            "have no line; they run in another process",
                             flush=True,
                         )
-                        row = run_one(
-                            args.grid,
-                            grid,
-                            setting,
-                            method,
-                            seeds[0],
-                            candidate,
-                            extra,
-                            args.keep_runs,
-                        )
-                        _log(out).append(row)
-                        runs[key] = row
-                if (setting, method) not in chosen:
-                    scores = {
-                        c: val_score(runs[_key(setting, method, seeds[0], c)], select_metric)
-                        for c in spec.lams
-                    }
-                    best, _ = select_value({c: [v] for c, v in scores.items()})
-                    if len(spec.lams) > 1 and best is None:
-                        raise SystemExit(
-                            f"{method}: no λ candidate of {spec.lams} has a validation score "
-                            "(every run diverged, or data.val_source=none)"
-                        )
-                    _log(out).append(
-                        {
-                            "kind": "lam_selection",
-                            "grid": args.grid,
-                            "setting": setting,
-                            "method": method,
-                            "lam": spec.lams[0] if best is None else best,
-                            "param": spec.param,
-                            "metric": f"val {select_metric}",
-                            "scores": {str(c): v for c, v in scores.items()},
-                            "seed": seeds[0],
-                        }
+                        continue
+                    chosen[(setting, method)] = _select(
+                        args.grid, setting, method, spec, seeds[0], runs, select_metric, out
                     )
-                    chosen[(setting, method)] = spec.lams[0] if best is None else best
+                if args.lams:
+                    continue  # a candidates-only process
                 lam = chosen[(setting, method)]
-            for seed in seeds:
-                if _key(setting, method, seed, lam) in runs:
-                    continue
-                print(f"[{setting}] {method} seed {seed} ...", flush=True)
-                _log(out).append(
-                    run_one(args.grid, grid, setting, method, seed, lam, extra, args.keep_runs)
-                )
+            for seed in run_seeds:
+                if _key(setting, method, seed, lam) not in _load(out)[0]:
+                    run(setting, method, seed, lam)
     return 0
 
 

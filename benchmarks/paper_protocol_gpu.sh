@@ -17,12 +17,16 @@
 # REPRO=1: instead, the decisive comparison of the reproduction issue on exp ratio 100: the
 #   grids cifar10_lt_repro_ours and cifar10_lt_repro_authors (CE, CB-DRW, LDAM-DRW, each
 #   with ABSGD at a validation-chosen λ and with a validation-chosen target ESS; 3 seeds),
-#   fp32, one process per grid and method, into $OUT/cifar10_lt_repro_*.jsonl; and the
-#   authors' CE with batch 128 and with bf16 (the baseline gap, 20 processes in all);
-#   then the paired tables. SETTING overrides the setting ("exp, ratio 10", "step, ratio 100");
+#   fp32, one file per grid and method, $OUT/cifar10_lt_repro_*.jsonl; and the authors' CE
+#   with batch 128 and with bf16 (the baseline gap); then the paired tables.
+#   Every run is its own process, in two waves: first each seed of the methods without λ and
+#   each λ / target candidate of the ABSGD methods (seed 0), then the other seeds of the
+#   chosen values; so the longest chain is two runs. SETTING overrides the setting ("exp,
+#   ratio 10", "step, ratio 100");
 #   GRIDS (space-separated), BASES (comma-separated) and CONTROLS=0 run a part of it, e.g.
-#   GRIDS=cifar10_lt_repro_authors BASES=LDAM-DRW CONTROLS=0 for a short GPU session (the
-#   grids resume from their files, so parts add up).
+#   GRIDS=cifar10_lt_repro_authors BASES=LDAM-DRW CONTROLS=0 for a short GPU session: 10
+#   runs at once, then 4 (the grids resume from their files, so parts add up; a 200-epoch
+#   run took 410-448 s with 9 sharing an H200).
 # PYTHON: the interpreter (default python).
 # EXTRA: further `--set KEY=VALUE` arguments for every run (e.g. a quick smoke test).
 set -euo pipefail
@@ -37,32 +41,57 @@ if [[ -n "${KEEP:-}" ]]; then keep=(--keep-runs "$KEEP"); fi
 slug() { echo "$1" | tr -c 'A-Za-z0-9\n' '_'; }
 
 pids=()
-launch() {  # grid, method, file, further grid.py arguments
+launch() {  # grid, method, file, log, further grid.py arguments
     "$PYTHON" benchmarks/grid.py "$1" --data-root "$DATA" --out "$3" --methods "$2" \
-        "${keep[@]}" "${@:4}" "${extra[@]}" > "$3.log" 2>&1 &
+        "${keep[@]}" "${@:5}" "${extra[@]}" > "$4" 2>&1 &
     pids+=($!)
+}
+wait_all() {  # wait for every launched process; 1 if any failed
+    local failed=0
+    for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+    pids=()
+    return $failed
+}
+grid_value() {  # grid, method, "lams" or "seeds": the values from benchmarks/grids.py
+    "$PYTHON" -c 'import sys; sys.path.insert(0, "benchmarks"); from grids import GRIDS
+g = GRIDS[sys.argv[1]]; m = g.methods[sys.argv[2]]
+print(*(m.lams if sys.argv[3] == "lams" else g.seeds))' "$1" "$2" "$3"
 }
 if [[ "${REPRO:-0}" == 1 ]]; then
     setting=${SETTING:-exp, ratio 100}
     read -r -a grids <<< "${GRIDS:-cifar10_lt_repro_ours cifar10_lt_repro_authors}"
     IFS=',' read -r -a bases <<< "${BASES:-CE,CB-DRW,LDAM-DRW}"
+    jobs=()  # grid|method
     for grid in "${grids[@]}"; do
         for base in "${bases[@]}"; do
-            for method in "$base" "ABSGD + $base" "ABSGD-ESS + $base"; do
-                launch "$grid" "$method" "$OUT/${grid}_$(slug "$setting")_$(slug "$method").jsonl" \
-                    --settings "$setting" --set train.device=cuda
-            done
+            for method in "$base" "ABSGD + $base" "ABSGD-ESS + $base"; do jobs+=("$grid|$method"); done
         done
+        if [[ $grid == cifar10_lt_repro_authors && "${CONTROLS:-1}" == 1 ]]; then
+            for method in "CE, batch 128" "CE, bf16"; do jobs+=("$grid|$method"); done
+        fi
     done
-    if [[ " ${grids[*]} " == *" cifar10_lt_repro_authors "* && "${CONTROLS:-1}" == 1 ]]; then
-        for method in "CE, batch 128" "CE, bf16"; do  # the baseline gap, one factor at a time
-            launch cifar10_lt_repro_authors "$method" \
-                "$OUT/cifar10_lt_repro_authors_$(slug "$setting")_$(slug "$method").jsonl" \
-                --settings "$setting" --set train.device=cuda
-        done
-    fi
     status=0
-    for pid in "${pids[@]}"; do wait "$pid" || status=1; done
+    for wave in 1 2; do
+        for job in "${jobs[@]}"; do
+            grid=${job%%|*} method=${job#*|}
+            file="$OUT/${grid}_$(slug "$setting")_$(slug "$method").jsonl"
+            read -r -a lams <<< "$(grid_value "$grid" "$method" lams)"
+            read -r -a seeds <<< "$(grid_value "$grid" "$method" seeds)"
+            if [[ ${#lams[@]} -gt 0 && $wave == 1 ]]; then  # each candidate, seed 0
+                for lam in "${lams[@]}"; do
+                    launch "$grid" "$method" "$file" "$file.lam$lam.log" --lams "$lam" \
+                        --settings "$setting" --set train.device=cuda
+                done
+            elif [[ ${#lams[@]} -gt 0 || $wave == 1 ]]; then  # each seed (of the chosen λ)
+                for seed in "${seeds[@]}"; do
+                    [[ ${#lams[@]} -gt 0 && $seed == "${seeds[0]}" ]] && continue
+                    launch "$grid" "$method" "$file" "$file.seed$seed.log" --only-seeds "$seed" \
+                        --settings "$setting" --set train.device=cuda
+                done
+            fi
+        done
+        wait_all || status=1
+    done
     for grid in "${grids[@]}"; do
         pairs=()
         for base in "${bases[@]}"; do
@@ -71,22 +100,24 @@ if [[ "${REPRO:-0}" == 1 ]]; then
         if [[ $grid == cifar10_lt_repro_authors ]]; then
             pairs+=(--pair CE "CE, batch 128" --pair CE "CE, bf16")
         fi
-        "$PYTHON" benchmarks/summarize.py "$OUT/${grid}"_*.jsonl "${pairs[@]}" || status=1
+        "$PYTHON" benchmarks/summarize.py "$OUT/${grid}"_*.jsonl --after-switch "${pairs[@]}" \
+            || status=1
     done
     nvidia-smi --query-gpu=name --format=csv,noheader || true
     exit $status
 fi
 for method in "CE" "LDAM-DRW" "ABSGD + LDAM-DRW" "ABSGD-ESS + LDAM-DRW"; do
-    launch cifar10_lt_paper "$method" "$OUT/cifar10_lt_paper_$(slug "$method").jsonl"
+    file="$OUT/cifar10_lt_paper_$(slug "$method").jsonl"
+    launch cifar10_lt_paper "$method" "$file" "$file.log"
 done
 if [[ "${SHORT:-0}" == 1 ]]; then
     for method in "CE" "CB-DRW" "LDAM-DRW" "ABSGD" "ABSGD + CB-DRW" "ABSGD + LDAM-DRW"; do
-        launch cifar10_lt_short "$method" "$OUT/cifar10_lt_short_gpu_$(slug "$method").jsonl" \
-            --set train.device=cuda
+        file="$OUT/cifar10_lt_short_gpu_$(slug "$method").jsonl"
+        launch cifar10_lt_short "$method" "$file" "$file.log" --set train.device=cuda
     done
 fi
 status=0
-for pid in "${pids[@]}"; do wait "$pid" || status=1; done
+wait_all || status=1
 "$PYTHON" benchmarks/summarize.py "$OUT"/cifar10_lt_paper_*.jsonl || status=1
 if [[ "${SHORT:-0}" == 1 ]]; then
     "$PYTHON" benchmarks/summarize.py "$OUT"/cifar10_lt_short_gpu_*.jsonl || status=1

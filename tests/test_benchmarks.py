@@ -166,6 +166,75 @@ def test_accuracy_grid_selects_lambda_on_validation_resumes_and_summarises(tmp_p
     assert "| ABSGD |" in table and "| CE |" in table
 
 
+def _start(*args: str) -> subprocess.Popen:
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "grid.py"), "smoke", *args]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(procs: list[subprocess.Popen]) -> list[str]:
+    outs = []
+    for proc in procs:
+        stdout, stderr = proc.communicate(timeout=600)
+        assert proc.returncode == 0, stderr[-3000:]
+        outs.append(stdout)
+    return outs
+
+
+def test_a_grid_run_by_parallel_processes_sharing_its_file_equals_the_sequential_grid(tmp_path):
+    sequential, parallel = tmp_path / "seq.jsonl", tmp_path / "par.jsonl"
+    _run("grid.py", "smoke", "--out", str(sequential))
+    out = str(parallel)
+    # phase 1: one process per λ candidate and per seed of the method without λ
+    first = _finish(
+        [
+            _start("--out", out, "--methods", "ABSGD", "--lams", "1"),
+            _start("--out", out, "--methods", "ABSGD", "--lams", "3"),
+            _start("--out", out, "--methods", "CE", "--only-seeds", "0"),
+            _start("--out", out, "--methods", "CE", "--only-seeds", "1"),
+        ]
+    )
+    rows = [json.loads(x) for x in parallel.read_text().splitlines()]
+    assert sum(r["kind"] == "run" for r in rows) == 4  # no ABSGD run beyond the candidates
+    assert sum(r["kind"] == "lam_selection" for r in rows) >= 1  # the last candidate chose
+    assert all("seed 1" not in text for text in first[:2])
+    # phase 2: the other seeds of the chosen λ
+    _finish([_start("--out", out, "--methods", "ABSGD", "--only-seeds", "1")])
+
+    def runs(path: Path) -> dict:
+        lines = [json.loads(x) for x in path.read_text().splitlines()]
+        return {
+            (r["method"], r["seed"], r["lam"]): r["metrics"]["top1"]
+            for r in lines
+            if r["kind"] == "run"
+        }
+
+    assert runs(parallel) == runs(sequential)  # deterministic on the CPU: the same numbers
+
+
+def test_a_candidates_only_process_leaves_the_choice_and_the_seeds_to_others(tmp_path):
+    results = tmp_path / "g.jsonl"
+    out = _run("grid.py", "smoke", "--out", str(results), "--methods", "ABSGD", "--lams", "1")
+    rows = [json.loads(x) for x in results.read_text().splitlines()]
+    assert [(r["kind"], r["lam"], r["seed"]) for r in rows] == [("run", 1.0, 0)]
+    assert "candidates [3.0] have no line" in out.stdout
+    out = _run("grid.py", "smoke", "--out", str(results), "--methods", "ABSGD", "--only-seeds", "1")
+    assert "candidates [3.0] have no line" in out.stdout  # seed 0 is not this process's
+    bad = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "grid.py"),
+            "smoke",
+            "--out",
+            str(results),
+            "--lams",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and "--lams [2.0]: no method" in bad.stderr
+
+
 def _row(method: str, seed: int, lam, top1: float, device: str | None = None) -> dict:
     env = {"torch": "x"}
     if device is not None:

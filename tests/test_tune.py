@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 from pathlib import Path
 
 import pytest
@@ -104,6 +105,29 @@ def test_trial_lines_are_strict_json_with_infinity_spelt_out(tmp_path: Path):
     text = (tmp_path / "t.jsonl").read_text()
     assert '"lam": "inf"' in text and '"m": [160, 180]' in text
     assert log.rows("run")[0]["config"]["lam"] == "inf"
+
+
+def _append_many(path: str, writer: int) -> None:
+    log = TrialLog(Path(path), ("writer", "i"))
+    for i in range(40):
+        log.append({"kind": "run", "writer": writer, "i": i, "pad": str(writer) * 100_000})
+        if i % 10 == 9:
+            log.rows()  # reading while the others write sees whole lines only
+
+
+def test_processes_appending_to_one_trial_log_keep_every_line_whole(tmp_path: Path):
+    path = tmp_path / "t.jsonl"
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_append_many, args=(str(path), w)) for w in range(4)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(120)
+        assert proc.exitcode == 0
+    rows = TrialLog(path, ("writer", "i")).rows("run")
+    expected = [(w, i) for w in range(4) for i in range(40)]
+    assert sorted((r["writer"], r["i"]) for r in rows) == expected
+    assert all(r["pad"] == str(r["writer"]) * 100_000 for r in rows)
 
 
 def test_trial_log_names_a_line_cut_short(tmp_path: Path):

@@ -13,10 +13,12 @@ over the seeds it ran with. The test metrics are recorded for reporting, never u
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -163,8 +165,10 @@ class TrialLog:
         """Every record (of ``kind``), in the order written."""
         if not self.path.is_file():
             return []
+        with self.path.open("rb") as fh, _locked(fh.fileno(), exclusive=False):
+            text = fh.read().decode("utf-8")
         out = []
-        for number, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), 1):
+        for number, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             try:
@@ -183,11 +187,33 @@ class TrialLog:
         return {self.key(r): r for r in self.rows("run")}
 
     def append(self, row: dict[str, Any]) -> None:
-        """Add one line (one ``write`` of a whole line, then flushed)."""
+        """Add one line, whole: several processes may append to the same file (the parallel
+        grids do), so the line goes out under an exclusive lock, at the end of the file."""
+        data = (json.dumps(plain_json(row), allow_nan=False) + "\n").encode("utf-8")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(plain_json(row), allow_nan=False) + "\n")
-            fh.flush()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            with _locked(fd, exclusive=True):
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def _locked(fd: int, exclusive: bool) -> Iterator[None]:
+    """An advisory ``flock`` on ``fd`` where the platform has one (POSIX), else nothing."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: appends of one process at a time only
+        yield
+        return
+    fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def plain_json(value: Any) -> Any:
