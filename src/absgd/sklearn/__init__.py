@@ -47,9 +47,12 @@ distribution of ``torch.nn.Linear``) from ``torch.Generator().manual_seed(seed)`
 torch and numpy random states are left alone. ``partial_fit`` draws only ``seed``, on its
 first call.
 
-Layout: ``_estimator`` (the class), ``_solvers`` (full-batch L-BFGS, mini-batch epochs, the
-stopping rule), ``_linear`` (the closed-form objective of a linear model), ``_network`` (the
-model, its penalty and logits), ``_data`` (input checks).
+Layout: ``_estimator`` (the class: parameters, ``fit``, ``partial_fit``, prediction),
+``_params`` (hyperparameter checks, class weights), ``_full_batch`` (``solver="lbfgs"`` and
+the search for λ with ``target_ess``), ``_minibatch`` (the epochs of ``solver="sgd"`` /
+``"adam"``), ``_solvers`` (L-BFGS, one mini-batch epoch, the stopping rule), ``_linear``
+(the closed-form objective of a linear model), ``_network`` (the model, its penalty and
+logits), ``_data`` (input checks).
 """
 
 from __future__ import annotations

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-import math
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -20,46 +19,23 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
-from absgd.class_weights import effective_number_weights
 from absgd.losses import LOSSES, build_loss
-from absgd.losses.softmax import CrossEntropyLoss
 from absgd.optim import ABSGD, ABAdam
-from absgd.schedules import Constant, Schedule, two_stage
 from absgd.sklearn._data import (
     Rows,
     check_sample_weight,
     encode,
     factors,
-    hidden_sizes,
-    is_int,
-    is_real,
-    resolve_device,
     to_cpu,
 )
-from absgd.sklearn._linear import BinaryCEProblem, SoftmaxCEProblem, linear_ce_problem
+from absgd.sklearn._full_batch import fit_lbfgs
+from absgd.sklearn._minibatch import fit_minibatch
 from absgd.sklearn._network import build_network, layer_shapes, logits, module_device
-from absgd.sklearn._solvers import (
-    FullBatchProblem,
-    Plateau,
-    ess,
-    exponent_inputs,
-    lbfgs,
-    solve_lam_exact,
-    train_epoch,
-    write,
-)
-from absgd.temperature import validate_target_ess
-from absgd.weighting import ABWeighting, validate_lam
+from absgd.sklearn._params import DTYPES, check_params, class_weights
+from absgd.sklearn._solvers import train_epoch
+from absgd.weighting import ABWeighting
 
 __all__ = ["ABSGDClassifier"]
-
-_SOLVERS = ("lbfgs", "sgd", "adam")
-_LR_SCHEDULES = ("adaptive", "constant")
-_PLACEMENTS = ("inside", "outside")
-_CLASS_WEIGHT_SCHEMES = ("balanced", "effective_number")
-_DTYPES = (np.float64, np.float32)
-_TARGET_ROUNDS = 8  # lbfgs with target_ess: at most this many optima in the search for λ
-_MAX_LOG_STEP = 2.0  # ... each step changing λ by a factor of at most e²
 
 
 def _stochastic(estimator: ABSGDClassifier) -> bool:
@@ -341,102 +317,6 @@ class ABSGDClassifier(ClassifierMixin, BaseEstimator):
             state["optimizer_state_"] = to_cpu(state["optimizer_state_"])
         return state
 
-    # -- validation ---------------------------------------------------------------------------
-
-    def _check_params(self) -> dict[str, Any]:
-        """Validate the hyperparameters; return the resolved ones."""
-        out: dict[str, Any] = {"hidden": hidden_sizes(self.hidden_layer_sizes)}
-        out["lam"] = validate_lam(self.lam)
-        if not (is_real(self.gamma) and 0.0 < self.gamma <= 1.0):
-            raise ValueError(f"gamma must be in (0, 1], got {self.gamma!r}")
-        if self.target_ess is not None:
-            validate_target_ess(self.target_ess)
-            if math.isfinite(out["lam"]) and abs(out["lam"]) != 1.0:
-                warnings.warn(
-                    f"lam={self.lam!r} gives only the direction while target_ess="
-                    f"{self.target_ess!r} sets the temperature; pass target_ess=None to train "
-                    f"with lam={self.lam!r}",
-                    UserWarning,
-                    stacklevel=3,
-                )
-        if self.lam_schedule is not None and not (
-            is_real(self.lam_schedule) and 0.0 < self.lam_schedule < 1.0
-        ):
-            raise ValueError(
-                "lam_schedule must be None or a fraction in (0, 1) of max_iter trained as "
-                f"plain SGD before switching to lam, got {self.lam_schedule!r}"
-            )
-        if not isinstance(self.loss, str):
-            raise ValueError(f"loss must be the name of a registered loss, got {self.loss!r}")
-        LOSSES.get(self.loss)  # ValueError naming the valid losses
-        if self.loss_options is not None and not isinstance(self.loss_options, Mapping):
-            raise ValueError(f"loss_options must be None or a dict, got {self.loss_options!r}")
-        if "reduction" in (self.loss_options or {}):
-            raise ValueError("loss_options may not set reduction: the estimator reduces itself")
-        cw = self.class_weight
-        if not (cw is None or isinstance(cw, Mapping) or cw in _CLASS_WEIGHT_SCHEMES):
-            raise ValueError(
-                f"class_weight must be None, 'balanced', 'effective_number' or a dict "
-                f"{{label: weight}}, got {cw!r}"
-            )
-        if not (is_real(self.beta) and 0.0 <= self.beta < 1.0):
-            raise ValueError(f"beta must be in [0, 1), got {self.beta!r}")
-        if self.placement not in _PLACEMENTS:
-            raise ValueError(f"placement must be one of {_PLACEMENTS}, got {self.placement!r}")
-        alpha = self.alpha
-        if alpha != "auto" and not (is_real(alpha) and 0 <= float(alpha) < math.inf):
-            raise ValueError(f"alpha must be 'auto' or a finite number >= 0, got {alpha!r}")
-        if self.solver not in _SOLVERS:
-            raise ValueError(f"solver must be one of {_SOLVERS}, got {self.solver!r}")
-        lr = self.learning_rate
-        if not (is_real(lr) and 0 < lr < math.inf):
-            raise ValueError(f"learning_rate must be a finite number > 0, got {lr!r}")
-        if self.lr_schedule not in _LR_SCHEDULES:
-            raise ValueError(
-                f"lr_schedule must be one of {_LR_SCHEDULES}, got {self.lr_schedule!r}"
-            )
-        if not (is_real(self.momentum) and 0.0 <= self.momentum < 1.0):
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
-        for name in ("max_iter", "batch_size", "n_iter_no_change"):
-            value = getattr(self, name)
-            if not (is_int(value) and value >= 1):
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-        if not (is_real(self.validation_fraction) and 0.0 < self.validation_fraction < 1.0):
-            raise ValueError(
-                f"validation_fraction must be in (0, 1), got {self.validation_fraction!r}"
-            )
-        if not (is_real(self.tol) and 0 <= self.tol < math.inf):
-            raise ValueError(f"tol must be a finite number >= 0, got {self.tol!r}")
-        if self.early_stopping and self.solver == "lbfgs":
-            raise ValueError(
-                "early_stopping applies to the mini-batch solvers (solver='sgd' or 'adam'); "
-                "solver='lbfgs' stops at the optimum of the training objective"
-            )
-        out["device"] = resolve_device(self.device)
-        return out
-
-    def _class_weights(self, classes: np.ndarray, counts: np.ndarray) -> np.ndarray | None:
-        """Per-class weights ``c`` for the training counts (``None`` without class weights)."""
-        cw = self.class_weight
-        if cw is None:
-            return None
-        if isinstance(cw, Mapping):
-            known = set(classes.tolist())
-            unknown = [k for k in cw if k not in known]
-            if unknown:
-                raise ValueError(
-                    f"class_weight has labels {unknown} that are not classes {classes.tolist()}"
-                )
-            weights = np.array([float(cw.get(c, 1.0)) for c in classes.tolist()])
-            if not (np.isfinite(weights).all() and (weights >= 0).all()):
-                raise ValueError(f"class_weight values must be finite and >= 0, got {cw!r}")
-            return weights
-        n = counts.sum()
-        if cw == "balanced":
-            return n / (len(counts) * counts.astype(np.float64))
-        raw = effective_number_weights(counts, self.beta).double().numpy()
-        return raw * (n / float((raw * counts).sum()))  # training samples average weight 1
-
     # -- building blocks ----------------------------------------------------------------------
 
     def _resolve_alpha(self, n_train: int | None) -> float:
@@ -535,9 +415,9 @@ class ABSGDClassifier(ClassifierMixin, BaseEstimator):
         -------
         self
         """
-        params = self._check_params()
+        params = check_params(self)
         warm = bool(self.warm_start) and self.__sklearn_is_fitted__()
-        X, y = validate_data(self, X, y, accept_sparse="csr", dtype=_DTYPES, reset=not warm)
+        X, y = validate_data(self, X, y, accept_sparse="csr", dtype=DTYPES, reset=not warm)
         check_classification_targets(y)
         sw = check_sample_weight(sample_weight, X.shape[0])
         classes = np.unique(y)
@@ -561,7 +441,7 @@ class ABSGDClassifier(ClassifierMixin, BaseEstimator):
         if self.early_stopping:
             train_idx, val_idx = self._split(y_idx, len(classes), rng)
         counts = np.bincount(y_idx[train_idx], minlength=len(classes))
-        class_w = self._class_weights(classes, counts)
+        class_w = class_weights(self, classes, counts)
         loss_fn = self._make_loss(counts)
 
         if not warm:
@@ -582,9 +462,10 @@ class ABSGDClassifier(ClassifierMixin, BaseEstimator):
             switch = min(round(self.lam_schedule * self.max_iter), self.max_iter - 1)
 
         if self.solver == "lbfgs":
-            converged = self._fit_lbfgs(X, y_idx, sw, class_w, loss_fn, params["lam"], switch)
+            converged = fit_lbfgs(self, X, y_idx, sw, class_w, loss_fn, params["lam"], switch)
         else:
-            converged = self._fit_minibatch(
+            converged = fit_minibatch(
+                self,
                 X,
                 y_idx,
                 sw,
@@ -606,235 +487,6 @@ class ABSGDClassifier(ClassifierMixin, BaseEstimator):
             )
         self.weighting_.last_weights = None
         return self
-
-    def _fit_lbfgs(
-        self,
-        X: Any,
-        y_idx: np.ndarray,
-        sw: np.ndarray | None,
-        class_w: np.ndarray | None,
-        loss_fn: nn.Module,
-        lam: float,
-        switch: int,
-    ) -> bool:
-        """Full-batch L-BFGS in float64; returns whether the last minimisation converged."""
-        device = module_device(self.model_)
-        theta0 = torch.cat([p.detach().reshape(-1) for p in self.model_.parameters()])
-        problem: FullBatchProblem | SoftmaxCEProblem | BinaryCEProblem
-        if self._closed_form(loss_fn):
-            u = factors(y_idx, sw, class_w, torch.device("cpu"), torch.float64)
-            problem = linear_ce_problem(
-                Rows(X, torch.device("cpu"), torch.float64).all().numpy(),
-                y_idx,
-                len(self.classes_),
-                None if u is None else u.numpy(),
-                self.placement,
-                self.alpha_,
-                theta0.to("cpu", torch.float64).numpy(),
-            )
-        else:
-            problem = FullBatchProblem(
-                copy.deepcopy(self.model_).double(),
-                Rows(X, device, torch.float64).all(),
-                torch.from_numpy(y_idx).to(device),
-                factors(y_idx, sw, class_w, device, torch.float64),
-                copy.deepcopy(loss_fn).double(),
-                self.placement,
-                self.alpha_,
-            )
-        theta = problem.theta0
-
-        def minimise(lam_now: float, max_iter: int, coarse: bool = False) -> bool:
-            """Minimise at ``lam_now`` from ``theta``; ``coarse``: to 10 × tol (a stage)."""
-            nonlocal theta
-            tol = float(self.tol) * (10.0 if coarse else 1.0)
-            theta, result = lbfgs(
-                lambda t: problem.value_and_grad(t, lam_now), theta, max_iter, tol
-            )
-            self.n_iter_ += result.n_iter
-            self.loss_curve_ += result.values
-            if self.verbose:
-                state = "converged" if result.converged else "not converged"
-                last = result.values[-1] if result.values else float("nan")
-                print(
-                    f"lbfgs, lam={lam_now:g}: {result.n_iter} iterations, objective "
-                    f"{last:.6f}, {state}"
-                )
-            return result.converged
-
-        def solved_lam(sign: float) -> float:
-            """|λ| that gives the target ESS on the losses at ``theta``."""
-            v = problem.exponent_inputs(theta)
-            return solve_lam_exact(v, float(self.target_ess), sign)  # type: ignore[arg-type]
-
-        tilted = not math.isinf(lam)
-        if tilted and (self.lam_schedule is not None or self.target_ess is not None):
-            stage = switch if self.lam_schedule is not None else self.max_iter
-            minimise(math.inf, stage, coarse=True)
-        if tilted and self.target_ess is not None:
-            converged, lam = self._solve_target(
-                minimise,
-                solved_lam,
-                lambda lam_now: ess(problem.exponent_inputs(theta), lam_now),
-                lam,
-            )
-        else:
-            converged = minimise(lam, self.max_iter - switch)
-        write(problem.to_network(theta), self.model_)
-        self.lam_ = lam
-        self.ess_ = ess(problem.exponent_inputs(theta), lam)
-        return converged
-
-    def _closed_form(self, loss_fn: nn.Module) -> bool:
-        """A linear model with plain cross-entropy: a closed form of ``_linear`` applies."""
-        return (
-            len(layer_shapes(self.model_)) == 1
-            and type(loss_fn) is CrossEntropyLoss
-            and loss_fn.weight is None
-            and loss_fn.label_smoothing == 0.0
-        )
-
-    def _solve_target(
-        self,
-        minimise: Any,
-        solved_lam: Any,
-        ess_now: Any,
-        lam: float,
-    ) -> tuple[bool, float]:
-        """λ whose optimum has the target ESS: a secant search on ``log |λ|``.
-
-        ``Φ(λ)`` solves the target on the losses at the optimum for λ; the answer is the fixed
-        point ``Φ(λ) = λ``, found by secant steps on ``f(x) = log Φ(e^x) − x`` (the first
-        step is the plain fixed-point step; every step is clipped to a factor ``e²``), each
-        optimum warm-started from the last, until the weights at the optimum have an ESS
-        within 0.01 of the target, at most 8 optima.
-        """
-        sign = 1.0 if lam > 0 else -1.0
-        target = float(self.target_ess)  # type: ignore[arg-type]
-        history: list[tuple[float, float]] = []
-        converged = True
-        first = solved_lam(sign)
-        x = math.log(first) if math.isfinite(first) else math.inf
-        for _ in range(_TARGET_ROUNDS):
-            if math.isinf(x):  # equal losses: the weights are uniform already
-                return minimise(math.inf, self.max_iter), math.inf
-            converged = minimise(sign * math.exp(x), self.max_iter)
-            if abs(ess_now(sign * math.exp(x)) - target) <= 0.01:
-                return converged, sign * math.exp(x)
-            solved = solved_lam(sign)
-            if not math.isfinite(solved):
-                return minimise(math.inf, self.max_iter), math.inf
-            f = math.log(solved) - x
-            history.append((x, f))
-            step = f
-            if len(history) >= 2 and history[-1][1] != history[-2][1]:
-                (x0, f0), (x1, f1) = history[-2], history[-1]
-                step = -f1 * (x1 - x0) / (f1 - f0)
-            x = x + min(max(step, -_MAX_LOG_STEP), _MAX_LOG_STEP)
-        return converged, sign * math.exp(history[-1][0])
-
-    def _fit_minibatch(
-        self,
-        X: Any,
-        y_idx: np.ndarray,
-        sw: np.ndarray | None,
-        class_w: np.ndarray | None,
-        train_idx: np.ndarray,
-        val_idx: np.ndarray | None,
-        loss_fn: nn.Module,
-        lam: float,
-        switch: int,
-        rng: np.random.RandomState,
-    ) -> bool:
-        """Epochs of ABSGD / ABAdam to the stopping rule; returns whether it was reached."""
-        device = module_device(self.model_)
-        rows = Rows(X, device)
-        y_t = torch.from_numpy(y_idx).to(device)
-        u_t = factors(y_idx, sw, class_w, device)
-        val_rows = None if val_idx is None else Rows(X[val_idx], device)
-        lr = float(self.learning_rate)
-        optimizer = self._make_optimizer(self.model_, lr)
-        lam_at: Schedule = Constant(lam) if switch == 0 else two_stage(lam, switch=switch)
-        plateau = Plateau(float(self.tol), self.n_iter_no_change, self.lr_schedule)
-        best_score, best_params, stale = -math.inf, None, 0
-        converged = False
-        for epoch in range(self.max_iter):
-            order = rng.permutation(train_idx) if self.shuffle else train_idx
-            lam_now = lam_at(epoch)
-            self.weighting_.lam = lam_now
-            self.weighting_.gamma = float(self.gamma)
-            value, seen = train_epoch(
-                self.model_,
-                self.weighting_,
-                rows,
-                y_t,
-                u_t,
-                order,
-                self.batch_size,
-                loss_fn,
-                optimizer,
-                self.placement,
-                self.alpha_,
-            )
-            self.t_ += seen
-            self.loss_curve_.append(value)
-            self.n_iter_ += 1
-            message = f"epoch {epoch + 1}/{self.max_iter}: lam={lam_now:g}, objective={value:.5f}"
-            if val_rows is not None and val_idx is not None:
-                score = self._balanced_accuracy(val_rows, y_idx[val_idx])
-                self.validation_scores_.append(score)  # type: ignore[union-attr]
-                message += f", validation balanced accuracy={score:.4f}"
-                if epoch >= switch:  # the count starts when λ takes its final value
-                    if score > best_score + self.tol:
-                        best_score, stale = score, 0
-                        best_params = copy.deepcopy(self.model_.state_dict())
-                    else:
-                        stale += 1
-                converged = stale >= self.n_iter_no_change
-            elif epoch >= switch:
-                action = plateau.update(value)
-                if action == "cut":
-                    lr /= 5.0
-                    for group in optimizer.param_groups:
-                        group["lr"] = lr
-                    message += f"; learning rate now {lr:g}"
-                converged = action == "stop"
-            if self.verbose:
-                print(message)
-            if converged:
-                if self.verbose:
-                    print(
-                        f"stopped: no improvement by tol={self.tol:g} for "
-                        f"{self.n_iter_no_change} epochs"
-                    )
-                break
-        if best_params is not None:
-            self.model_.load_state_dict(best_params)
-            self.best_validation_score_ = best_score
-        self.optimizer_state_ = {"solver": self.solver, "state": optimizer.state_dict()}
-        self.lam_ = float(self.weighting_.lam)
-        self.ess_ = self._training_ess(X, y_idx, sw, class_w, loss_fn, train_idx)
-        return converged
-
-    def _training_ess(
-        self,
-        X: Any,
-        y_idx: np.ndarray,
-        sw: np.ndarray | None,
-        class_w: np.ndarray | None,
-        loss_fn: nn.Module,
-        rows: np.ndarray,
-    ) -> float:
-        """ESS of ``softmax(v/λ_)`` over the training ``rows`` at the fitted parameters."""
-        if math.isinf(self.lam_) or math.isnan(self.lam_):
-            return 1.0
-        X, y_idx = X[rows], y_idx[rows]
-        device = module_device(self.model_)
-        z = logits(self.model_, Rows(X, device, preload=False), X.shape[0], torch.float32)
-        u = factors(y_idx, None if sw is None else sw[rows], class_w, torch.device("cpu"))
-        with torch.no_grad():
-            losses = copy.deepcopy(loss_fn).to("cpu")(z, torch.from_numpy(y_idx))
-        return ess(exponent_inputs(losses, u, self.placement).double().numpy(), self.lam_)
 
     @available_if(_stochastic)
     def partial_fit(
@@ -861,7 +513,7 @@ class ABSGDClassifier(ClassifierMixin, BaseEstimator):
         -------
         self
         """
-        params = self._check_params()
+        params = check_params(self)
         if self.lam_schedule is not None:
             raise ValueError(
                 "lam_schedule is a fraction of the epochs of fit and a stream has no length; "
@@ -881,7 +533,7 @@ class ABSGDClassifier(ClassifierMixin, BaseEstimator):
                 "classes must be passed on the first call to partial_fit: every label the "
                 "stream can contain"
             )
-        X, y = validate_data(self, X, y, accept_sparse="csr", dtype=_DTYPES, reset=first)
+        X, y = validate_data(self, X, y, accept_sparse="csr", dtype=DTYPES, reset=first)
         check_classification_targets(y)
         sw = check_sample_weight(sample_weight, X.shape[0])
         if first:
@@ -899,7 +551,7 @@ class ABSGDClassifier(ClassifierMixin, BaseEstimator):
                 )
             self._check_architecture(params["hidden"])
         y_idx = encode(all_classes, y)
-        class_w = self._class_weights(all_classes, np.bincount(y_idx))  # None or a dict here
+        class_w = class_weights(self, all_classes, np.bincount(y_idx))  # None or a dict here
         loss_fn = self._make_loss(None)
         if first:
             rng = check_random_state(self.random_state)
@@ -947,11 +599,7 @@ class ABSGDClassifier(ClassifierMixin, BaseEstimator):
         self.weighting_.last_weights = None
         return self
 
-        # -- prediction ---------------------------------------------------------------------------
-
-    def _balanced_accuracy(self, rows: Rows, y_idx: np.ndarray) -> float:
-        pred = logits(self.model_, rows, len(y_idx), torch.float32).argmax(1).numpy()
-        return float(np.mean([np.mean(pred[y_idx == c] == c) for c in np.unique(y_idx)]))
+    # -- prediction ---------------------------------------------------------------------------
 
     def decision_function(self, X: Any) -> np.ndarray:
         """Logits, shape (n_samples, n_classes); for 2 classes the log-odds ``z_1 - z_0``.
@@ -960,7 +608,7 @@ class ABSGDClassifier(ClassifierMixin, BaseEstimator):
         not depend on the other rows it is predicted with.
         """
         check_is_fitted(self)
-        X = validate_data(self, X, accept_sparse="csr", dtype=_DTYPES, reset=False)
+        X = validate_data(self, X, accept_sparse="csr", dtype=DTYPES, reset=False)
         device = module_device(self.model_)
         rows = Rows(X, device, torch.float64, preload=False)
         z = logits(self.model_, rows, X.shape[0], torch.float64).numpy()
