@@ -276,6 +276,8 @@ def test_effective_sample_size_and_max_weight_diagnostics():
     w.weights(torch.tensor([0.0, 0.0, math.log(2.0), math.log(4.0)]))
     # e = (1, 1, 2, 4), p ∝ e: ESS = (Σe)² / (B Σe²) = 64 / (4 · 22)
     assert w.last_effective_sample_size.item() == pytest.approx(64 / 88, rel=1e-6)
+    # one process: the global batch is the batch (2 processes: tests/integrations)
+    assert w.global_effective_sample_size().item() == pytest.approx(64 / 88, rel=1e-6)
     assert w.last_max_weight.item() == pytest.approx(4 * 4 / 8, rel=1e-6)
     assert effective_sample_size(torch.full((5,), 0.2)).item() == pytest.approx(1.0)
 

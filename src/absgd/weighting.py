@@ -649,6 +649,24 @@ class ABWeighting(nn.Module):
         """Normalised ESS of the last batch's weights (see :func:`effective_sample_size`)."""
         return None if self.last_weights is None else effective_sample_size(self.last_weights)
 
+    def global_effective_sample_size(self) -> Tensor | None:
+        """Normalised ESS of the last global batch's weights: when the weighting synchronises
+        (``torch.distributed``), of the union of every rank's last batch, which share one
+        normaliser, so the value does not depend on the number of processes; then it is a
+        collective that every rank must call. Otherwise :attr:`last_effective_sample_size`."""
+        if self.last_weights is None or not self._should_sync():
+            return self.last_effective_sample_size
+        w = self.last_weights.detach()
+        w = w.to(torch.float32 if w.device.type == "mps" else torch.float64)
+        top = w.abs().amax()
+        dist.all_reduce(top, op=dist.ReduceOp.MAX, group=self.process_group)
+        w = w / torch.where(top > 0, top, torch.ones_like(top))  # as effective_sample_size
+        stats = torch.stack([w.sum(), (w * w).sum(), torch.full_like(top, w.numel())])
+        dist.all_reduce(stats, op=dist.ReduceOp.SUM, group=self.process_group)
+        total, squares, size = stats.unbind()
+        ess = total * total / (size * torch.where(squares > 0, squares, torch.ones_like(squares)))
+        return torch.where(squares > 0, ess, torch.zeros_like(ess)).to(torch.float32)
+
     @property
     def last_max_weight(self) -> Tensor | None:
         """Largest ``B · p_i`` of the last batch (1 for uniform weights)."""

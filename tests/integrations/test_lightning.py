@@ -29,6 +29,11 @@ def _assert_same(a: dict, b: dict, atol: float = 0.0) -> None:
         np.testing.assert_allclose(np.array(a[key]), np.array(b[key]), rtol=0, atol=atol)
 
 
+def _logged(out: Path, name: str) -> list[float]:
+    with open(out / "logs" / "version_0" / "metrics.csv") as f:
+        return [float(r[name]) for r in csv.DictReader(f) if r.get(name)]
+
+
 def test_lam_follows_the_epoch_schedule_and_is_logged(tmp_path):
     lightning_run.run(str(tmp_path), epochs=3)
     with open(tmp_path / "logs" / "version_0" / "metrics.csv") as f:
@@ -63,6 +68,9 @@ def test_two_processes_equal_one_process_on_the_global_batch(tmp_path, target_es
     two = json.loads((tmp_path / "two" / "result.json").read_text())
     _assert_same(single["params"], two["params"], atol=1e-5)
     _assert_same(single["state"], two["state"], atol=1e-4)
+    ess = [_logged(tmp_path / run, "absgd_ess") for run in ("one", "two")]
+    assert len(ess[0]) == 12 and min(ess[0]) < 1.0  # 6 steps an epoch; ABSGD from epoch 2
+    np.testing.assert_allclose(ess[0], ess[1], rtol=1e-4)  # the global batch's ESS
 
 
 def test_a_module_without_an_objective_is_refused(tmp_path):

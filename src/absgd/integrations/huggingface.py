@@ -11,7 +11,8 @@ checkpoints and the distributed launch (``torchrun`` / ``accelerate launch``).
 - **λ by epoch.** Before every training step the objective is set to the epoch
   ``floor(state.epoch)``, so a two-stage schedule switches at an epoch boundary.
 - **Logging.** Every training log (each ``logging_steps``) gains ``absgd_lam`` (the λ in force)
-  and ``absgd_ess`` (the effective sample size of the last batch's weights).
+  and ``absgd_ess`` (the effective sample size of the last batch's weights, over the global
+  batch under DDP).
 - **Checkpoints.** Each checkpoint folder gets ``absgd_state.pt``, the objective's state (the
   moving-average normaliser, the smoothed λ); ``train(resume_from_checkpoint=...)`` loads it,
   so a resumed run continues exactly.

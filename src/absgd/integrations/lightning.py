@@ -21,7 +21,8 @@ arXiv 2012.06951):
 - **λ by epoch**: the callback sets every ``ScheduledObjective`` of the module to
   ``trainer.current_epoch`` at the start of each training epoch.
 - **Logging**: after each training batch it logs ``absgd_lam`` and ``absgd_ess`` (the λ in
-  force and the effective sample size of the batch's weights) with ``LightningModule.log``.
+  force and the effective sample size of the batch's weights, over the global batch under
+  ddp) with ``LightningModule.log``.
 - **Checkpoints**: the objective is a submodule, so its state (the moving-average normaliser,
   the smoothed λ) is in the module's ``state_dict`` and in every Lightning checkpoint;
   ``trainer.fit(..., ckpt_path=...)`` continues exactly.

@@ -25,7 +25,7 @@ from absgd.class_weights import ClassWeightSchedule, StaticWeights
 from absgd.losses import build_loss
 from absgd.objective import Objective, Placement
 from absgd.schedules import Constant, Schedule, two_stage
-from absgd.weighting import ABWeighting, effective_sample_size
+from absgd.weighting import ABWeighting
 
 __all__ = ["ScheduledObjective"]
 
@@ -120,11 +120,11 @@ class ScheduledObjective(torch.nn.Module):
         return self.objective(logits, targets)
 
     def metrics(self) -> dict[str, float]:
-        """``absgd_lam`` (the λ in force) and ``absgd_ess`` (ESS of the last batch's weights)."""
-        out = {"absgd_lam": self.lam}
-        weights = self.weighting.last_weights
-        out["absgd_ess"] = 1.0 if weights is None else float(effective_sample_size(weights))
-        return out
+        """``absgd_lam`` (the λ in force) and ``absgd_ess`` (ESS of the last batch's weights,
+        over the global batch under ``torch.distributed``: a collective, every rank calls it).
+        """
+        ess = self.weighting.global_effective_sample_size()
+        return {"absgd_lam": self.lam, "absgd_ess": 1.0 if ess is None else float(ess)}
 
     def extra_repr(self) -> str:
         return f"schedule={self.schedule!r}, epoch={self.epoch:g}"
