@@ -17,7 +17,8 @@ Several processes may share one file, to run a grid's runs side by side on one G
 ``--lams`` runs only those λ candidates of seed 0 (and records the selection once every
 candidate has a line), ``--only-seeds`` runs only those seeds of the chosen λ (or of a
 method without λ). A process that finds a λ not yet chosen, with candidates it does not run
-still missing, says so and goes on to the next method.
+still missing, says so, goes on to the next method, and exits with status 3 (seeds left
+undone) unless it is a ``--lams`` process.
 """
 
 from __future__ import annotations
@@ -237,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.only_seeds and set(args.only_seeds) - set(seeds):
         p.error(f"--only-seeds {args.only_seeds}: the seeds are {list(seeds)}")
     run_seeds = [s for s in seeds if not args.only_seeds or s in args.only_seeds]
+    if args.lams and seeds[0] not in run_seeds:
+        p.error(f"--lams runs with the first seed ({seeds[0]}), which --only-seeds leaves out")
+    waiting = False  # a λ left unchosen, so some seeds did not run: exit 3
 
     def run(setting: str, method: str, seed: int, lam: float | None) -> None:
         what = method if lam is None else f"{method} {grid.methods[method].param}={lam}"
@@ -248,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         for method in methods:
             spec = grid.methods[method]
             lam: float | None = None
+            if args.lams and not spec.lams:
+                continue  # a candidates-only process runs no seed of a method without λ
             if spec.lams:
                 if seeds[0] in run_seeds:
                     for candidate in spec.lams:
@@ -266,7 +272,10 @@ def main(argv: list[str] | None = None) -> int:
                             "have no line; they run in another process",
                             flush=True,
                         )
+                        waiting = waiting or not args.lams
                         continue
+                    # Two candidate processes finishing together may both get here and write
+                    # the same choice twice; the lines agree and readers keep the last one.
                     chosen[(setting, method)] = _select(
                         args.grid, setting, method, spec, seeds[0], runs, select_metric, out
                     )
@@ -276,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
             for seed in run_seeds:
                 if _key(setting, method, seed, lam) not in _load(out)[0]:
                     run(setting, method, seed, lam)
-    return 0
+    return 3 if waiting else 0
 
 
 if __name__ == "__main__":

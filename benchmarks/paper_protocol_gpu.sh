@@ -27,6 +27,7 @@
 #   GRIDS=cifar10_lt_repro_authors BASES=LDAM-DRW CONTROLS=0 for a short GPU session: 10
 #   runs at once, then 4 (the grids resume from their files, so parts add up; a 200-epoch
 #   run took 410-448 s with 9 sharing an H200).
+# MAX_PARALLEL: at most this many runs at once (default 24); the others wait their turn.
 # PYTHON: the interpreter (default python).
 # EXTRA: further `--set KEY=VALUE` arguments for every run (e.g. a quick smoke test).
 set -euo pipefail
@@ -41,16 +42,19 @@ if [[ -n "${KEEP:-}" ]]; then keep=(--keep-runs "$KEEP"); fi
 slug() { echo "$1" | tr -c 'A-Za-z0-9\n' '_'; }
 
 pids=()
-launch() {  # grid, method, file, log, further grid.py arguments
+failed=0
+launch() {  # grid, method, file, log, further grid.py arguments; at most MAX_PARALLEL at once
+    while (( $(jobs -rp | wc -l) >= ${MAX_PARALLEL:-24} )); do wait -n || failed=1; done
     "$PYTHON" benchmarks/grid.py "$1" --data-root "$DATA" --out "$3" --methods "$2" \
         "${keep[@]}" "${@:5}" "${extra[@]}" > "$4" 2>&1 &
     pids+=($!)
 }
-wait_all() {  # wait for every launched process; 1 if any failed
-    local failed=0
-    for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+wait_all() {  # wait for every launched process; 1 if any failed (also one reaped earlier)
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || failed=1; done
     pids=()
-    return $failed
+    local result=$failed
+    failed=0
+    return $result
 }
 grid_value() {  # grid, method, "lams" or "seeds": the values from benchmarks/grids.py
     "$PYTHON" -c 'import sys; sys.path.insert(0, "benchmarks"); from grids import GRIDS
@@ -75,8 +79,10 @@ if [[ "${REPRO:-0}" == 1 ]]; then
         for job in "${jobs[@]}"; do
             grid=${job%%|*} method=${job#*|}
             file="$OUT/${grid}_$(slug "$setting")_$(slug "$method").jsonl"
-            read -r -a lams <<< "$(grid_value "$grid" "$method" lams)"
-            read -r -a seeds <<< "$(grid_value "$grid" "$method" seeds)"
+            values=$(grid_value "$grid" "$method" lams)  # a bad GRIDS / BASES stops here
+            read -r -a lams <<< "$values"
+            values=$(grid_value "$grid" "$method" seeds)
+            read -r -a seeds <<< "$values"
             if [[ ${#lams[@]} -gt 0 && $wave == 1 ]]; then  # each candidate, seed 0
                 for lam in "${lams[@]}"; do
                     launch "$grid" "$method" "$file" "$file.lam$lam.log" --lams "$lam" \

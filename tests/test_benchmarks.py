@@ -213,12 +213,30 @@ def test_a_grid_run_by_parallel_processes_sharing_its_file_equals_the_sequential
 
 def test_a_candidates_only_process_leaves_the_choice_and_the_seeds_to_others(tmp_path):
     results = tmp_path / "g.jsonl"
-    out = _run("grid.py", "smoke", "--out", str(results), "--methods", "ABSGD", "--lams", "1")
+    out = _run("grid.py", "smoke", "--out", str(results), "--lams", "1")  # every method
     rows = [json.loads(x) for x in results.read_text().splitlines()]
-    assert [(r["kind"], r["lam"], r["seed"]) for r in rows] == [("run", 1.0, 0)]
+    assert [(r["kind"], r["method"], r["lam"], r["seed"]) for r in rows] == [
+        ("run", "ABSGD", 1.0, 0)  # no seed of CE, no other seed of ABSGD
+    ]
     assert "candidates [3.0] have no line" in out.stdout
-    out = _run("grid.py", "smoke", "--out", str(results), "--methods", "ABSGD", "--only-seeds", "1")
-    assert "candidates [3.0] have no line" in out.stdout  # seed 0 is not this process's
+    waiting = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "grid.py"),
+            "smoke",
+            "--out",
+            str(results),
+            "--methods",
+            "ABSGD",
+            "--only-seeds",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert waiting.returncode == 3  # seed 1 left undone: λ is not chosen yet
+    assert "candidates [3.0] have no line" in waiting.stdout  # seed 0 is not this process's
+    assert len(results.read_text().splitlines()) == 1
     bad = subprocess.run(
         [
             sys.executable,
@@ -233,6 +251,22 @@ def test_a_candidates_only_process_leaves_the_choice_and_the_seeds_to_others(tmp
         text=True,
     )
     assert bad.returncode == 2 and "--lams [2.0]: no method" in bad.stderr
+    bad = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "grid.py"),
+            "smoke",
+            "--out",
+            str(results),
+            "--lams",
+            "1",
+            "--only-seeds",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and "which --only-seeds leaves out" in bad.stderr
 
 
 def _row(method: str, seed: int, lam, top1: float, device: str | None = None) -> dict:

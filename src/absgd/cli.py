@@ -138,7 +138,7 @@ def shipped_configs() -> list[str]:
     )
 
 
-if TYPE_CHECKING:  # absgd.training is imported lazily, when a command needs it
+if TYPE_CHECKING:  # the training system is imported when a command needs it
     from absgd.training.reporting import Reporter as _ReporterBase
 else:
     _ReporterBase = object

@@ -12,7 +12,7 @@ into a trained, evaluated run directory. One concept per module:
     meters        the training statistics of an epoch (loss, class weights, ESS)
     reporting     progress hooks (Reporter) and the low-ESS warning
     stopping      Ctrl-C / SIGTERM between steps, divergence
-    checkpoint    atomic save / load of everything a resume needs
+    checkpoint    atomic save / load of everything a resume needs; model.init_from
     run_dir       the files of a run directory
     evaluation    loaders and metrics of a model on a split (``absgd eval``)
     tune          choosing a value on the validation split (``absgd tune``, the grids)
@@ -31,13 +31,31 @@ Example::
 
 from __future__ import annotations
 
-from absgd.training.build import PreparedData, prepare_data
-from absgd.training.config import RunConfig, load_config
-from absgd.training.reporting import LOW_ESS, Reporter
-from absgd.training.run_dir import paper_style
-from absgd.training.runner import train
-from absgd.training.stopping import RunInterrupted, TrainingDiverged
+import importlib
+from typing import TYPE_CHECKING, Any
 
+if TYPE_CHECKING:
+    from absgd.training.build import PreparedData, prepare_data
+    from absgd.training.config import RunConfig, load_config
+    from absgd.training.reporting import LOW_ESS, Reporter
+    from absgd.training.run_dir import paper_style
+    from absgd.training.runner import train
+    from absgd.training.stopping import RunInterrupted, TrainingDiverged
+
+# Imported on first use, so that `absgd --help` or `absgd configs` does not load the models,
+# the data pipeline and the loop.
+_HOMES = {
+    "LOW_ESS": "reporting",
+    "PreparedData": "build",
+    "Reporter": "reporting",
+    "RunConfig": "config",
+    "RunInterrupted": "stopping",
+    "TrainingDiverged": "stopping",
+    "load_config": "config",
+    "paper_style": "run_dir",
+    "prepare_data": "build",
+    "train": "runner",
+}
 __all__ = [
     "LOW_ESS",
     "PreparedData",
@@ -50,3 +68,12 @@ __all__ = [
     "prepare_data",
     "train",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'absgd.training' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"absgd.training.{home}"), name)
+    globals()[name] = value
+    return value

@@ -7,6 +7,7 @@ statistics of an interrupted epoch and the history of finished epochs. It is wri
 temporary file and renamed into place, so a crash or Ctrl-C leaves the previous checkpoint
 intact. It is loaded with ``torch.load(weights_only=True)``: no code from the file runs.
 A truncated or foreign file raises :class:`CheckpointError`; it is never silently ignored.
+:func:`initialise_model` starts a new run from the weights of another (``model.init_from``).
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ __all__ = ["LOW_ESS", "Reporter", "low_ess_warning"]
 
 
 class Reporter:
-    """Progress hooks of :func:`train`; the default does nothing (the library is quiet)."""
+    """Progress hooks of :func:`~absgd.training.train`; the default does nothing (the library is
+    quiet)."""
 
     def message(self, text: str) -> None:
         """A line for the user (data summary, epoch summary...)."""
