@@ -185,6 +185,13 @@ def _repro_methods(preset: str, switch: int = 160) -> dict[str, Method]:
         # with our bf16 autocast (a GPU question; on a CPU it is slow). Pair each with CE.
         methods["CE, batch 128"] = Method(("objective.loss=ce", "train.batch_size=128"))
         methods["CE, bf16"] = Method(("objective.loss=ce", "train.precision=bf16"))
+        # What their ABSGD code computes for DRW at λ ≥ 200 (p = 1/B): Σ c·l / B, not divided
+        # by the batch's mean class weight as their CB-DRW baseline is (about 0.17 times its
+        # step on exp ratio 100). Pair with CB-DRW: the part of ABSGD + CB-DRW's difference
+        # that comes from the raw sum, not from the weights.
+        methods["CB-DRW, unnormalised"] = Method(
+            (*bases["CB-DRW"], "objective.normalize_class_weights=false")
+        )
     return methods
 
 

@@ -17,8 +17,9 @@
 # REPRO=1: instead, the decisive comparison of the reproduction issue on exp ratio 100: the
 #   grids cifar10_lt_repro_ours and cifar10_lt_repro_authors (CE, CB-DRW, LDAM-DRW, each
 #   with ABSGD at a validation-chosen λ and with a validation-chosen target ESS; 3 seeds),
-#   fp32, one file per grid and method, $OUT/cifar10_lt_repro_*.jsonl; and the authors' CE
-#   with batch 128 and with bf16 (the baseline gap); then the paired tables.
+#   fp32, one file per grid and method, $OUT/cifar10_lt_repro_*.jsonl; the authors' CE with
+#   batch 128 and with bf16 (the baseline gap), and their CB-DRW with the raw Σ c·l of their
+#   ABSGD code (CONTROLS=0 leaves these three out); then the paired tables.
 #   Every run is its own process, in two waves: first each seed of the methods without λ and
 #   each λ / target candidate of the ABSGD methods (seed 0), then the other seeds of the
 #   chosen values; so the longest chain is two runs. SETTING overrides the setting ("exp,
@@ -64,14 +65,18 @@ print(*(m.lams if sys.argv[3] == "lams" else g.seeds))' "$1" "$2" "$3"
 if [[ "${REPRO:-0}" == 1 ]]; then
     setting=${SETTING:-exp, ratio 100}
     read -r -a grids <<< "${GRIDS:-cifar10_lt_repro_ours cifar10_lt_repro_authors}"
-    IFS=',' read -r -a bases <<< "${BASES:-CE,CB-DRW,LDAM-DRW}"
+    BASES_LIST=${BASES:-CE,CB-DRW,LDAM-DRW}
+    IFS=',' read -r -a bases <<< "$BASES_LIST"
     jobs=()  # grid|method
     for grid in "${grids[@]}"; do
         for base in "${bases[@]}"; do
             for method in "$base" "ABSGD + $base" "ABSGD-ESS + $base"; do jobs+=("$grid|$method"); done
         done
         if [[ $grid == cifar10_lt_repro_authors && "${CONTROLS:-1}" == 1 ]]; then
-            for method in "CE, batch 128" "CE, bf16"; do jobs+=("$grid|$method"); done
+            for method in "CE, batch 128" "CE, bf16" "CB-DRW, unnormalised"; do
+                # each control beside its base only
+                [[ ",$BASES_LIST," == *",${method%%,*},"* ]] && jobs+=("$grid|$method")
+            done
         fi
     done
     status=0
@@ -105,6 +110,7 @@ if [[ "${REPRO:-0}" == 1 ]]; then
         done
         if [[ $grid == cifar10_lt_repro_authors ]]; then
             pairs+=(--pair CE "CE, batch 128" --pair CE "CE, bf16")
+            pairs+=(--pair CB-DRW "CB-DRW, unnormalised")
         fi
         "$PYTHON" benchmarks/summarize.py "$OUT/${grid}"_*.jsonl --after-switch "${pairs[@]}" \
             || status=1
