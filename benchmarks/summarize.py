@@ -15,7 +15,10 @@ the runs with the chosen value enter the tuned rows.
 ``--pair BASE METHOD`` adds a table of paired differences (METHOD − BASE, matched by seed):
 mean and 95 % confidence interval (Student's t over the seeds) for each metric.
 ``--after-switch`` adds, per ABSGD method, the lowest effective sample size after the switch
-and the largest fall of validation balanced accuracy below the switch epoch (worst seed).
+and the largest fall of validation balanced accuracy below the switch epoch (worst seed; "none
+(+r)" when it never fell below it, r its smallest rise).
+``--candidates`` adds, per ABSGD method, every λ (or target) candidate on the seed that chose
+among them: the validation score that chose, and the test numbers, which only report.
 ``--curve K`` adds, where runs evaluated the test split every epoch, the mean test top-1 every
 K epochs, its fall from each run's best test epoch to its last (how much of what the model
 once knew about the clean test set it lost, e.g. by memorising noisy labels), and the test
@@ -130,6 +133,14 @@ def after_switch(row: dict[str, Any]) -> tuple[float | None, float | None]:
     return (min(ess) if ess else None), drop
 
 
+def drop_text(drop: float | None) -> str:
+    """A validation drop below the switch epoch in points; ``none (+r)`` when validation never
+    fell below it (``r``: its smallest rise)."""
+    if drop is None:
+        return "–"
+    return f"{drop:.1f}" if drop > 0 else f"none (+{abs(drop):.1f})"
+
+
 def switch_tables(paths: list[str]) -> str:
     """Per ABSGD method: the worst over seeds of the lowest post-switch ESS and of the largest
     post-switch drop of validation balanced accuracy (what a collapse looks like)."""
@@ -142,7 +153,7 @@ def switch_tables(paths: list[str]) -> str:
             drops = [d for _, d in stats if d is not None]
             if ess or drops:
                 low = f"{min(ess):.3f}" if ess else "–"
-                worst = f"{max(drops):+.1f}" if drops else "–"
+                worst = drop_text(max(drops)) if drops else "–"
                 rows_out.append(f"| {method} | {low} | {worst} | {len(stats)} |")
         if rows_out:
             out.append(f"### {grid}: {setting} ({device}), after the switch\n")
@@ -150,6 +161,54 @@ def switch_tables(paths: list[str]) -> str:
             out.append("|---|---|---|---|")
             out.extend(rows_out)
             out.append("")
+    return "\n".join(out)
+
+
+def candidate_tables(paths: list[str]) -> str:
+    """Per ABSGD method with λ candidates: each candidate's run on the seed that chose (the
+    validation score that chose it, then test numbers that only report), the chosen one in
+    bold; candidates whose choice has not run yet are listed without a mark."""
+    runs, chosen = load(paths)
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for row in runs:
+        if row.get("param") is not None:
+            key = (row["_file"], row["grid"], row["setting"], row["method"], device_label(row))
+            groups[key].append(row)
+    out = []
+    for (path, grid, setting, method, device), rows in groups.items():
+        selection = chosen.get((path, grid, setting, method))
+        seed = selection["seed"] if selection else min(r["seed"] for r in rows)
+        scores = {float(k): v for k, v in ((selection or {}).get("scores") or {}).items()}
+        candidates = sorted((r for r in rows if r["seed"] == seed), key=lambda r: r["lam"])
+        if len(candidates) < 2:
+            continue
+        param = rows[0]["param"].split(".")[-1]
+        metric = (selection or {}).get("metric", "val balanced_accuracy")
+        out.append(
+            f"### {grid}: {setting} ({device}), {method}: the {param} candidates, seed {seed}\n"
+        )
+        head = [param, f"{metric} (chose)", "test balanced", "worst class (test)",
+                "paper-style top-1", "lowest ESS after switch",
+                "largest validation drop"]  # fmt: skip
+        out.append("| " + " | ".join(head) + " |")
+        out.append("|" + "---|" * len(head))
+        for r in candidates:
+            m = r.get("metrics") or {}
+            ess, drop = after_switch(r)
+            score = scores.get(float(r["lam"]), (r.get("val") or {}).get(metric.split()[-1]))
+            style = (m.get("paper_style") or {}).get("best_test_top1")
+            mark = "**" if selection is not None and r["lam"] == selection["lam"] else ""
+            cells = [
+                f"{mark}{r['lam']:g}{mark}",
+                "–" if score is None else f"{100 * score:.1f}",
+                "diverged" if not m else f"{100 * m['balanced_accuracy']:.2f}",
+                "–" if not m else f"{100 * min(m['per_class_accuracy']):.1f}",
+                "–" if style is None else f"{100 * style:.2f}",
+                "–" if ess is None else f"{ess:.3f}",
+                drop_text(drop),
+            ]
+            out.append("| " + " | ".join(cells) + " |")
+        out.append("")
     return "\n".join(out)
 
 
@@ -338,6 +397,11 @@ def main(argv: list[str] | None = None) -> int:
         help="also tabulate the lowest ESS and the largest validation drop after the switch",
     )
     p.add_argument(
+        "--candidates",
+        action="store_true",
+        help="also tabulate every λ / target candidate on the seed that chose among them",
+    )
+    p.add_argument(
         "--curve",
         type=int,
         metavar="K",
@@ -355,6 +419,8 @@ def main(argv: list[str] | None = None) -> int:
         print(pair_tables(args.files, [tuple(p) for p in args.pair], shots))
     if args.after_switch:
         print(switch_tables(args.files))
+    if args.candidates:
+        print(candidate_tables(args.files))
     if args.curve is not None:
         print(curve_tables(args.files, args.curve))
     return 0

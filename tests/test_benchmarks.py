@@ -335,6 +335,38 @@ def test_after_switch_reports_the_lowest_ess_and_the_largest_drop(tmp_path):
     )
 
 
+def test_candidate_table_lists_each_lambda_on_the_seed_that_chose(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from summarize import candidate_tables, drop_text
+
+    def run(lam: float, seed: int, val: float, test: float, vals: list[float]) -> dict:
+        row = _row("ABSGD", seed, lam, test)
+        curve = [{"epoch": e, "ess": 0.5 + 0.1 * e, "val_balanced_accuracy": v}
+                 for e, v in enumerate(vals, 1)]  # fmt: skip
+        return {**row, "param": "objective.lam", "val": {"balanced_accuracy": val},
+                "curve": curve, "config": {"objective": {"lam_switch": 1}}}  # fmt: skip
+
+    rows = [
+        run(1.0, 0, 0.40, 0.50, [0.60, 0.50, 0.70]),  # fell 10 points after the switch
+        run(3.0, 0, 0.45, 0.52, [0.60, 0.62, 0.65]),  # never fell: smallest rise 2 points
+        run(3.0, 1, 0.47, 0.90, [0.60, 0.61, 0.66]),  # another seed: not a candidate row
+        {"kind": "lam_selection", "grid": "g", "setting": "s", "method": "ABSGD", "lam": 3.0,
+         "param": "objective.lam", "metric": "val balanced_accuracy", "seed": 0,
+         "scores": {"1.0": 0.40, "3.0": 0.45}},
+    ]  # fmt: skip
+    path = tmp_path / "g.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    table = candidate_tables([str(path)])
+    assert "ABSGD: the lam candidates, seed 0" in table
+    lines = [x for x in table.splitlines() if x.startswith("| 1 ") or x.startswith("| **3")]
+    assert lines == [
+        "| 1 | 40.0 | 50.00 | 40.0 | – | 0.700 | 10.0 |",
+        "| **3** | 45.0 | 52.00 | 42.0 | – | 0.700 | none (+2.0) |",
+    ]
+    assert "90.00" not in table  # seed 1 did not choose
+    assert drop_text(None) == "–" and drop_text(0.0) == "none (+0.0)"
+
+
 def test_curve_table_gives_mean_test_accuracy_by_epoch_and_the_fall_from_the_best(tmp_path):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from summarize import curve_tables
