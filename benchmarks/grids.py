@@ -267,6 +267,31 @@ GRIDS: dict[str, Grid] = {
             "ABSGD + LDAM-DRW, large λ": Method((*_ldam(15), *_absgd(15)), (30.0, 100.0, 300.0)),
         },
     ),
+    # Does dividing by the class weights' mean under ABSGD's weights (instead of their batch
+    # mean) stop the collapses of a fixed λ on DRW's class weights? Bases re-run at the same
+    # commit so that every pair is like for like (same schedule as fmnist_lt).
+    "fmnist_lt_norm": Grid(
+        config="cpu/fashion_mnist_lt_exp100_ce",
+        settings={"exp, ratio 100": ("data.imbalance_ratio=100", "data.profile=exp")},
+        methods={
+            name: method
+            for base, overrides in (
+                ("CB-DRW", ("objective.loss=ce", *_drw(15))),
+                ("LDAM-DRW", _ldam(15)),
+            )
+            for name, method in (
+                (base, Method(overrides)),
+                (f"ABSGD + {base}", Method((*overrides, *_absgd(15)), (1.0, 3.0, 10.0))),
+                (
+                    f"ABSGD + {base}, weighted norm",
+                    Method(
+                        (*overrides, *_absgd(15), "objective.normalize_class_weights=weighted"),
+                        (1.0, 3.0, 10.0),
+                    ),
+                ),
+            )
+        },
+    ),
     # What keeps the target-ESS step safe at the switch (Fashion-MNIST-LT ratio 100, target
     # 0.7 fixed): the step rescaled to the mean loss, no rescaling, no rescaling with the
     # gradient norm clipped at 5 (the whole run, so the base is also run with that clip), and

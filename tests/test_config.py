@@ -53,6 +53,10 @@ def test_base_files_merge_and_overrides_win(tmp_path):
         (["optim.lr=-1"], "optim.lr: Input should be greater than 0"),
         (["train.epochs=0"], "train.epochs: Input should be greater than or equal to 1"),
         (["data.profile=linear"], "data.profile: Input should be 'exp' or 'step'"),
+        (
+            ["objective.normalize_class_weights=mean"],
+            "objective.normalize_class_weights.literal.*Input should be 'weighted'",
+        ),
         (["objective.loss=hinge"], "objective.loss: unknown name 'hinge'; valid names: "),
         (["model.name=vgg"], "model.name: unknown name 'vgg'; valid names: "),
         (["data.name=imagenet"], "data.name: unknown name 'imagenet'"),
@@ -71,6 +75,13 @@ def test_base_files_merge_and_overrides_win(tmp_path):
 def test_bad_configs_name_the_key_and_what_is_allowed(overrides, match):
     with pytest.raises(ConfigError, match=match):
         load_config(None, overrides)
+
+
+@pytest.mark.parametrize("value", ["weighted", "true", "false"])
+def test_the_class_weight_norm_reaches_the_objective(value):
+    cfg = load_config(None, [f"objective.normalize_class_weights={value}"])
+    objective = build_objective_for(cfg.objective, None)
+    assert objective.normalize_class_weights == {"true": True, "false": False}.get(value, value)
 
 
 def test_config_files_errors(tmp_path):

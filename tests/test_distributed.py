@@ -12,7 +12,8 @@ import torch.multiprocessing as mp
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from absgd import ABSGD, ABLoss, ABWeighting
+from absgd import ABSGD, ABLoss, ABWeighting, Objective
+from absgd.class_weights import DRW
 
 WORLD = 2
 LOCAL = 6  # samples per rank; the global batch is WORLD * LOCAL
@@ -73,6 +74,34 @@ def _worker(rank: int, init_file: str, lam: float, init: str, target_ess: float 
             torch.testing.assert_close(pd, pr, rtol=1e-5, atol=1e-5)
         for bd, br in zip(loss_d.weighting.state, loss_r.weighting.state, strict=True):
             torch.testing.assert_close(bd, br)
+
+        # 2b. the same with class weights, whose batch mean (or mean under the weights) is
+        # taken over the global batch
+        for normalize in (True, "weighted"):
+            ddp = DistributedDataParallel(_model())
+            ref = _model()
+            opt_d = ABSGD(ddp.parameters(), lr=0.2)
+            opt_r = ABSGD(ref.parameters(), lr=0.2)
+            objectives = [
+                Objective(
+                    nn.CrossEntropyLoss(reduction="none"),
+                    class_weighting=DRW((0.2, 1.0, 4.0), switch=0),
+                    weighting=ABWeighting(lam, init=init, target_ess=target_ess, sync=sync),
+                    normalize_class_weights=normalize,
+                    sync=sync,
+                )
+                for sync in (None, False)
+            ]
+            for x, y in data:
+                for model, opt, objective, rows in (
+                    (ddp, opt_d, objectives[0], mine),
+                    (ref, opt_r, objectives[1], slice(None)),
+                ):
+                    opt.zero_grad()
+                    objective(model(x[rows]), y[rows]).backward()
+                    opt.step()
+            for pd, pr in zip(ddp.module.parameters(), ref.parameters(), strict=True):
+                torch.testing.assert_close(pd, pr, rtol=1e-5, atol=1e-5)
 
         # 3. a non-finite loss on one rank makes every rank raise (no rank left hanging)
         bad = torch.rand(LOCAL)

@@ -190,6 +190,9 @@ def _three_samples() -> tuple[torch.Tensor, torch.Tensor]:
         #   Σ p c l = (54 ln 2 + 48 ln(4/3) + 162 ln 2) / 97 = (312 ln 2 - 48 ln 3) / 97
         ("inside", False, (312 * math.log(2) - 48 * math.log(3)) / 97),
         ("inside", True, 3 * (312 * math.log(2) - 48 * math.log(3)) / 679),  # ÷ 7/3
+        # weighted: ÷ Σ p c / Σ p; outside Σ p c = (6 + 6 + 9) / 11, inside (27 + 48 + 162) / 97
+        ("outside", "weighted", (33 * math.log(2) - 6 * math.log(3)) / 21),
+        ("inside", "weighted", (312 * math.log(2) - 48 * math.log(3)) / 237),
     ],
 )
 def test_placement_and_normalised_class_weights_by_value(placement, normalize, expected):
@@ -205,6 +208,74 @@ def test_placement_and_normalised_class_weights_by_value(placement, normalize, e
     p = (6 / 11, 2 / 11, 3 / 11) if placement == "outside" else (27 / 97, 16 / 97, 54 / 97)
     torch.testing.assert_close(obj.last_weights, torch.tensor(p))
     assert total.item() == pytest.approx(expected, rel=1e-6)
+
+
+def _sharp_drw_objective(normalize):
+    # class weights 1 : 50 and a sharp λ: the weights move onto the rare class's samples
+    return Objective(
+        build_loss("ce", reduction="none"),
+        class_weighting=DRW((1.0, 50.0), switch=0),
+        weighting=ABWeighting(0.5),
+        normalize_class_weights=normalize,
+    )
+
+
+def test_weighted_class_weight_norm_bounds_the_objective_by_the_losses():
+    # 15 frequent samples with small losses, one rare sample with a large one
+    logits = torch.zeros(16, 2)
+    logits[:15, 0] = 3.0
+    y = torch.zeros(16, dtype=torch.long)
+    y[15] = 1
+    losses = F.cross_entropy(logits.double(), y, reduction="none")
+    mean_c = (15 + 50) / 16
+    by_mean = _sharp_drw_objective(True)(logits, y)
+    weighted = _sharp_drw_objective("weighted")
+    total = weighted(logits, y)
+    q = weighted.last_weights.double()
+    c = torch.where(y == 1, 50.0, 1.0).double()
+    # the batch-mean normaliser multiplies the rare sample's loss by 50 / mean c ≈ 12
+    assert by_mean.item() > 5 * losses.max().item()
+    # the weighted one is Σ q times a convex combination of the losses (float64 reference)
+    expected = q.sum() * (q * c * losses).sum() / (q * c).sum()
+    assert total.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert total.item() <= q.sum().item() * losses.max().item() * (1 + 1e-6)
+    # same direction, smaller scale: the ratio of the two is mean c / (Σ q c / Σ q)
+    ratio = mean_c / ((q * c).sum() / q.sum()).item()
+    assert total.item() == pytest.approx(by_mean.item() * ratio, rel=1e-5)
+
+
+def test_weighted_class_weight_norm_keeps_the_gradient_direction():
+    logits, y = _batch(3)
+    y = y % 2
+    grads = []
+    for normalize in (True, "weighted"):
+        x = logits[:, :2].clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(_sharp_drw_objective(normalize)(x, y), x)
+        grads.append(g.flatten().double())
+    cosine = F.cosine_similarity(grads[0], grads[1], dim=0)
+    assert cosine.item() == pytest.approx(1.0, abs=1e-6)
+    assert grads[1].norm() < grads[0].norm()
+
+
+@pytest.mark.parametrize("weighting", [None, "inf"])
+def test_weighted_class_weight_norm_is_the_batch_mean_for_uniform_weights(weighting):
+    logits, y = _batch(4)
+    objectives = [
+        Objective(
+            build_loss("ldam", class_counts=COUNTS, reduction="none"),
+            class_weighting=DRW(tuple(effective_number_weights(COUNTS)), switch=0),
+            weighting=None if weighting is None else ABWeighting(math.inf),
+            normalize_class_weights=normalize,
+        )
+        for normalize in (True, "weighted")
+    ]
+    torch.testing.assert_close(objectives[1](logits, y), objectives[0](logits, y))
+
+
+@pytest.mark.parametrize("bad", ["mean", "yes", 1, None])
+def test_bad_class_weight_norm_is_refused(bad):
+    with pytest.raises(ValueError, match=r"normalize_class_weights must be one of \(True, False"):
+        Objective(build_loss("ce", reduction="none"), normalize_class_weights=bad)
 
 
 def test_objective_gradient_is_the_weighted_sum_of_per_sample_gradients():

@@ -33,6 +33,19 @@ def test_class_weights_inside_and_raw_equal_abloss_on_a_weighted_criterion():
     assert float(objective(logits, y)) == pytest.approx(float(reference(logits, y)), rel=1e-6)
 
 
+def test_weighted_class_weight_norm_divides_by_the_weights_mean_class_weight():
+    weights = torch.tensor([1.0, 2.0, 0.5, 3.0])
+    objective = ScheduledObjective(
+        lam=2.0, class_weights=weights.tolist(), normalize_class_weights="weighted"
+    )
+    raw = ScheduledObjective(lam=2.0, class_weights=weights.tolist(), normalize_class_weights=False)
+    logits, y = _batch(2)
+    total, reference = objective(logits, y), raw(logits, y)
+    p, c = raw.weighting.last_weights.double(), weights[y].double()
+    expected = float(reference) * float(p.sum() / (p * c).sum())
+    assert float(total) == pytest.approx(expected, rel=1e-6)
+
+
 def test_the_schedule_sets_lam_and_drw_by_epoch():
     objective = ScheduledObjective(lam=0.5, switch_epoch=2, class_weights=DRW((1.0, 3.0), 1))
     assert [objective.set_epoch(e) for e in range(4)] == [math.inf, math.inf, 0.5, 0.5]

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from absgd.class_weights import ClassWeightSchedule, StaticWeights
 from absgd.losses import build_loss
-from absgd.objective import Objective, Placement
+from absgd.objective import ClassWeightNorm, Objective, Placement
 from absgd.schedules import Constant, Schedule, two_stage
 from absgd.weighting import ABWeighting
 
@@ -46,7 +46,8 @@ class ScheduledObjective(torch.nn.Module):
             (e.g. :class:`absgd.class_weights.DRW`), or ``None``.
         placement: ``"inside"`` (the weights enter the exponent) or ``"outside"``.
         normalize_class_weights: divide by the batch mean of the class weights (as
-            ``cross_entropy(weight=...)``); ``False`` gives the raw ``Σ p_i c_i l_i``.
+            ``cross_entropy(weight=...)``); ``"weighted"`` by their mean under ABSGD's
+            weights; ``False`` gives the raw ``Σ p_i c_i l_i``.
         schedule: any λ schedule of the epoch (:mod:`absgd.schedules`), instead of ``lam`` and
             ``switch_epoch``.
         weighting_options: further options of :class:`absgd.ABWeighting` (``gamma``,
@@ -70,7 +71,7 @@ class ScheduledObjective(torch.nn.Module):
         loss_options: Mapping[str, Any] | None = None,
         class_weights: Sequence[float] | Tensor | ClassWeightSchedule | None = None,
         placement: Placement = "inside",
-        normalize_class_weights: bool = True,
+        normalize_class_weights: ClassWeightNorm = True,
         schedule: Schedule | None = None,
         weighting_options: Mapping[str, Any] | None = None,
     ) -> None:

@@ -139,7 +139,11 @@ class ObjectiveConfig:
     lam_rate, rescale; RGD: tau; Meta-Weight-Net: hidden, meta_lr, meta_momentum,
     meta_weight_decay)."""
     placement: Literal["inside", "outside"] = "inside"
-    normalize_class_weights: bool = True
+    normalize_class_weights: Literal["weighted"] | bool = True
+    """With class weights ``c``: ``true`` divides the objective by the batch mean of ``c`` (a
+    plain run is ``cross_entropy(weight=c)``), ``weighted`` by its mean under ABSGD's sample
+    weights (the step no longer grows when they move onto rare classes), ``false`` not at all
+    (the authors' raw ``Σ p·c·l``). See :mod:`absgd.objective`."""
 
 
 @dataclass(frozen=True, config=_STRICT)
