@@ -386,7 +386,19 @@ GRIDS: dict[str, Grid] = {
     "cifar10_lt_repro_cpu_ours": Grid(
         config="cifar_lt/cifar10_lt_exp100/ce",
         settings=_REPRO_SETTINGS,
-        methods=_repro_methods("ours", switch=16),
+        methods={
+            **_repro_methods("ours", switch=16),
+            # λ = 3 collapsed here at the switch: the batch-mean division let the step grow
+            # as the weights moved onto rare classes. The same λ grid, divided by the class
+            # weights' mean under ABSGD's weights instead (fmnist_lt_norm asked it first).
+            "ABSGD + CB-DRW, weighted norm": Method(
+                (
+                    *_repro_methods("ours", switch=16)["ABSGD + CB-DRW"].overrides,
+                    "objective.normalize_class_weights=weighted",
+                ),
+                _REPRO_LAMS["CB-DRW"],
+            ),
+        },
         common=(*_REPRO_COMMON, *_REPRO_CPU["ours"], "train.device=cpu"),
     ),
     "cifar10_lt_repro_cpu_authors": Grid(
