@@ -96,6 +96,11 @@ def main() -> None:
     parser.add_argument("--target-ess", type=float)
     args = parser.parse_args()
     run(args.out, args.epochs, args.batch, args.resume, args.target_ess)
+    # Close the process group the Trainer opened under torchrun: left to the interpreter's
+    # exit, its communication threads were once destroyed while running (SIGABRT).
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
