@@ -217,6 +217,9 @@ _REPRO_SETTINGS = {
     "step, ratio 100": ("data.profile=step",),
 }
 
+_REPRO_OURS_CPU = _repro_methods("ours", switch=16)
+"""Our preset's methods on the CPU schedule (switch at 16); extra variants build on them."""
+
 GRIDS: dict[str, Grid] = {
     # A few seconds on generated data: keeps grid.py and summarize.py working (tests).
     "smoke": Grid(
@@ -387,13 +390,13 @@ GRIDS: dict[str, Grid] = {
         config="cifar_lt/cifar10_lt_exp100/ce",
         settings=_REPRO_SETTINGS,
         methods={
-            **_repro_methods("ours", switch=16),
+            **_REPRO_OURS_CPU,
             # λ = 3 collapsed here at the switch: the batch-mean division let the step grow
             # as the weights moved onto rare classes. The same λ grid, divided by the class
             # weights' mean under ABSGD's weights instead (fmnist_lt_norm asked it first).
             "ABSGD + CB-DRW, weighted norm": Method(
                 (
-                    *_repro_methods("ours", switch=16)["ABSGD + CB-DRW"].overrides,
+                    *_REPRO_OURS_CPU["ABSGD + CB-DRW"].overrides,
                     "objective.normalize_class_weights=weighted",
                 ),
                 _REPRO_LAMS["CB-DRW"],
@@ -402,9 +405,7 @@ GRIDS: dict[str, Grid] = {
             # λ = 3, ESS ≈ 0.2 after the switch). Stated before running: the two values below
             # it, 0.5 listed first (ties go to the larger λ); one of them replaces λ = 1 only
             # if its seed-0 validation balanced accuracy exceeds λ = 1's.
-            "ABSGD + CE, λ < 1": Method(
-                _repro_methods("ours", switch=16)["ABSGD + CE"].overrides, (0.5, 0.3)
-            ),
+            "ABSGD + CE, λ < 1": Method(_REPRO_OURS_CPU["ABSGD + CE"].overrides, (0.5, 0.3)),
         },
         common=(*_REPRO_COMMON, *_REPRO_CPU["ours"], "train.device=cpu"),
     ),
