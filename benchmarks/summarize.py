@@ -14,6 +14,8 @@ the runs with the chosen value enter the tuned rows.
 
 ``--pair BASE METHOD`` adds a table of paired differences (METHOD − BASE, matched by seed):
 mean and 95 % confidence interval (Student's t over the seeds) for each metric.
+``--per-class`` adds, for each pair, a table by class: both methods' mean accuracy, the
+paired difference with its 95 % interval and in how many seeds the method was higher.
 ``--after-switch`` adds, per ABSGD method, the lowest effective sample size after the switch
 and the largest fall of validation balanced accuracy below the switch epoch (worst seed; "none
 (+r)" when it never fell below it, r its smallest rise).
@@ -311,12 +313,7 @@ def pair_tables(
         out.append("| " + " | ".join(head) + " |")
         out.append("|" + "---|" * len(head))
         for base, method in present:
-            by_seed = {r["seed"]: r for r in methods[base] if r.get("metrics")}
-            both = [
-                (by_seed[r["seed"]], r)
-                for r in methods[method]
-                if r.get("metrics") and r["seed"] in by_seed
-            ]
+            both = _paired_runs(methods[base], methods[method])
             cells = [f"{method} − {base}", str(len(both))]
             for _, key in (*PAIRED, ("", "paper_top1")):
                 diffs = [
@@ -327,6 +324,54 @@ def pair_tables(
                 cells.append(paired(diffs))
             out.append("| " + " | ".join(cells) + " |")
         out.append("")
+    return "\n".join(out)
+
+
+def _paired_runs(
+    base_rows: list[dict[str, Any]], method_rows: list[dict[str, Any]]
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(base run, method run) of each seed that both finished, in the method's order."""
+    by_seed = {r["seed"]: r for r in base_rows if r.get("metrics")}
+    return [
+        (by_seed[r["seed"]], r) for r in method_rows if r.get("metrics") and r["seed"] in by_seed
+    ]
+
+
+def per_class_tables(paths: list[str], pairs: list[tuple[str, str]]) -> str:
+    """Per pair, per class (largest training class first): the mean test accuracy of base and
+    method over the paired seeds, METHOD − BASE (points) with its 95 % interval, and in how
+    many seeds the method was higher. Where a gain or loss sits (head or tail), which the
+    balanced mean hides."""
+    out = []
+    for (grid, setting, device), methods in _groups(paths, None).items():
+        for base, method in pairs:
+            if base not in methods or method not in methods:
+                continue
+            both = _paired_runs(methods[base], methods[method])
+            if not both:
+                continue
+            counts = both[0][0]["metrics"]["train_class_counts"]
+            for b, m in both:
+                if b["metrics"]["train_class_counts"] != counts or (
+                    m["metrics"]["train_class_counts"] != counts
+                ):
+                    raise SystemExit(
+                        f"{grid}: {setting}: the runs of {base} and {method} with seed "
+                        f"{m['seed']} trained on other class counts than seed {both[0][1]['seed']}"
+                    )
+            out.append(f"### {grid}: {setting} ({device}), {method} − {base} by class\n")
+            head = ["class", "training images", base, method, f"{method} − {base}", "higher in"]
+            out.append("| " + " | ".join(head) + " |")
+            out.append("|" + "---|" * len(head))
+            for c in sorted(range(len(counts)), key=lambda i: (-counts[i], i)):
+                acc_b = [b["metrics"]["per_class_accuracy"][c] for b, _ in both]
+                acc_m = [m["metrics"]["per_class_accuracy"][c] for _, m in both]
+                diffs = [100 * (y - x) for x, y in zip(acc_b, acc_m, strict=True)]
+                higher = sum(d > 0 for d in diffs)
+                cells = [str(c), str(counts[c]), mean_std(acc_b), mean_std(acc_m)]
+                cells += [paired(diffs), f"{higher} of {len(diffs)}"]
+                out.append("| " + " | ".join(cells) + " |")
+            out.append("")
     return "\n".join(out)
 
 
@@ -392,6 +437,11 @@ def main(argv: list[str] | None = None) -> int:
         help="also tabulate METHOD − BASE paired by seed, with 95 %% intervals (repeatable)",
     )
     p.add_argument(
+        "--per-class",
+        action="store_true",
+        help="with --pair: also tabulate each pair's accuracy and paired difference per class",
+    )
+    p.add_argument(
         "--after-switch",
         action="store_true",
         help="also tabulate the lowest ESS and the largest validation drop after the switch",
@@ -414,9 +464,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.shots is not None and not 0 < args.shots[1] <= args.shots[0]:
         p.error(f"--shots needs 0 < FEW <= MANY, got MANY={args.shots[0]} FEW={args.shots[1]}")
     shots = tuple(args.shots) if args.shots else None
+    if args.per_class and not args.pair:
+        p.error("--per-class tabulates the pairs given with --pair; give at least one --pair")
     print(tables(args.files, shots))
     if args.pair:
         print(pair_tables(args.files, [tuple(p) for p in args.pair], shots))
+    if args.per_class:
+        print(per_class_tables(args.files, [tuple(p) for p in args.pair]))
     if args.after_switch:
         print(switch_tables(args.files))
     if args.candidates:

@@ -301,6 +301,38 @@ def test_paired_differences_match_a_hand_computed_t_interval(tmp_path):
     assert "| AB − CE | 3 | +2.00 [-0.48, +4.48] |" in text
 
 
+def test_per_class_table_pairs_each_class_by_seed_largest_class_first(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from summarize import main, per_class_tables
+
+    def run(method: str, seed: int, per_class: list[float]) -> dict:
+        row = _row(method, seed, None, 0.5)
+        row["metrics"].update(per_class_accuracy=per_class, train_class_counts=[10, 90])
+        return row
+
+    rows = [
+        run("CE", 0, [0.50, 0.90]), run("AB", 0, [0.60, 0.88]),
+        run("CE", 1, [0.40, 0.80]), run("AB", 1, [0.52, 0.80]),
+        run("CE", 2, [0.30, 0.70]), run("AB", 2, [0.44, 0.69]),
+        run("AB", 3, [1.00, 1.00]),  # no CE run with seed 3: not paired
+    ]  # fmt: skip
+    path = tmp_path / "r.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = per_class_tables([str(path)], [("CE", "AB")])
+    lines = [line for line in text.splitlines() if line.startswith("| ") and "class" not in line]
+    # The class with 90 images first. Its differences −2, 0, −1 points: mean −1, sd 1,
+    # half-width 4.303/√3 = 2.484. Class 0 (10 images): +10, +12, +14: mean +12, sd 2.
+    assert lines[0] == "| 1 | 90 | 80.00 ± 10.00 | 79.00 ± 9.54 | -1.00 [-3.48, +1.48] | 0 of 3 |"
+    assert lines[1] == "| 0 | 10 | 40.00 ± 10.00 | 52.00 ± 8.00 | +12.00 [+7.03, +16.97] | 3 of 3 |"
+    # Runs of one pair that trained on other class counts are not compared.
+    rows[1]["metrics"]["train_class_counts"] = [11, 89]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(SystemExit, match="other class counts"):
+        per_class_tables([str(path)], [("CE", "AB")])
+    with pytest.raises(SystemExit):  # --per-class without a pair to tabulate
+        main([str(path), "--per-class"])
+
+
 def test_candidates_of_an_unfinished_selection_are_not_averaged_together(tmp_path):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from summarize import tables
