@@ -13,7 +13,9 @@ used for selection). Runs on different devices (CPU, a GPU's name) get separate 
 the runs with the chosen value enter the tuned rows.
 
 ``--pair BASE METHOD`` adds a table of paired differences (METHOD − BASE, matched by seed):
-mean and 95 % confidence interval (Student's t over the seeds) for each metric.
+mean and 95 % confidence interval (Student's t over the seeds) for each metric, and the
+balanced-accuracy difference seed by seed, starred on the seed that chose λ (its run won a
+selection on validation; the other seeds did not).
 ``--per-class`` adds, for each pair, a table by class: both methods' mean accuracy, the
 paired difference with its 95 % interval and in how many seeds the method was higher.
 ``--after-switch`` adds, per ABSGD method, the lowest effective sample size after the switch
@@ -290,6 +292,7 @@ def _groups(
         if selection is not None and row["lam"] != selection["lam"]:
             continue  # a candidate that was not chosen
         row["_tuned"] = selection is not None and len(selection.get("scores") or {}) > 1
+        row["_chose"] = row["_tuned"] and row["seed"] == selection.get("seed")
         name = row["method"]
         if selection is None and row.get("param") is not None:
             # Candidates whose selection has not run yet (an unfinished grid): one row each.
@@ -310,6 +313,7 @@ def pair_tables(
             continue
         out.append(f"### {grid}: {setting} ({device}), paired by seed\n")
         head = ["method − base", "seeds", *(name for name, _ in PAIRED), "paper-style top-1"]
+        head.append("balanced by seed (* chose λ / target)")
         out.append("| " + " | ".join(head) + " |")
         out.append("|" + "---|" * len(head))
         for base, method in present:
@@ -322,9 +326,21 @@ def pair_tables(
                     if m["metrics"].get(key) is not None and b["metrics"].get(key) is not None
                 ]
                 cells.append(paired(diffs))
+            cells.append(by_seed_text(both, "balanced_accuracy"))
             out.append("| " + " | ".join(cells) + " |")
         out.append("")
     return "\n".join(out)
+
+
+def by_seed_text(both: list[tuple[dict[str, Any], dict[str, Any]]], key: str) -> str:
+    """The paired differences seed by seed (``s1 +2.44``), ``*`` on a seed whose run of either
+    method chose its λ on validation: its number won a selection, so it may flatter the
+    method; the seeds without a star show the difference on runs that did not choose."""
+    parts = []
+    for b, m in sorted(both, key=lambda pair: pair[1]["seed"]):
+        star = "*" if b.get("_chose") or m.get("_chose") else ""
+        parts.append(f"s{m['seed']}{star} {100 * (m['metrics'][key] - b['metrics'][key]):+.2f}")
+    return ", ".join(parts) or "–"
 
 
 def _paired_runs(

@@ -299,6 +299,23 @@ def test_paired_differences_match_a_hand_computed_t_interval(tmp_path):
     text = pair_tables([str(path)], [("CE", "AB")])
     # differences 1, 2, 3 points: mean 2, sd 1, t(2) = 4.303 -> half-width 4.303/√3 = 2.484
     assert "| AB − CE | 3 | +2.00 [-0.48, +4.48] |" in text
+    assert text.rstrip().endswith("| s0 +1.00, s1 +2.00, s2 +3.00 |")
+
+
+def test_paired_table_stars_the_seed_whose_run_chose_lambda(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from summarize import pair_tables
+
+    rows = [_row("CE", seed, None, 0.50) for seed in (0, 1)]
+    rows += [_row("AB", 1, 3.0, 0.55), _row("AB", 1, 10.0, 0.40), _row("AB", 0, 3.0, 0.52)]
+    rows.append({"kind": "lam_selection", "grid": "g", "setting": "s", "method": "AB",
+                 "lam": 3.0, "seed": 1, "scores": {"3.0": 0.6, "10.0": 0.5}})  # fmt: skip
+    path = tmp_path / "r.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = pair_tables([str(path)], [("CE", "AB")])
+    # Seed 1 chose λ = 3 among the candidates (its λ = 10 run is not paired); seed 0 did not.
+    assert "| AB − CE | 2 | +3.50 [" in text
+    assert text.rstrip().endswith("| s0 +2.00, s1* +5.00 |")
 
 
 def test_per_class_table_pairs_each_class_by_seed_largest_class_first(tmp_path):
