@@ -294,7 +294,8 @@ def _groups(
         row["_tuned"] = selection is not None and len(selection.get("scores") or {}) > 1
         row["_chose"] = row["_tuned"] and row["seed"] == selection.get("seed")
         name = row["method"]
-        if selection is None and row.get("param") is not None:
+        row["_candidate"] = selection is None and row.get("param") is not None
+        if row["_candidate"]:
             # Candidates whose selection has not run yet (an unfinished grid): one row each.
             name = f"{name} [{row['param'].split('.')[-1]}={row['lam']:g}, not selected yet]"
         key = (row["grid"], row["setting"], device_label(row))
@@ -421,8 +422,10 @@ def tables(paths: list[str], shots: tuple[int, int] | None = None) -> str:
             early = sum(before_switch(r) for r in rows)
             rows = rows or all_rows
             lam = rows[0]["lam"]
-            tuned = rows[0]["_tuned"]
-            cells.append("–" if lam is None else f"{lam:g}" if tuned else f"{lam:g} (fixed)")
+            kind = (
+                "" if rows[0]["_tuned"] else " (candidate)" if rows[0]["_candidate"] else " (fixed)"
+            )
+            cells.append("–" if lam is None else f"{lam:g}{kind}")
             switch = ((rows[0].get("config") or {}).get("objective") or {}).get("lam_switch")
             cells.append("–" if switch is None else f"{early} of {len(rows)}")
             times = [r["train_wall_seconds"] for r in rows if r["train_wall_seconds"] is not None]

@@ -363,6 +363,7 @@ def test_candidates_of_an_unfinished_selection_are_not_averaged_together(tmp_pat
     text = tables([str(path)])
     assert "| AB [target_ess=0.9, not selected yet] | 80.00 |" in text
     assert "| AB [target_ess=0.7, not selected yet] | 60.00 |" in text
+    assert "| 0.9 (candidate) |" in text and "(fixed)" not in text
 
 
 def test_after_switch_reports_the_lowest_ess_and_the_largest_drop(tmp_path):
