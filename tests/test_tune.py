@@ -35,6 +35,18 @@ def test_select_value_takes_the_best_mean_and_refuses_incomplete_candidates():
     assert select_value({1.0: [None]}) == (None, {1.0: None})
 
 
+def test_select_value_treats_scores_equal_but_for_rounding_as_a_tie():
+    # 402 of 500 validation images as a mean of ten per-class accuracies, summed in two
+    # orders: the same accuracy, different last bits. The first listed must win.
+    a = sum([0.8, 0.82, 0.78, 0.8, 0.84, 0.76, 0.8, 0.82, 0.78, 0.84]) / 10
+    b = sum([0.82, 0.78, 0.82, 0.76, 0.8, 0.84, 0.78, 0.8, 0.84, 0.8]) / 10
+    assert a != b and abs(a - b) < 1e-12
+    low, high = sorted((a, b))
+    assert select_value({3.0: [low], 10.0: [high], 20.0: [high]})[0] == 3.0
+    assert select_value({3.0: [0.8039999999999999], 10.0: [0.804]})[0] == 3.0
+    assert select_value({3.0: [0.803], 10.0: [0.804]})[0] == 10.0  # a real difference
+
+
 def test_tune_selects_on_validation_and_resumes(tmp_path: Path):
     out = tmp_path / "search"
     result = tune(CONFIG, "objective.target_ess", [0.9, 0.5], out, overrides=TINY, seeds=[0, 1])

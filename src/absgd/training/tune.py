@@ -137,17 +137,28 @@ def val_score(record: dict[str, Any], metric: str) -> float | None:
     return None if value is None else float(value)
 
 
+TIE_TOLERANCE = 1e-9
+"""Validation scores closer than this are equal for :func:`select_value`."""
+
+
 def select_value(
     scores: dict[float, list[float | None]],
 ) -> tuple[float | None, dict[float, float | None]]:
     """The candidate with the best mean validation score (ties: the first listed), and each
-    candidate's mean (``None`` if one of its trials has no score, e.g. diverged)."""
+    candidate's mean (``None`` if one of its trials has no score, e.g. diverged).
+
+    Means within ``TIE_TOLERANCE`` of the best count as ties: equal accuracies summed in
+    another order differ in the last bit (0.804 and 0.8039999999999999), and the rule must not
+    depend on that."""
     means: dict[float, float | None] = {}
     for value, values in scores.items():
         ok = [v for v in values if v is not None]
         means[value] = sum(ok) / len(ok) if ok and len(ok) == len(values) else None
     scored = [v for v, m in means.items() if m is not None]
-    best = max(scored, key=lambda v: means[v]) if scored else None  # type: ignore[arg-type,return-value]
+    if not scored:
+        return None, means
+    top = max(m for m in means.values() if m is not None)
+    best = next(v for v in scored if means[v] >= top - TIE_TOLERANCE)  # type: ignore[operator]
     return best, means
 
 
