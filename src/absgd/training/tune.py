@@ -154,11 +154,11 @@ def select_value(
     for value, values in scores.items():
         ok = [v for v in values if v is not None]
         means[value] = sum(ok) / len(ok) if ok and len(ok) == len(values) else None
-    scored = [v for v, m in means.items() if m is not None]
+    scored = {v: m for v, m in means.items() if m is not None}
     if not scored:
         return None, means
-    top = max(m for m in means.values() if m is not None)
-    best = next(v for v in scored if means[v] >= top - TIE_TOLERANCE)  # type: ignore[operator]
+    top = max(scored.values())
+    best = next(v for v, m in scored.items() if m >= top - TIE_TOLERANCE)
     return best, means
 
 
