@@ -441,6 +441,12 @@ GRIDS: dict[str, Grid] = {
                     "objective.lam=3.0",
                 )
             ),
+            # The authors' README command for CIFAR-10 (exp, ratio 10): ABSGD + CB-DRW with
+            # λ = 5, γ = 0.7, α = 0.5, their λ for exactly this setting. Stated before
+            # running: a fixed method, no grid, 3 seeds, paired with CB-DRW.
+            "ABSGD + CB-DRW, λ = 5": Method(
+                (*_REPRO_AUTHORS_CPU["ABSGD + CB-DRW"].overrides, "objective.lam=5.0")
+            ),
         },
         common=(*_REPRO_COMMON, *_REPRO_CPU["authors"], "train.device=cpu"),
     ),
