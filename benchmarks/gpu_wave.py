@@ -1,0 +1,193 @@
+"""Run one wave of grid processes side by side on a GPU inside a fixed device budget.
+
+    python benchmarks/gpu_wave.py PLAN.json --work /tmp/wave --budget 700 --stop-in 560 \\
+        --pack "$OUT"
+
+A plan is a JSON list of jobs in priority order, each ``{"name": ..., "args": [...]}`` with
+the arguments of one ``benchmarks/grid.py`` process (several processes may share one
+``--out`` file; see grid.py), where ``{work}`` stands for ``--work``. The first call launches every job in its own process session,
+so the jobs outlive the call, and records the launch in ``WORK/state.json``; a later call
+with the same ``--work`` only watches. A call watches for ``--stop-in`` seconds (or until
+every job has ended), then copies what exists into ``--pack``: the result files, every run's
+``metrics.jsonl`` / ``final.json`` / log (``runs.tar.gz``), ``state.json`` with each job's
+epochs, rate and fate, and with ``--checkpoints`` the checkpoints of unfinished runs (split
+into parts of at most 15 MiB).
+
+The budget: every job should end within ``--budget`` seconds of the launch. After two
+``--window`` (60 s), each job's rate (epochs per second over the last window) projects its
+end; while some job would end past the budget, the lowest-priority job still running is
+stopped (SIGTERM, so it writes its checkpoint), at most one every 0.75 window, never one of the first
+``--protect`` jobs. Stopping a job helps the others only where they share a bottleneck (the
+GPU); where each job is bound by its own process the projection does not improve and the
+protected jobs run on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _epochs(run_root: Path) -> int:
+    """Epoch lines written so far by the run(s) under ``run_root``."""
+    total = 0
+    for path in run_root.glob("**/metrics.jsonl"):
+        with open(path) as fh:
+            total += sum(1 for line in fh if line.startswith('{"epoch"'))
+    return total
+
+
+def _alive(pid: int) -> bool:
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:  # not our child (an earlier call launched it)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        stat = Path(f"/proc/{pid}/stat")
+        return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")
+    return done == 0
+
+
+def _write_state(work: Path, state: dict[str, Any]) -> None:
+    tmp = work / "state.json.tmp"
+    tmp.write_text(json.dumps(state, indent=1))
+    os.replace(tmp, work / "state.json")
+
+
+def launch(plan: list[dict[str, Any]], work: Path, budget: float) -> dict[str, Any]:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    env.setdefault("ABSGD_CACHE_DIR", str(work / "cache"))
+    jobs = []
+    for job in plan:
+        runs = work / "runs" / job["name"]
+        runs.mkdir(parents=True, exist_ok=True)
+        log = open(work / f"{job['name']}.log", "w")  # noqa: SIM115 (the child keeps it)
+        args = [a.replace("{work}", str(work)) for a in job["args"]]
+        cmd = [sys.executable, str(ROOT / "benchmarks/grid.py"), *args]
+        cmd += ["--keep-runs", str(runs)]
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+        jobs.append({"name": job["name"], "pid": proc.pid, "cmd": cmd, "fate": "running"})
+    now = time.time()
+    return {"launched": now, "finish_by": now + budget, "jobs": jobs}
+
+
+def watch(
+    work: Path, state: dict[str, Any], stop_in: float, protect: int, epochs: int, window: float
+) -> None:
+    stop_at = time.time() + stop_in
+    samples: dict[str, list[tuple[float, int]]] = {j["name"]: [] for j in state["jobs"]}
+    last_kill = 0.0
+    while True:
+        now = time.time()
+        running = []
+        for job in state["jobs"]:
+            job["epochs"] = _epochs(work / "runs" / job["name"])
+            if job["fate"] == "running" and not _alive(job["pid"]):
+                job["fate"] = "ended"
+            if job["fate"] == "running":
+                running.append(job)
+                s = samples[job["name"]]
+                s.append((now, job["epochs"]))
+                while s and now - s[0][0] > window:
+                    s.pop(0)
+                if len(s) >= 2 and s[-1][1] > s[0][1]:
+                    job["rate"] = (s[-1][1] - s[0][1]) / (s[-1][0] - s[0][0])
+                    job["projected_end_s"] = now - state["launched"] + (
+                        (epochs - job["epochs"]) / job["rate"]
+                    )
+        late = [
+            j for j in running
+            if j.get("projected_end_s", 0.0) > state["finish_by"] - state["launched"]
+            and now - state["launched"] > 2 * window
+        ]  # fmt: skip
+        victims = [j for j in running if state["jobs"].index(j) >= protect]
+        if late and victims and now - last_kill > 0.75 * window:
+            victim = victims[-1]
+            os.killpg(victim["pid"], signal.SIGTERM)
+            victim["fate"] = f"stopped at {now - state['launched']:.0f} s (budget)"
+            last_kill = now
+            print(f"stopped {victim['name']}: {[j['name'] for j in late]} ran late", flush=True)
+            for s in samples.values():
+                s.clear()  # the others' rates change: measure again
+        _write_state(work, state)
+        line = " ".join(f"{j['name']}:{j['epochs']}" for j in state["jobs"])
+        print(f"[{now - state['launched']:4.0f} s] {line}", flush=True)
+        if not running or now >= stop_at:
+            return
+        time.sleep(min(window / 6, max(0.0, stop_at - now)))
+
+
+def pack(work: Path, dest: Path, checkpoints: bool) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    for path in work.glob("*.jsonl"):
+        shutil.copy(path, dest / path.name)
+    shutil.copy(work / "state.json", dest / "state.json")
+    with tarfile.open(dest / "runs.tar.gz", "w:gz") as tar:
+        for path in sorted(work.glob("*.log")):
+            tar.add(path, arcname=f"logs/{path.name}")
+        for path in sorted((work / "runs").glob("**/*")):
+            if path.name in ("metrics.jsonl", "final.json", "config.yaml"):
+                tar.add(path, arcname=str(path.relative_to(work)))
+    if not checkpoints:
+        return
+    unfinished = [
+        p for p in (work / "runs").glob("**/checkpoint.pt")
+        if not (p.parent / "final.json").exists()
+    ]  # fmt: skip
+    if unfinished:
+        with tarfile.open(work / "checkpoints.tar", "w") as tar:
+            for path in unfinished:
+                tar.add(path, arcname=str(path.relative_to(work)))
+                tar.add(path.parent / "config.yaml", arcname=str(path.parent.relative_to(work)))
+        subprocess.run(
+            ["split", "-b", "15M", str(work / "checkpoints.tar"), str(dest / "checkpoints.part")],
+            check=True,
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("plan", type=Path, help="JSON list of {name, args} in priority order")
+    p.add_argument("--work", type=Path, required=True, help="state, logs, runs, results")
+    p.add_argument("--budget", type=float, required=True, help="seconds from launch to the end")
+    p.add_argument("--stop-in", type=float, required=True, help="seconds this call watches")
+    p.add_argument("--pack", type=Path, help="copy the results here when the call ends")
+    p.add_argument("--protect", type=int, default=1, help="never stop the first N jobs")
+    p.add_argument("--epochs", type=int, default=200, help="epochs per run (the projection)")
+    p.add_argument("--window", type=float, default=60.0, help="seconds a rate is measured over")
+    p.add_argument("--checkpoints", action="store_true", help="pack unfinished checkpoints")
+    args = p.parse_args(argv)
+    plan = json.loads(args.plan.read_text())
+    names = [job["name"] for job in plan]
+    if len(set(names)) != len(names):
+        p.error(f"job names repeat in {args.plan}: {names}")
+    args.work.mkdir(parents=True, exist_ok=True)
+    state_path = args.work / "state.json"
+    if state_path.exists():
+        state = json.loads(state_path.read_text())
+    else:
+        state = launch(plan, args.work, args.budget)
+        _write_state(args.work, state)
+    watch(args.work, state, args.stop_in, args.protect, args.epochs, args.window)
+    if args.pack is not None:
+        pack(args.work, args.pack, args.checkpoints)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
