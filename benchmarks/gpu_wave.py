@@ -5,21 +5,24 @@
 
 A plan is a JSON list of jobs in priority order, each ``{"name": ..., "args": [...]}`` with
 the arguments of one ``benchmarks/grid.py`` process (several processes may share one
-``--out`` file; see grid.py), where ``{work}`` stands for ``--work``. The first call launches every job in its own process session,
-so the jobs outlive the call, and records the launch in ``WORK/state.json``; a later call
-with the same ``--work`` only watches. A call watches for ``--stop-in`` seconds (or until
-every job has ended), then copies what exists into ``--pack``: the result files, every run's
-``metrics.jsonl`` / ``final.json`` / log (``runs.tar.gz``), ``state.json`` with each job's
-epochs, rate and fate, and with ``--checkpoints`` the checkpoints of unfinished runs (split
-into parts of at most 15 MiB).
+``--out`` file; see grid.py), where ``{work}`` stands for ``--work``. The first call launches
+every job in its own process session, so the jobs outlive the call, and records the launch in
+``WORK/state.json``; a later call with the same ``--work`` only watches. A call watches for
+``--stop-in`` seconds (or until every job has ended), then copies what exists into
+``--pack``: the result files, every run's ``metrics.jsonl`` / ``final.json`` / log
+(``runs.tar.gz``), ``state.json`` with each job's epochs, rate and fate, and with
+``--checkpoints`` the checkpoints of unfinished runs (split into parts of at most 15 MiB).
 
 The budget: every job should end within ``--budget`` seconds of the launch. After two
 ``--window`` (60 s), each job's rate (epochs per second over the last window) projects its
 end; while some job would end past the budget, the lowest-priority job still running is
-stopped (SIGTERM, so it writes its checkpoint), at most one every 0.75 window, never one of the first
-``--protect`` jobs. Stopping a job helps the others only where they share a bottleneck (the
-GPU); where each job is bound by its own process the projection does not improve and the
-protected jobs run on.
+stopped (SIGTERM, so it writes its checkpoint), at most one every 0.75 window, never one of
+the first ``--protect`` jobs. Stopping a job helps the others only where they share a
+bottleneck (the GPU); where each job is bound by its own process the projection does not
+improve and the protected jobs run on.
+
+On an H200 shared through CUDA MPS, eleven 200-epoch ResNet-32 runs (batch 100, test split
+every epoch) started together ran at 4–5 s an epoch each; with six left, about 2.9 s.
 """
 
 from __future__ import annotations
@@ -107,8 +110,8 @@ def watch(
                     s.pop(0)
                 if len(s) >= 2 and s[-1][1] > s[0][1]:
                     job["rate"] = (s[-1][1] - s[0][1]) / (s[-1][0] - s[0][0])
-                    job["projected_end_s"] = now - state["launched"] + (
-                        (epochs - job["epochs"]) / job["rate"]
+                    job["projected_end_s"] = (
+                        now - state["launched"] + ((epochs - job["epochs"]) / job["rate"])
                     )
         late = [
             j for j in running
@@ -119,7 +122,7 @@ def watch(
         if late and victims and now - last_kill > 0.75 * window:
             victim = victims[-1]
             os.killpg(victim["pid"], signal.SIGTERM)
-            victim["fate"] = f"stopped at {now - state['launched']:.0f} s (budget)"
+            victim["fate"] = f"stopped at {now - state['launched']:.1f} s (budget)"
             last_kill = now
             print(f"stopped {victim['name']}: {[j['name'] for j in late]} ran late", flush=True)
             for s in samples.values():

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import tarfile
@@ -517,3 +519,94 @@ def test_every_grid_run_resolves_to_a_valid_config():
                     build_objective_for(cfg.objective, counts)  # options the builders accept
                     checked += 1
     assert checked > 100
+
+
+def _wave_plan(tmp_path: Path, jobs: list[tuple[str, list[str]]]) -> Path:
+    plan = tmp_path / "plan.json"
+    out = ["smoke", "--out", "{work}/wave.jsonl"]
+    plan.write_text(json.dumps([{"name": n, "args": out + a} for n, a in jobs]))
+    return plan
+
+
+def test_gpu_wave_runs_its_jobs_together_and_packs_their_lines(tmp_path):
+    # ABSGD with --seeds 1 --lams 1: a seed of a candidate run before the choice (the
+    # speculative second wave); its line is the seed-1 line that seed 0's choice of λ = 1 uses.
+    plan = _wave_plan(
+        tmp_path,
+        [
+            ("ce", ["--methods", "CE", "--only-seeds", "0"]),
+            ("ab", ["--methods", "ABSGD", "--lams", "1", "--seeds", "1"]),
+        ],
+    )
+    work, packed = tmp_path / "w", tmp_path / "out"
+    args = ("--work", str(work), "--budget", "600", "--stop-in", "300", "--pack", str(packed))
+    _run("gpu_wave.py", str(plan), *args, "--epochs", "2")
+    rows = [json.loads(x) for x in (packed / "wave.jsonl").read_text().splitlines()]
+    assert sorted((r["method"], r["seed"], r["lam"]) for r in rows) == [
+        ("ABSGD", 1, 1.0),
+        ("CE", 0, None),
+    ]
+    state = json.loads((packed / "state.json").read_text())
+    assert [(j["name"], j["fate"], j["epochs"]) for j in state["jobs"]] == [
+        ("ce", "ended", 2),
+        ("ab", "ended", 2),
+    ]
+    with tarfile.open(packed / "runs.tar.gz") as tar:
+        names = tar.getnames()
+    assert sum(n.endswith("metrics.jsonl") for n in names) == 2
+    assert {"logs/ce.log", "logs/ab.log"} <= set(names)
+    assert not list(packed.glob("checkpoints.part*"))  # nothing unfinished
+
+
+def test_gpu_wave_stops_the_last_listed_job_first_and_keeps_the_protected_one(tmp_path):
+    slow = ["--set", "train.epochs=100000"]
+    plan = _wave_plan(
+        tmp_path,
+        [
+            ("first", ["--methods", "CE", "--only-seeds", "0", *slow]),
+            ("second", ["--methods", "CE", "--only-seeds", "1", *slow]),
+            ("third", ["--methods", "ABSGD", "--lams", "1", *slow]),
+        ],
+    )
+    work, packed = tmp_path / "w", tmp_path / "out"
+    common = ("--work", str(work), "--budget", "5", "--window", "1", "--epochs", "100000")
+    state: dict = {}
+    try:
+        _run("gpu_wave.py", str(plan), *common, "--stop-in", "25", "--pack", str(packed),
+             "--checkpoints")  # fmt: skip
+        state = json.loads((work / "state.json").read_text())
+        fates = {j["name"]: j["fate"] for j in state["jobs"]}
+        assert fates["first"] == "running"  # protected (--protect 1), outlives the call
+        stopped = {n: float(f.split()[2]) for n, f in fates.items() if f.startswith("stopped")}
+        assert set(stopped) == {"second", "third"} and stopped["third"] < stopped["second"]
+        with tarfile.open(packed / "runs.tar.gz") as tar:
+            assert "logs/third.log" in tar.getnames()
+        parts = sorted(packed.glob("checkpoints.part*"))
+        with tarfile.open(fileobj=io.BytesIO(b"".join(p.read_bytes() for p in parts))) as tar:
+            saved = [n for n in tar.getnames() if n.endswith("checkpoint.pt")]
+        # Every unfinished run's checkpoint that exists: each run that ended an epoch has one
+        # (checkpoint_every 1), the running one's too; one stopped during its first epoch may
+        # have none.
+        with_epochs = {j["name"] for j in state["jobs"] if j["epochs"] >= 1}
+        assert "first" in with_epochs
+        assert {n.split("/")[1] for n in saved} == with_epochs
+        # A later call watches the same jobs: nothing is launched again.
+        _run("gpu_wave.py", str(plan), *common, "--stop-in", "0")
+        again = json.loads((work / "state.json").read_text())
+        assert [j["pid"] for j in again["jobs"]] == [j["pid"] for j in state["jobs"]]
+    finally:
+        for job in state.get("jobs", []):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(job["pid"], signal.SIGKILL)
+
+
+def test_gpu_wave_refuses_a_plan_whose_job_names_repeat(tmp_path):
+    plan = _wave_plan(tmp_path, [("a", ["--methods", "CE"]), ("a", ["--methods", "ABSGD"])])
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "gpu_wave.py"), str(plan)]
+    out = subprocess.run(
+        [*cmd, "--work", str(tmp_path / "w"), "--budget", "1", "--stop-in", "0"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 2 and "job names repeat" in out.stderr
+    assert not (tmp_path / "w").exists()
