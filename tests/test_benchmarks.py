@@ -610,3 +610,35 @@ def test_gpu_wave_refuses_a_plan_whose_job_names_repeat(tmp_path):
     )
     assert out.returncode == 2 and "job names repeat" in out.stderr
     assert not (tmp_path / "w").exists()
+
+
+def test_every_gpu_plan_names_grid_methods_settings_and_candidates_that_exist():
+    # A typo in a plan would cost a GPU session: check each job against benchmarks/grids.py.
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from grids import GRIDS
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    plans = sorted((ROOT / "benchmarks" / "gpu_plans").glob("*.json"))
+    assert plans
+    for plan in plans:
+        jobs = json.loads(plan.read_text())
+        assert len({j["name"] for j in jobs}) == len(jobs), plan.name
+        for job in jobs:
+            args = job["args"]
+            grid = GRIDS[args[0]]
+
+            def values(flag: str, args: list[str] = args) -> list[str]:
+                if flag not in args:
+                    return []
+                rest = args[args.index(flag) + 1 :]
+                return rest[: next((k for k, a in enumerate(rest) if a.startswith("--")), None)]
+
+            methods = values("--methods")
+            assert methods and set(methods) <= set(grid.methods), (plan.name, job["name"])
+            assert set(values("--settings")) <= set(grid.settings), (plan.name, job["name"])
+            lams = {float(x) for x in values("--lams")}
+            assert lams <= {c for m in methods for c in grid.methods[m].lams}, job["name"]
+            seeds = {int(x) for x in values("--only-seeds") + values("--seeds")}
+            assert seeds <= set(grid.seeds), (plan.name, job["name"])
+            assert "--out" in args and "train.device=cuda" in args, (plan.name, job["name"])
