@@ -146,6 +146,8 @@ def pack(work: Path, dest: Path, checkpoints: bool) -> None:
         for path in sorted((work / "runs").glob("**/*")):
             if path.name in ("metrics.jsonl", "final.json", "config.yaml"):
                 tar.add(path, arcname=str(path.relative_to(work)))
+    for stale in dest.glob("checkpoints.part*"):  # an earlier pack's parts
+        stale.unlink()
     if not checkpoints:
         return
     unfinished = [
@@ -156,7 +158,8 @@ def pack(work: Path, dest: Path, checkpoints: bool) -> None:
         with tarfile.open(work / "checkpoints.tar", "w") as tar:
             for path in unfinished:
                 tar.add(path, arcname=str(path.relative_to(work)))
-                tar.add(path.parent / "config.yaml", arcname=str(path.parent.relative_to(work)))
+                config = path.parent / "config.yaml"
+                tar.add(config, arcname=str(config.relative_to(work)))
         subprocess.run(
             ["split", "-b", "15M", str(work / "checkpoints.tar"), str(dest / "checkpoints.part")],
             check=True,

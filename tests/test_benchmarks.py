@@ -584,6 +584,9 @@ def test_gpu_wave_stops_the_last_listed_job_first_and_keeps_the_protected_one(tm
         parts = sorted(packed.glob("checkpoints.part*"))
         with tarfile.open(fileobj=io.BytesIO(b"".join(p.read_bytes() for p in parts))) as tar:
             saved = [n for n in tar.getnames() if n.endswith("checkpoint.pt")]
+            configs = [n for n in tar.getnames() if n.endswith("/config.yaml")]
+        # each with its run's config beside it (what a resume reads)
+        assert sorted(configs) == sorted(n.replace("checkpoint.pt", "config.yaml") for n in saved)
         # Every unfinished run's checkpoint that exists: each run that ended an epoch has one
         # (checkpoint_every 1), the running one's too; one stopped during its first epoch may
         # have none.
