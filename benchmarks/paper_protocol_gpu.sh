@@ -25,9 +25,12 @@
 #   chosen values; so the longest chain is two runs. SETTING overrides the setting ("exp,
 #   ratio 10", "step, ratio 100");
 #   GRIDS (space-separated), BASES (comma-separated) and CONTROLS=0 run a part of it, e.g.
-#   GRIDS=cifar10_lt_repro_authors BASES=LDAM-DRW CONTROLS=0 for a short GPU session: 10
-#   runs at once, then 4 (the grids resume from their files, so parts add up; a 200-epoch
-#   run took 410-448 s with 9 sharing an H200).
+#   GRIDS=cifar10_lt_repro_authors BASES=LDAM-DRW CONTROLS=0: 10 runs at once, then 4 (the
+#   grids resume from their files, so parts add up). Timing on one H200 through MPS: the
+#   bf16 paper runs took 410-448 s with 9 sharing it; the authors' preset in fp32 with the
+#   test split every epoch, 613-652 s with 11 and then 6 sharing it, so both waves of one
+#   base need more than a 15-minute session: for such a session, run one wave of a few
+#   fixed methods with benchmarks/gpu_wave.py and a plan in benchmarks/gpu_plans/.
 # MAX_PARALLEL: at most this many runs at once (default 24); the others wait their turn.
 # PYTHON: the interpreter (default python).
 # EXTRA: further `--set KEY=VALUE` arguments for every run (e.g. a quick smoke test).
