@@ -22,7 +22,8 @@ bottleneck (the GPU); where each job is bound by its own process the projection 
 improve and the protected jobs run on.
 
 On an H200 shared through CUDA MPS, eleven 200-epoch ResNet-32 runs (batch 100, test split
-every epoch) started together ran at 4–5 s an epoch each; with six left, about 2.9 s.
+every epoch) started together trained at 4–5 s an epoch each; with six left, 2.2–2.6 s
+(2.5–2.9 s with the evaluation and the checkpoint).
 """
 
 from __future__ import annotations
