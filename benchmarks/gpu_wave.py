@@ -40,6 +40,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from absgd.fileio import write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -66,9 +68,7 @@ def _alive(pid: int) -> bool:
 
 
 def _write_state(work: Path, state: dict[str, Any]) -> None:
-    tmp = work / "state.json.tmp"
-    tmp.write_text(json.dumps(state, indent=1))
-    os.replace(tmp, work / "state.json")
+    write_text(work / "state.json", json.dumps(state, indent=1))
 
 
 def launch(plan: list[dict[str, Any]], work: Path, budget: float) -> dict[str, Any]:
