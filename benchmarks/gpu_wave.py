@@ -126,8 +126,9 @@ def watch(
             victim["fate"] = f"stopped at {now - state['launched']:.1f} s (budget)"
             last_kill = now
             print(f"stopped {victim['name']}: {[j['name'] for j in late]} ran late", flush=True)
-            for s in samples.values():
-                s.clear()  # the others' rates change: measure again
+            for job in running:  # the others' rates change: measure again, project anew
+                samples[job["name"]].clear()
+                job.pop("projected_end_s", None)
         _write_state(work, state)
         line = " ".join(f"{j['name']}:{j['epochs']}" for j in state["jobs"])
         print(f"[{now - state['launched']:4.0f} s] {line}", flush=True)
