@@ -434,6 +434,13 @@ GRIDS: dict[str, Grid] = {
             # it, 0.5 listed first (ties go to the larger λ); one of them replaces λ = 1 only
             # if its seed-0 validation balanced accuracy exceeds λ = 1's.
             "ABSGD + CE, λ < 1": Method(_REPRO_OURS_CPU["ABSGD + CE"].overrides, (0.5, 0.3)),
+            # On LDAM-DRW the batch mean chose λ = 30 (+0.80 [−1.23, +2.84]) and λ = 10
+            # collapsed at the switch (objective 3.3 → 116). Stated before running: the same
+            # λ grid and selection divided by the class weights' mean under ABSGD's weights,
+            # the second half of the question whether `weighted` should be the default.
+            "ABSGD + LDAM-DRW, weighted norm": _with(
+                _REPRO_OURS_CPU["ABSGD + LDAM-DRW"], "objective.normalize_class_weights=weighted"
+            ),
         },
         common=(*_REPRO_COMMON, *_REPRO_CPU["ours"], "train.device=cpu"),
     ),
