@@ -42,6 +42,7 @@ from grids import GRIDS, Grid, Method
 import absgd
 from absgd.cli import SHIPPED_CONFIGS
 from absgd.training.config import config_to_dict, load_config
+from absgd.training.devices import cpu_description
 from absgd.training.tune import TrialLog, run_trial, select_value, val_score, value_text
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,6 +75,7 @@ def _environment(run_env: dict[str, Any] | None = None) -> dict[str, Any]:
         "python": platform.python_version(),
         "machine": platform.processor() or platform.machine(),
         "cpus": torch.get_num_threads(),
+        **cpu_description(),
         "git_commit": _git_commit(),
     }
     if run_env:  # the training device as the run saw it (e.g. the GPU's name)

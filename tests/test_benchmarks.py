@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -161,6 +162,7 @@ def test_accuracy_grid_selects_lambda_on_validation_resumes_and_summarises(tmp_p
     for r in runs:
         assert r["config"]["train"]["seed"] == r["seed"]
         assert r["environment"]["torch"] and "top1" in r["metrics"]
+        assert r["environment"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
         assert r["val"] is not None  # selection saw the validation split only
     _run("grid.py", "smoke", "--out", str(results))  # nothing left to run
     assert len(results.read_text().splitlines()) == len(rows)

@@ -7,6 +7,7 @@ import contextlib
 import os
 import platform
 import random
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,13 @@ import torch
 
 import absgd
 
-__all__ = ["autocast", "describe_environment", "resolve_device", "seed_everything"]
+__all__ = [
+    "autocast",
+    "cpu_description",
+    "describe_environment",
+    "resolve_device",
+    "seed_everything",
+]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -52,6 +59,24 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def cpu_description() -> dict[str, str]:
+    """The CPU as it bears on the numbers: its model name (``/proc/cpuinfo`` on Linux, else
+    ``platform.processor()`` or the architecture) and the vector instruction set torch's CPU
+    kernels dispatch to (``torch.backends.cpu.get_cpu_capability()``, e.g. ``AVX512``). The
+    same code, config and seed can train a different model on another CPU, because the
+    kernels sum in another order; two runs are comparable bit for bit only where these agree."""
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpu": model or platform.processor() or platform.machine(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    }
+
+
 def describe_environment(device: torch.device) -> dict[str, Any]:
     return {
         "absgd": absgd.__version__,
@@ -62,4 +87,5 @@ def describe_environment(device: torch.device) -> dict[str, Any]:
         if device.type == "cuda"
         else platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
+        **cpu_description(),
     }
