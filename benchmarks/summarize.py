@@ -15,7 +15,10 @@ the runs with the chosen value enter the tuned rows.
 ``--pair BASE METHOD`` adds a table of paired differences (METHOD − BASE, matched by seed):
 mean and 95 % confidence interval (Student's t over the seeds) for each metric, and the
 balanced-accuracy difference seed by seed, starred on the seed that chose λ (its run won a
-selection on validation; the other seeds did not).
+selection on validation; the other seeds did not), and marked † where the two runs of a seed
+trained differently before the ABSGD switch (their per-epoch training losses up to the switch
+are not identical: a different stage-1 model, by design or, with the same config, by the
+machine's arithmetic), so part of that seed's difference is not ABSGD's.
 ``--per-class`` adds, for each pair, a table by class: both methods' mean accuracy, the
 paired difference with its 95 % interval and in how many seeds the method was higher.
 ``--after-switch`` adds, per ABSGD method, the lowest effective sample size after the switch
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -314,7 +318,8 @@ def pair_tables(
             continue
         out.append(f"### {grid}: {setting} ({device}), paired by seed\n")
         head = ["method − base", "seeds", *(name for name, _ in PAIRED), "paper-style top-1"]
-        head.append("balanced by seed (* chose λ / target)")
+        head.append("balanced by seed (* chose λ / target, † stage 1 differs)")
+        marked = False
         out.append("| " + " | ".join(head) + " |")
         out.append("|" + "---|" * len(head))
         for base, method in present:
@@ -329,8 +334,33 @@ def pair_tables(
                 cells.append(paired(diffs))
             cells.append(by_seed_text(both, "balanced_accuracy"))
             out.append("| " + " | ".join(cells) + " |")
+            marked = marked or any(same_stage_one(b, m) is False for b, m in both)
+        if marked:
+            out.append("")
+            out.append(
+                "† The two runs of this seed trained differently before the switch (training"
+                " losses up to it differ): part of its difference is another stage-1 model."
+            )
         out.append("")
     return "\n".join(out)
+
+
+def same_stage_one(base: dict[str, Any], method: dict[str, Any]) -> bool | None:
+    """Whether two runs trained identically up to the method's ABSGD switch: every epoch's
+    mean training loss up to it equal to 1e-6 relative (the mean is accumulated differently
+    with and without sample weights, which moves its last digits; runs that trained apart
+    differ from the first epoch by far more); ``None`` where a curve or the switch is
+    missing."""
+    switch = ((method.get("config") or {}).get("objective") or {}).get("lam_switch")
+    if switch is None or not base.get("curve") or not method.get("curve"):
+        return None
+
+    def losses(row: dict[str, Any]) -> dict[int, float]:
+        return {e["epoch"]: e.get("train_loss") for e in row["curve"] if e["epoch"] <= switch}
+
+    a, b = losses(base), losses(method)
+    common = sorted(set(a) & set(b))
+    return None if not common else all(math.isclose(a[e], b[e], rel_tol=1e-6) for e in common)
 
 
 def by_seed_text(both: list[tuple[dict[str, Any], dict[str, Any]]], key: str) -> str:
@@ -340,6 +370,7 @@ def by_seed_text(both: list[tuple[dict[str, Any], dict[str, Any]]], key: str) ->
     parts = []
     for b, m in sorted(both, key=lambda pair: pair[1]["seed"]):
         star = "*" if b.get("_chose") or m.get("_chose") else ""
+        star += "†" if same_stage_one(b, m) is False else ""
         parts.append(f"s{m['seed']}{star} {100 * (m['metrics'][key] - b['metrics'][key]):+.2f}")
     return ", ".join(parts) or "–"
 

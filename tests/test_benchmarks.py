@@ -647,3 +647,30 @@ def test_every_gpu_plan_names_grid_methods_settings_and_candidates_that_exist():
             seeds = {int(x) for x in values("--only-seeds") + values("--seeds")}
             assert seeds <= set(grid.seeds), (plan.name, job["name"])
             assert "--out" in args and "train.device=cuda" in args, (plan.name, job["name"])
+
+
+def test_paired_table_marks_a_seed_whose_runs_trained_apart_before_the_switch(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from summarize import pair_tables
+
+    def run(method: str, seed: int, losses: list[float], top1: float) -> dict:
+        row = _row(method, seed, None, top1)
+        row["config"] = {"objective": {"lam_switch": 2}}
+        row["curve"] = [{"epoch": e + 1, "train_loss": v} for e, v in enumerate(losses)]
+        return row
+
+    rows = [
+        run("CE", 0, [2.0, 1.5, 1.0], 0.50),
+        run("CE", 1, [2.0, 1.5, 1.0], 0.50),
+        # seed 0: the same stage 1 but for the last digits of the mean, then ABSGD differs
+        run("AB", 0, [2.0 * (1 + 1e-9), 1.5, 3.0], 0.52),
+        run("AB", 1, [2.1, 1.5, 1.0], 0.53),  # seed 1: another stage-1 model from epoch 1
+    ]
+    path = tmp_path / "r.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = pair_tables([str(path)], [("CE", "AB")])
+    assert "| s0 +2.00, s1† +3.00 |" in text
+    assert "† The two runs of this seed trained differently before the switch" in text
+    same = [run("CE", 0, [2.0, 1.5], 0.5), run("AB", 0, [2.0, 1.5], 0.6)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in same))
+    assert "†" not in pair_tables([str(path)], [("CE", "AB")]).split("| AB − CE |")[1]
