@@ -334,7 +334,7 @@ def pair_tables(
                 cells.append(paired(diffs))
             cells.append(by_seed_text(both, "balanced_accuracy"))
             out.append("| " + " | ".join(cells) + " |")
-            marked = marked or any(same_stage_one(b, m) is False for b, m in both)
+            marked = marked or "†" in cells[-1]
         if marked:
             out.append("")
             out.append(
@@ -356,7 +356,11 @@ def same_stage_one(base: dict[str, Any], method: dict[str, Any]) -> bool | None:
         return None
 
     def losses(row: dict[str, Any]) -> dict[int, float]:
-        return {e["epoch"]: e.get("train_loss") for e in row["curve"] if e["epoch"] <= switch}
+        return {
+            e["epoch"]: e["train_loss"]
+            for e in row["curve"]
+            if e["epoch"] <= switch and e.get("train_loss") is not None
+        }
 
     a, b = losses(base), losses(method)
     common = sorted(set(a) & set(b))

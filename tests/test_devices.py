@@ -19,7 +19,7 @@ def test_cpu_description_names_the_kernels_torch_dispatches_to() -> None:
     assert env["cpu"] == d["cpu"] and env["cpu_capability"] == d["cpu_capability"]
 
 
-def test_cpu_model_read_from_cpuinfo(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_cpu_model_read_from_cpuinfo(monkeypatch: pytest.MonkeyPatch) -> None:
     text = "processor\t: 0\nvendor_id\t: X\nmodel name\t: Example CPU 9000 @ 3.0GHz\nflags\t: a\n"
     real = Path.read_text
 
