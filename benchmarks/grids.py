@@ -441,6 +441,15 @@ GRIDS: dict[str, Grid] = {
             "ABSGD + LDAM-DRW, weighted norm": _with(
                 _REPRO_OURS_CPU["ABSGD + LDAM-DRW"], "objective.normalize_class_weights=weighted"
             ),
+            # The `weighted norm` runs above trained a different stage-1 model from LDAM-DRW's
+            # and the batch mean's (a later session, most likely another CPU). Stated before
+            # running: both partners again, unchanged, on the CPU of the `weighted norm` runs,
+            # so that each seed's pair shares its stage 1; the batch mean at its chosen λ = 30
+            # (fixed, no grid). Seeds 0-2, paired with `weighted norm` and with each other.
+            "LDAM-DRW, re-run": _REPRO_OURS_CPU["LDAM-DRW"],
+            "ABSGD + LDAM-DRW, λ = 30, re-run": _with(
+                Method(_REPRO_OURS_CPU["ABSGD + LDAM-DRW"].overrides), "objective.lam=30"
+            ),
         },
         common=(*_REPRO_COMMON, *_REPRO_CPU["ours"], "train.device=cpu"),
     ),
