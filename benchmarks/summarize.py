@@ -345,13 +345,26 @@ def pair_tables(
     return "\n".join(out)
 
 
+def stage_one_end(row: dict[str, Any]) -> int | None:
+    """The last epoch of a run's first stage: its ABSGD switch (``objective.lam_switch``),
+    else its DRW switch (``class_weighting: drw``), else ``None``."""
+    objective = (row.get("config") or {}).get("objective") or {}
+    if objective.get("lam_switch") is not None:
+        return int(objective["lam_switch"])
+    if objective.get("class_weighting") == "drw":
+        switch = (objective.get("class_weighting_options") or {}).get("switch")
+        return None if switch is None else int(switch)
+    return None
+
+
 def same_stage_one(base: dict[str, Any], method: dict[str, Any]) -> bool | None:
-    """Whether two runs trained identically up to the method's ABSGD switch: every epoch's
-    mean training loss up to it equal to 1e-6 relative (the mean is accumulated differently
-    with and without sample weights, which moves its last digits; runs that trained apart
-    differ from the first epoch by far more); ``None`` where a curve or the switch is
-    missing."""
-    switch = ((method.get("config") or {}).get("objective") or {}).get("lam_switch")
+    """Whether two runs trained identically up to the method's switch (its ABSGD switch, or
+    for a run without ABSGD its DRW switch, e.g. a base re-run against its earlier run): every
+    epoch's mean training loss up to it equal to 1e-6 relative (the mean is accumulated
+    differently with and without sample weights, which moves its last digits; runs that
+    trained apart differ from the first epoch by far more); ``None`` where a curve or the
+    switch is missing."""
+    switch = stage_one_end(method)
     if switch is None or not base.get("curve") or not method.get("curve"):
         return None
 

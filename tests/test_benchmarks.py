@@ -674,3 +674,30 @@ def test_paired_table_marks_a_seed_whose_runs_trained_apart_before_the_switch(tm
     same = [run("CE", 0, [2.0, 1.5], 0.5), run("AB", 0, [2.0, 1.5], 0.6)]
     path.write_text("".join(json.dumps(r) + "\n" for r in same))
     assert "†" not in pair_tables([str(path)], [("CE", "AB")]).split("| AB − CE |")[1]
+
+
+def test_paired_table_marks_a_base_rerun_that_trained_apart_before_its_drw_switch(tmp_path):
+    """Without an ABSGD switch the DRW switch ends stage 1 (a base re-run against its earlier
+    run); a run with neither gets no mark."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from summarize import pair_tables
+
+    def run(method: str, seed: int, losses: list[float], objective: dict) -> dict:
+        row = _row(method, seed, None, 0.5 + 0.01 * seed)
+        row["config"] = {"objective": objective}
+        row["curve"] = [{"epoch": e + 1, "train_loss": v} for e, v in enumerate(losses)]
+        return row
+
+    drw = {"class_weighting": "drw", "class_weighting_options": {"switch": 2}}
+    rows = [
+        run("DRW", 0, [2.0, 1.5, 1.0], drw),
+        run("DRW", 1, [2.0, 1.5, 1.0], drw),
+        run("DRW again", 0, [2.0, 1.5, 0.9], drw),  # apart only after the switch
+        run("DRW again", 1, [2.0, 1.6, 1.0], drw),  # apart at epoch 2, before it
+        run("CE", 1, [2.0, 1.6, 1.0], {}),  # no switch of either kind
+    ]
+    path = tmp_path / "r.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = pair_tables([str(path)], [("DRW", "DRW again"), ("DRW", "CE")])
+    assert "| s0 +0.00, s1† +0.00 |" in text
+    assert "†" not in text.split("| CE − DRW |")[1].split("\n")[0]
