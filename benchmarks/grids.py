@@ -445,7 +445,8 @@ GRIDS: dict[str, Grid] = {
             # and the batch mean's (a later session, most likely another CPU). Stated before
             # running: both partners again, unchanged, on the CPU of the `weighted norm` runs,
             # so that each seed's pair shares its stage 1; the batch mean at its chosen λ = 30
-            # (fixed, no grid). Seeds 0-2, paired with `weighted norm` and with each other.
+            # (fixed, no grid). Seeds 0-2; `LDAM-DRW, re-run` also seeds 3-4, beside `weighted
+            # norm`'s (7f0e811).
             "LDAM-DRW, re-run": _REPRO_OURS_CPU["LDAM-DRW"],
             "ABSGD + LDAM-DRW, λ = 30, re-run": _with(
                 Method(_REPRO_OURS_CPU["ABSGD + LDAM-DRW"].overrides), "objective.lam=30"
