@@ -16,9 +16,10 @@ the runs with the chosen value enter the tuned rows.
 mean and 95 % confidence interval (Student's t over the seeds) for each metric, and the
 balanced-accuracy difference seed by seed, starred on the seed that chose λ (its run won a
 selection on validation; the other seeds did not), and marked † where the two runs of a seed
-trained differently before the ABSGD switch (their per-epoch training losses up to the switch
-are not identical: a different stage-1 model, by design or, with the same config, by the
-machine's arithmetic), so part of that seed's difference is not ABSGD's.
+trained differently before the switch (the ABSGD switch, or for a run without ABSGD its DRW
+switch; their per-epoch training losses up to it are not identical: a different stage-1
+model, by design or, with the same config, by the machine's arithmetic), so part of that
+seed's difference is not ABSGD's.
 ``--per-class`` adds, for each pair, a table by class: both methods' mean accuracy, the
 paired difference with its 95 % interval and in how many seeds the method was higher.
 ``--after-switch`` adds, per ABSGD method, the lowest effective sample size after the switch
