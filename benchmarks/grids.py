@@ -446,7 +446,9 @@ GRIDS: dict[str, Grid] = {
             # running: both partners again, unchanged, on the CPU of the `weighted norm` runs,
             # so that each seed's pair shares its stage 1; the batch mean at its chosen λ = 30
             # (fixed, no grid). Seeds 0-2; `LDAM-DRW, re-run` also seeds 3-4, beside `weighted
-            # norm`'s (7f0e811).
+            # norm`'s (7f0e811). Then, stated before running: `λ = 30, re-run` seeds 3-6 and
+            # `weighted norm` seeds 5-6 (weighted against the batch mean over seeds 0-6), and,
+            # last and as the clock allows, `LDAM-DRW, re-run` seeds 5-6 (results.md §7).
             "LDAM-DRW, re-run": _REPRO_OURS_CPU["LDAM-DRW"],
             "ABSGD + LDAM-DRW, λ = 30, re-run": _with(
                 Method(_REPRO_OURS_CPU["ABSGD + LDAM-DRW"].overrides), "objective.lam=30"
