@@ -57,7 +57,7 @@ from absgd.data import (
 )
 from absgd.losses import build_loss
 from absgd.metrics import evaluate
-from absgd.models import build_model
+from absgd.models import build_model, to_channels_last
 from absgd.optim import ABSGD
 
 METHODS = ("CE", "focal (γ=1)", "CB (running counts)", "ABSGD", "ABSGD-ESS")
@@ -84,13 +84,13 @@ def _streams(train_y: np.ndarray, seed: int, val_per_class: int) -> dict[str, An
     for k in range(8):
         probs = np.roll(profile, k) / profile.sum()
         take = np.floor(probs * 1500).astype(int)
-        seg = []
+        picks = []
         for c in range(C):
             free = np.flatnonzero((train_y == c) & ~used)
             chosen = rng.choice(free, size=take[c], replace=False)
             used[chosen] = True
-            seg.append(chosen)
-        seg = np.concatenate(seg)
+            picks.append(chosen)
+        seg = np.concatenate(picks)
         segments.append(seg[rng.permutation(len(seg))])
     return {"long-tailed": lt, "drifting": np.concatenate(segments), "val": val}
 
@@ -136,7 +136,7 @@ def run_stream(
     aug: BatchAugment,
 ) -> tuple[torch.nn.Module, dict[str, float]]:
     torch.manual_seed(seed)
-    model = build_model("small_cnn", C).to(memory_format=torch.channels_last)
+    model = to_channels_last(build_model("small_cnn", C))
     optimizer = ABSGD(model.parameters(), lr=lr, weight_decay=5e-4)
     steps = math.ceil(len(order) / batch)
     objective = _objective(method, lam, switch=steps // 4)

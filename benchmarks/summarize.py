@@ -41,6 +41,7 @@ import json
 import math
 import statistics
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,7 @@ def paired(diffs: list[float]) -> str:
     return f"{mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}]"
 
 
-def mean_std(values: list[float | None]) -> str:
+def mean_std(values: Sequence[float | None]) -> str:
     """``mean ± std`` of fractions, in %, over the values that are not ``None``."""
     vals = [100 * v for v in values if v is not None]
     if not vals:
@@ -297,7 +298,9 @@ def _groups(
         if selection is not None and row["lam"] != selection["lam"]:
             continue  # a candidate that was not chosen
         row["_tuned"] = selection is not None and len(selection.get("scores") or {}) > 1
-        row["_chose"] = row["_tuned"] and row["seed"] == selection.get("seed")
+        row["_chose"] = (
+            selection is not None and row["_tuned"] and row["seed"] == selection.get("seed")
+        )
         name = row["method"]
         row["_candidate"] = selection is None and row.get("param") is not None
         if row["_candidate"]:

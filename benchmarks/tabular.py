@@ -35,6 +35,7 @@ The run appends one JSON line per (table, fold, method) and resumes from its fil
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import math
@@ -144,7 +145,7 @@ def tables(split: str = "eval") -> dict[str, Callable[[], tuple[pd.DataFrame, np
     binary, multiclass = (DEV_BINARY, DEV_MULTICLASS) if split == "dev" else (BINARY, MULTICLASS)
     out: dict[str, Callable[[], tuple[pd.DataFrame, np.ndarray]]] = {}
     for name in binary:
-        out[name] = lambda name=name: read_keel(root / "imbalanced" / "raw" / f"{name}.dat")
+        out[name] = functools.partial(read_keel, root / "imbalanced" / "raw" / f"{name}.dat")
     for name, ratio in multiclass.items():
 
         def load(name: str = name, ratio: float = ratio) -> tuple[pd.DataFrame, np.ndarray]:

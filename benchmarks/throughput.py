@@ -43,7 +43,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from absgd.cli import SHIPPED_CONFIGS
 from absgd.data import CIFAR10_MEAN, CIFAR10_STD, long_tail_counts, select_long_tailed
-from absgd.models import build_model
+from absgd.models import build_model, to_channels_last
 from absgd.optim import ABSGD
 from absgd.training import Reporter, RunInterrupted, train
 from absgd.training.config import load_config
@@ -140,7 +140,7 @@ def run_per_image(
     torch.manual_seed(0)
     model = build_model("resnet32", 10)
     if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        model = to_channels_last(model)
     optimizer = ABSGD(model.parameters(), lr=0.1, weight_decay=2e-4)
     loader = DataLoader(
         PerImageDataset(blobs, labels),
