@@ -20,6 +20,7 @@ trained differently before the switch (the ABSGD switch, or for a run without AB
 switch; their per-epoch training losses up to it are not identical: a different stage-1
 model, by design or, with the same config, by the machine's arithmetic), so part of that
 seed's difference is not ABSGD's.
+``--confidence LEVEL`` sets the paired intervals' level (default 0.95).
 ``--per-class`` adds, for each pair, a table by class: both methods' mean accuracy, the
 paired difference with its 95 % interval and in how many seeds the method was higher.
 ``--after-switch`` adds, per ABSGD method, the lowest effective sample size after the switch
@@ -55,23 +56,56 @@ COLUMNS = (
 )
 PAIRED = (("top-1", "top1"), ("balanced", "balanced_accuracy"), ("worst class", "worst_class"))
 
-# Two-sided 95 % quantiles of Student's t for 1..10 degrees of freedom (then ≈ normal).
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
+
+def t_central(x: float, df: int) -> float:
+    """``P(|T| ≤ x)`` for Student's t with ``df`` degrees of freedom, ``x ≥ 0``.
+
+    The finite sums of Abramowitz & Stegun 26.7.3–4 in ``θ = atan(x / √df)``: for even
+    ``df``, ``sin θ · Σ_{k<df/2} c_k cos^{2k} θ`` with ``c_0 = 1``, ``c_k = c_{k−1}(2k−1)/(2k)``;
+    for odd ``df``, ``(2/π)(θ + sin θ · Σ_{k<(df−1)/2} d_k cos^{2k+1} θ)`` with ``d_0 = 1``,
+    ``d_k = d_{k−1}(2k)/(2k+1)``.
+    """
+    if df < 1:
+        raise ValueError(f"degrees of freedom must be a positive integer, got {df}")
+    theta = math.atan(x / math.sqrt(df))
+    s, c = math.sin(theta), math.cos(theta)
+    if df % 2 == 0:
+        term, total = 1.0, 1.0
+        for k in range(1, df // 2):
+            term *= c * c * (2 * k - 1) / (2 * k)
+            total += term
+        return s * total
+    term, total = c, 0.0
+    for k in range((df - 1) // 2):
+        if k:
+            term *= c * c * (2 * k) / (2 * k + 1)
+        total += term
+    return (2 / math.pi) * (theta + s * total)
 
 
-def t_quantile(df: int) -> float:
-    return _T975[df - 1] if df <= len(_T975) else 1.96
+def t_quantile(df: int, level: float = 0.95) -> float:
+    """The two-sided ``level`` quantile of Student's t with ``df`` degrees of freedom: the
+    ``x`` with ``P(|T| ≤ x) = level`` (bisection on :func:`t_central`, to 1e-10)."""
+    if not 0 < level < 1:
+        raise ValueError(f"confidence level must lie strictly between 0 and 1, got {level}")
+    lo, hi = 0.0, 1.0
+    while t_central(hi, df) < level:
+        lo, hi = hi, 2 * hi
+    while hi - lo > 1e-10:
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if t_central(mid, df) < level else (lo, mid)
+    return (lo + hi) / 2
 
 
-def paired(diffs: list[float]) -> str:
-    """``mean [low, high]`` of paired differences (in points) with a 95 % t interval."""
+def paired(diffs: list[float], level: float = 0.95) -> str:
+    """``mean [low, high]`` of paired differences (in points) with a ``level`` t interval."""
     n = len(diffs)
     if n == 0:
         return "–"
     mean = statistics.mean(diffs)
     if n == 1:
         return f"{mean:+.2f} (1 seed)"
-    half = t_quantile(n - 1) * statistics.stdev(diffs) / n**0.5
+    half = t_quantile(n - 1, level) * statistics.stdev(diffs) / n**0.5
     return f"{mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}]"
 
 
@@ -311,16 +345,25 @@ def _groups(
     return groups
 
 
+def _level_note(level: float) -> str:
+    """The heading's note of a confidence level other than the default 95 %."""
+    return "" if level == 0.95 else f", {100 * level:g} % intervals"
+
+
 def pair_tables(
-    paths: list[str], pairs: list[tuple[str, str]], shots: tuple[int, int] | None = None
+    paths: list[str],
+    pairs: list[tuple[str, str]],
+    shots: tuple[int, int] | None = None,
+    level: float = 0.95,
 ) -> str:
-    """Paired differences METHOD − BASE (points), matched by seed, per grid and setting."""
+    """Paired differences METHOD − BASE (points), matched by seed, per grid and setting, with
+    ``level`` t intervals."""
     out = []
     for (grid, setting, device), methods in _groups(paths, shots).items():
         present = [(b, m) for b, m in pairs if b in methods and m in methods]
         if not present:
             continue
-        out.append(f"### {grid}: {setting} ({device}), paired by seed\n")
+        out.append(f"### {grid}: {setting} ({device}), paired by seed{_level_note(level)}\n")
         head = ["method − base", "seeds", *(name for name, _ in PAIRED), "paper-style top-1"]
         head.append("balanced by seed (* chose λ / target, † stage 1 differs)")
         marked = False
@@ -335,7 +378,7 @@ def pair_tables(
                     for b, m in both
                     if m["metrics"].get(key) is not None and b["metrics"].get(key) is not None
                 ]
-                cells.append(paired(diffs))
+                cells.append(paired(diffs, level))
             cells.append(by_seed_text(both, "balanced_accuracy"))
             out.append("| " + " | ".join(cells) + " |")
             marked = marked or "†" in cells[-1]
@@ -406,9 +449,9 @@ def _paired_runs(
     ]
 
 
-def per_class_tables(paths: list[str], pairs: list[tuple[str, str]]) -> str:
+def per_class_tables(paths: list[str], pairs: list[tuple[str, str]], level: float = 0.95) -> str:
     """Per pair, per class (largest training class first): the mean test accuracy of base and
-    method over the paired seeds, METHOD − BASE (points) with its 95 % interval, and in how
+    method over the paired seeds, METHOD − BASE (points) with its ``level`` interval, and in how
     many seeds the method was higher. Where a gain or loss sits (head or tail), which the
     balanced mean hides."""
     out = []
@@ -428,7 +471,10 @@ def per_class_tables(paths: list[str], pairs: list[tuple[str, str]]) -> str:
                         f"{grid}: {setting}: the runs of {base} and {method} with seed "
                         f"{m['seed']} trained on other class counts than seed {both[0][1]['seed']}"
                     )
-            out.append(f"### {grid}: {setting} ({device}), {method} − {base} by class\n")
+            out.append(
+                f"### {grid}: {setting} ({device}), {method} − {base} by class"
+                f"{_level_note(level)}\n"
+            )
             head = ["class", "training images", base, method, f"{method} − {base}", "higher in"]
             out.append("| " + " | ".join(head) + " |")
             out.append("|" + "---|" * len(head))
@@ -438,7 +484,7 @@ def per_class_tables(paths: list[str], pairs: list[tuple[str, str]]) -> str:
                 diffs = [100 * (y - x) for x, y in zip(acc_b, acc_m, strict=True)]
                 higher = sum(d > 0 for d in diffs)
                 cells = [str(c), str(counts[c]), mean_std(acc_b), mean_std(acc_m)]
-                cells += [paired(diffs), f"{higher} of {len(diffs)}"]
+                cells += [paired(diffs, level), f"{higher} of {len(diffs)}"]
                 out.append("| " + " | ".join(cells) + " |")
             out.append("")
     return "\n".join(out)
@@ -508,6 +554,14 @@ def main(argv: list[str] | None = None) -> int:
         help="also tabulate METHOD − BASE paired by seed, with 95 %% intervals (repeatable)",
     )
     p.add_argument(
+        "--confidence",
+        type=float,
+        default=0.95,
+        metavar="LEVEL",
+        help="the paired intervals' confidence level, strictly between 0 and 1 (default 0.95; "
+        "e.g. 0.975 for the second of two looks at one comparison)",
+    )
+    p.add_argument(
         "--per-class",
         action="store_true",
         help="with --pair: also tabulate each pair's accuracy and paired difference per class",
@@ -535,13 +589,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.shots is not None and not 0 < args.shots[1] <= args.shots[0]:
         p.error(f"--shots needs 0 < FEW <= MANY, got MANY={args.shots[0]} FEW={args.shots[1]}")
     shots = tuple(args.shots) if args.shots else None
+    if not 0 < args.confidence < 1:
+        p.error(f"--confidence must lie strictly between 0 and 1, got {args.confidence}")
     if args.per_class and not args.pair:
         p.error("--per-class tabulates the pairs given with --pair; give at least one --pair")
     print(tables(args.files, shots))
     if args.pair:
-        print(pair_tables(args.files, [tuple(p) for p in args.pair], shots))
+        print(pair_tables(args.files, [tuple(p) for p in args.pair], shots, args.confidence))
     if args.per_class:
-        print(per_class_tables(args.files, [tuple(p) for p in args.pair]))
+        print(per_class_tables(args.files, [tuple(p) for p in args.pair], args.confidence))
     if args.after_switch:
         print(switch_tables(args.files))
     if args.candidates:

@@ -306,6 +306,44 @@ def test_paired_differences_match_a_hand_computed_t_interval(tmp_path):
     assert text.rstrip().endswith("| s0 +1.00, s1 +2.00, s2 +3.00 |")
 
 
+def test_t_quantile_matches_published_tables_beyond_ten_degrees_of_freedom():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from summarize import t_quantile
+
+    # Two-sided quantiles from standard t tables (e.g. NIST/SEMATECH e-Handbook, 1.3.6.7.2).
+    published = {
+        (1, 0.95): 12.706, (2, 0.95): 4.303, (6, 0.95): 2.447, (10, 0.95): 2.228,
+        (13, 0.95): 2.160, (15, 0.95): 2.131, (30, 0.95): 2.042, (6, 0.99): 3.707,
+        (6, 0.90): 1.943, (3, 0.98): 4.541, (20, 0.99): 2.845,
+    }  # fmt: skip
+    for (df, level), value in published.items():
+        assert abs(t_quantile(df, level) - value) < 5e-4, (df, level)
+    with pytest.raises(ValueError, match=r"strictly between 0 and 1, got 1\.0"):
+        t_quantile(5, 1.0)
+    with pytest.raises(ValueError, match="positive integer, got 0"):
+        t_quantile(0)
+
+
+def test_confidence_option_widens_the_paired_interval(tmp_path):
+    base = [_row("CE", seed, None, 0.50) for seed in (0, 1, 2)]
+    method = [_row("AB", seed, None, 0.50 + d) for seed, d in ((0, 0.01), (1, 0.02), (2, 0.03))]
+    path = tmp_path / "r.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in base + method))
+    text = _run("summarize.py", str(path), "--pair", "CE", "AB", "--confidence", "0.975").stdout
+    # differences 1, 2, 3: sd 1, two-sided 97.5 % t(2) = 6.2053 -> half-width 6.2053/√3 = 3.583
+    assert "paired by seed, 97.5 % intervals" in text
+    assert "| AB − CE | 3 | +2.00 [-1.58, +5.58] |" in text
+    script = str(ROOT / "benchmarks" / "summarize.py")
+    bad = subprocess.run(
+        [sys.executable, script, str(path), "--confidence", "95"],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and "--confidence must lie strictly between 0 and 1, got 95" in (
+        bad.stderr
+    )
+
+
 def test_paired_table_stars_the_seed_whose_run_chose_lambda(tmp_path):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from summarize import pair_tables
