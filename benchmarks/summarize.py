@@ -13,16 +13,17 @@ used for selection). Runs on different devices (CPU, a GPU's name) get separate 
 the runs with the chosen value enter the tuned rows.
 
 ``--pair BASE METHOD`` adds a table of paired differences (METHOD − BASE, matched by seed):
-mean and 95 % confidence interval (Student's t over the seeds) for each metric, and the
-balanced-accuracy difference seed by seed, starred on the seed that chose λ (its run won a
-selection on validation; the other seeds did not), and marked † where the two runs of a seed
-trained differently before the switch (the ABSGD switch, or for a run without ABSGD its DRW
-switch; their per-epoch training losses up to it are not identical: a different stage-1
-model, by design or, with the same config, by the machine's arithmetic), so part of that
-seed's difference is not ABSGD's.
+mean and confidence interval (Student's t over the seeds; 95 % unless ``--confidence``) for
+each metric, and the balanced-accuracy difference seed by seed, starred on the seed that chose
+λ (its run won a selection on validation; the other seeds did not), and marked † where the two
+runs of a seed trained differently before the switch (the ABSGD switch, or for a run without
+ABSGD its DRW switch; their per-epoch training losses up to it are not identical: a different
+stage-1 model, by design or, with the same config, by the machine's arithmetic), so part of
+that seed's difference is not ABSGD's.
 ``--confidence LEVEL`` sets the paired intervals' level (default 0.95).
 ``--per-class`` adds, for each pair, a table by class: both methods' mean accuracy, the
-paired difference with its 95 % interval and in how many seeds the method was higher.
+paired difference with its interval (95 % unless ``--confidence``) and in how many seeds the
+method was higher.
 ``--after-switch`` adds, per ABSGD method, the lowest effective sample size after the switch
 and the largest fall of validation balanced accuracy below the switch epoch (worst seed; "none
 (+r)" when it never fell below it, r its smallest rise).
@@ -85,13 +86,20 @@ def t_central(x: float, df: int) -> float:
 
 def t_quantile(df: int, level: float = 0.95) -> float:
     """The two-sided ``level`` quantile of Student's t with ``df`` degrees of freedom: the
-    ``x`` with ``P(|T| ≤ x) = level`` (bisection on :func:`t_central`, to 1e-10)."""
+    ``x`` with ``P(|T| ≤ x) = level`` (bisection on :func:`t_central`, to 1e-12 relative).
+    Levels whose quantile exceeds 1e12 (e.g. 1 − 1e-16) are refused: no interval needs them."""
     if not 0 < level < 1:
         raise ValueError(f"confidence level must lie strictly between 0 and 1, got {level}")
     lo, hi = 0.0, 1.0
     while t_central(hi, df) < level:
         lo, hi = hi, 2 * hi
-    while hi - lo > 1e-10:
+        if hi > 1e12:
+            raise ValueError(
+                f"confidence level {level} is too close to 1 for {df} degrees of freedom"
+            )
+    for _ in range(200):  # each halves the bracket; 200 is far more than 1e-12 relative needs
+        if hi - lo <= 1e-12 * hi:
+            break
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if t_central(mid, df) < level else (lo, mid)
     return (lo + hi) / 2
@@ -551,7 +559,8 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar=("BASE", "METHOD"),
-        help="also tabulate METHOD − BASE paired by seed, with 95 %% intervals (repeatable)",
+        help="also tabulate METHOD − BASE paired by seed, with 95 %% intervals unless "
+        "--confidence (repeatable)",
     )
     p.add_argument(
         "--confidence",

@@ -322,6 +322,10 @@ def test_t_quantile_matches_published_tables_beyond_ten_degrees_of_freedom():
         t_quantile(5, 1.0)
     with pytest.raises(ValueError, match="positive integer, got 0"):
         t_quantile(0)
+    # Cauchy (df = 1): the quantile is tan(π·level/2); far in the tail it still terminates.
+    assert abs(t_quantile(1, 0.999999) / 636619.7723 - 1) < 1e-9
+    with pytest.raises(ValueError, match="too close to 1"):
+        t_quantile(1, 1 - 1e-16)
 
 
 def test_confidence_option_widens_the_paired_interval(tmp_path):
