@@ -39,6 +39,7 @@ Test numbers only report; nothing here selects on them.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import statistics
@@ -84,6 +85,7 @@ def t_central(x: float, df: int) -> float:
     return (2 / math.pi) * (theta + s * total)
 
 
+@functools.cache  # one bisection per (df, level), not one per table cell
 def t_quantile(df: int, level: float = 0.95) -> float:
     """The two-sided ``level`` quantile of Student's t with ``df`` degrees of freedom: the
     ``x`` with ``P(|T| ≤ x) = level`` (bisection on :func:`t_central`, to 1e-12 relative).
