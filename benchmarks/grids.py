@@ -426,6 +426,8 @@ GRIDS: dict[str, Grid] = {
             # λ = 3 collapsed here at the switch: the batch-mean division let the step grow
             # as the weights moved onto rare classes. The same λ grid, divided by the class
             # weights' mean under ABSGD's weights instead (fmnist_lt_norm asked it first).
+            # Chose λ = 3. Then, stated before running: seeds 3-6 of it and of `CB-DRW`, in one
+            # session (ABSGD with `weighted` against CB-DRW over seeds 0-6, results.md §7).
             "ABSGD + CB-DRW, weighted norm": _with(
                 _REPRO_OURS_CPU["ABSGD + CB-DRW"], "objective.normalize_class_weights=weighted"
             ),
