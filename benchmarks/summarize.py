@@ -29,6 +29,9 @@ and the largest fall of validation balanced accuracy below the switch epoch (wor
 (+r)" when it never fell below it, r its smallest rise).
 ``--candidates`` adds, per ABSGD method, every λ (or target) candidate on the seed that chose
 among them: the validation score that chose, and the test numbers, which only report.
+``--lam-scale`` adds one table over all files: every fixed-λ candidate on that seed with the
+training loss at the switch, λ divided by it, and the effective sample size after the switch
+(first epoch, lowest, last), to compare how sharp a λ was across losses and schedules.
 ``--curve K`` adds, where runs evaluated the test split every epoch, the mean test top-1 every
 K epochs, its fall from each run's best test epoch to its last (how much of what the model
 once knew about the clean test set it lost, e.g. by memorising noisy labels), and the test
@@ -218,10 +221,12 @@ def switch_tables(paths: list[str]) -> str:
     return "\n".join(out)
 
 
-def candidate_tables(paths: list[str]) -> str:
-    """Per ABSGD method with λ candidates: each candidate's run on the seed that chose (the
-    validation score that chose it, then test numbers that only report), the chosen one in
-    bold; candidates whose choice has not run yet are listed without a mark."""
+def _candidate_groups(
+    paths: list[str], least: int = 2
+) -> list[tuple[tuple[str, str, str, str, str], dict[str, Any] | None, list[dict[str, Any]]]]:
+    """Per ABSGD method with at least ``least`` candidates: ``((file, grid, setting, method,
+    device), selection line or None, the candidates' runs on the seed that chose, by value)``;
+    without a selection line yet, the lowest seed's runs."""
     runs, chosen = load(paths)
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for row in runs:
@@ -232,11 +237,27 @@ def candidate_tables(paths: list[str]) -> str:
     for (path, grid, setting, method, device), rows in groups.items():
         selection = chosen.get((path, grid, setting, method))
         seed = selection["seed"] if selection else min(r["seed"] for r in rows)
-        scores = {float(k): v for k, v in ((selection or {}).get("scores") or {}).items()}
         candidates = sorted((r for r in rows if r["seed"] == seed), key=lambda r: r["lam"])
-        if len(candidates) < 2:
-            continue
-        param = rows[0]["param"].split(".")[-1]
+        if len(candidates) >= least:
+            out.append(((path, grid, setting, method, device), selection, candidates))
+    return out
+
+
+def _selection_score(row: dict[str, Any], selection: dict[str, Any] | None) -> float | None:
+    """The validation score a candidate's selection used (its run's own as a fallback)."""
+    scores = {float(k): v for k, v in ((selection or {}).get("scores") or {}).items()}
+    metric = (selection or {}).get("metric", "val balanced_accuracy")
+    return scores.get(float(row["lam"]), (row.get("val") or {}).get(metric.split()[-1]))
+
+
+def candidate_tables(paths: list[str]) -> str:
+    """Per ABSGD method with λ candidates: each candidate's run on the seed that chose (the
+    validation score that chose it, then test numbers that only report), the chosen one in
+    bold; candidates whose choice has not run yet are listed without a mark."""
+    out = []
+    for (_, grid, setting, method, device), selection, candidates in _candidate_groups(paths):
+        seed = candidates[0]["seed"]
+        param = candidates[0]["param"].split(".")[-1]
         metric = (selection or {}).get("metric", "val balanced_accuracy")
         out.append(
             f"### {grid}: {setting} ({device}), {method}: the {param} candidates, seed {seed}\n"
@@ -249,7 +270,7 @@ def candidate_tables(paths: list[str]) -> str:
         for r in candidates:
             m = r.get("metrics") or {}
             ess, drop = after_switch(r)
-            score = scores.get(float(r["lam"]), (r.get("val") or {}).get(metric.split()[-1]))
+            score = _selection_score(r, selection)
             style = (m.get("paper_style") or {}).get("best_test_top1")
             mark = "**" if selection is not None and r["lam"] == selection["lam"] else ""
             cells = [
@@ -263,6 +284,62 @@ def candidate_tables(paths: list[str]) -> str:
             ]
             out.append("| " + " | ".join(cells) + " |")
         out.append("")
+    return "\n".join(out)
+
+
+def loss_at_switch(row: dict[str, Any]) -> tuple[float | None, float | None, float | None]:
+    """From a run's curve: the mean training loss of the switch epoch (the last of stage 1,
+    the scale λ meets when ABSGD starts), and the effective sample size of the first epoch
+    after it and of the last epoch."""
+    switch = ((row.get("config") or {}).get("objective") or {}).get("lam_switch")
+    curve = row.get("curve") or []
+    if switch is None or not curve:
+        return None, None, None
+    by_epoch = {e["epoch"]: e for e in curve}
+    last = max(by_epoch)
+    return (
+        (by_epoch.get(int(switch)) or {}).get("train_loss"),
+        (by_epoch.get(int(switch) + 1) or {}).get("ess"),
+        by_epoch[last].get("ess") if last > switch else None,
+    )
+
+
+def lam_scale_table(paths: list[str]) -> str:
+    """One table over every file: each fixed λ (``objective.lam``) on the seed that chose among
+    a method's candidates (or its one run there), with the training loss at the switch, λ
+    divided by it, and the effective sample size in the first epoch after the switch, at its
+    lowest after it and in the last epoch; the chosen λ in bold. How sharp a λ is depends on
+    the losses it meets, so this puts every grid's λ beside the loss and the sharpness."""
+    rows_out = []
+    for key, selection, candidates in _candidate_groups(paths, least=1):
+        path, _, setting, method, device = key
+        if candidates[0]["param"] != "objective.lam":
+            continue
+        for r in candidates:
+            loss, first, last = loss_at_switch(r)
+            low, _ = after_switch(r)
+            score = _selection_score(r, selection)
+            mark = "**" if selection is not None and r["lam"] == selection["lam"] else ""
+            cells = [
+                Path(path).stem,
+                f"{setting} ({device})",
+                method,
+                f"{mark}{r['lam']:g}{mark}",
+                "–" if loss is None else f"{loss:.3f}",
+                "–" if not loss else f"{r['lam'] / loss:.1f}",
+                "–" if first is None else f"{first:.3f}",
+                "–" if low is None else f"{low:.3f}",
+                "–" if last is None else f"{last:.3f}",
+                "–" if score is None else f"{100 * score:.1f}",
+            ]
+            rows_out.append("| " + " | ".join(cells) + " |")
+    if not rows_out:
+        return ""
+    head = ["results file", "setting", "method", "λ", "training loss at the switch", "λ / loss",
+            "ESS, first epoch after", "lowest ESS after", "ESS, last epoch",
+            "validation score"]  # fmt: skip
+    out = ["### λ against the loss it meets: every fixed λ, on the seed that chose\n"]
+    out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head), *rows_out, ""]
     return "\n".join(out)
 
 
@@ -588,6 +665,12 @@ def main(argv: list[str] | None = None) -> int:
         help="also tabulate every λ / target candidate on the seed that chose among them",
     )
     p.add_argument(
+        "--lam-scale",
+        action="store_true",
+        help="also tabulate every fixed-λ candidate against the training loss at the switch "
+        "and the effective sample size after it, over all files in one table",
+    )
+    p.add_argument(
         "--curve",
         type=int,
         metavar="K",
@@ -613,6 +696,8 @@ def main(argv: list[str] | None = None) -> int:
         print(switch_tables(args.files))
     if args.candidates:
         print(candidate_tables(args.files))
+    if args.lam_scale:
+        print(lam_scale_table(args.files))
     if args.curve is not None:
         print(curve_tables(args.files, args.curve))
     return 0

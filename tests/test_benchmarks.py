@@ -463,6 +463,39 @@ def test_candidate_table_lists_each_lambda_on_the_seed_that_chose(tmp_path):
     assert drop_text(None) == "–" and drop_text(0.0) == "none (+0.0)"
 
 
+def test_lam_scale_table_divides_lambda_by_the_loss_at_the_switch(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from summarize import lam_scale_table
+
+    def run(lam: float, seed: int, loss: float, ess: list[float]) -> dict:
+        curve = [
+            {"epoch": 1, "train_loss": 2.0, "ess": 1.0},
+            {"epoch": 2, "train_loss": loss, "ess": 1.0},
+        ]  # switch after epoch 2
+        curve += [{"epoch": 3 + i, "train_loss": 9.0, "ess": e} for i, e in enumerate(ess)]
+        return {**_row("ABSGD", seed, lam, 0.5), "param": "objective.lam",
+                "val": {"balanced_accuracy": 0.6}, "curve": curve,
+                "config": {"objective": {"lam_switch": 2}}}  # fmt: skip
+
+    rows = [
+        run(1.0, 0, 0.5, [0.25, 0.20, 0.40]),  # λ / loss = 2; first 0.25, lowest 0.20, last 0.40
+        run(3.0, 0, 0.5, [0.80, 0.90]),
+        run(3.0, 1, 0.1, [0.10, 0.10]),  # another seed: not listed
+        {"kind": "lam_selection", "grid": "g", "setting": "s", "method": "ABSGD", "lam": 3.0,
+         "param": "objective.lam", "metric": "val balanced_accuracy", "seed": 0,
+         "scores": {"1.0": 0.40, "3.0": 0.45}},
+        {**run(0.7, 0, 0.5, [0.5]), "method": "ABSGD-ESS", "param": "objective.target_ess"},
+    ]  # fmt: skip
+    path = tmp_path / "grid_a.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    lines = [x for x in lam_scale_table([str(path)]).splitlines() if x.startswith("| grid_a")]
+    assert lines == [
+        "| grid_a | s (CPU) | ABSGD | 1 | 0.500 | 2.0 | 0.250 | 0.200 | 0.400 | 40.0 |",
+        "| grid_a | s (CPU) | ABSGD | **3** | 0.500 | 6.0 | 0.800 | 0.800 | 0.900 | 45.0 |",
+    ]  # the target-ESS method has no fixed λ: left out
+    assert lam_scale_table([str(tmp_path / "grid_a.jsonl")]).count("ABSGD-ESS") == 0
+
+
 def test_curve_table_gives_mean_test_accuracy_by_epoch_and_the_fall_from_the_best(tmp_path):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from summarize import curve_tables
