@@ -4,17 +4,18 @@
 
 ``RUN_DIR`` is a run directory (its ``config.yaml`` and the checkpoint of the epoch to look at,
 e.g. the last epoch of stage 1 of a two-stage run). The script computes the cross-entropy of
-every training sample as training sees it (``--mode train``: the training augmentation and
-batch-norm statistics of batches of the run's batch size, no update; ``--mode eval``: the
-evaluation transform and running statistics) and the effective sample size of ABSGD's weights
-``w_i ∝ exp(l_i/λ)`` (Qi et al., arXiv 2012.06951),
+every training sample as training sees it (``--mode train``: the training augmentation,
+dropout and batch-norm statistics of shuffled batches of the run's batch size, each sample
+once, no update; ``--mode eval``: the evaluation transform and running statistics) and the
+effective sample size of ABSGD's weights ``w_i ∝ exp(l_i/λ)`` (Qi et al., arXiv 2012.06951),
 
     ESS = (Σ w)² / (B · Σ w²),
 
 averaged over random batches of the run's batch size ``B``, for each λ. It does so for every
 sample, and again with a random ``(k − 1)/k`` of the misclassified samples left out
-(``--thin k``): the mean loss falls as it does on a longer schedule, while the losses the
-model still gets wrong keep their size. The last row gives the thinned set's ESS at λ scaled
+(``--thin k``): the mean loss falls, as on a longer schedule, while the losses the model
+still gets wrong keep their size (the correctly classified samples keep theirs too, so the
+mean cannot fall below theirs). The last row gives the thinned set's ESS at λ scaled
 by the ratio of the two mean losses, the λ that carrying λ over by the mean loss would use.
 If the weights' spread came from the mean loss, that row would match the first.
 """
@@ -69,7 +70,7 @@ def training_losses(
     """Per-sample cross-entropy and misclassification of the training split under the run
     directory's checkpoint (``mode`` as in the module docstring), the run's batch size, and
     the checkpoint's epoch."""
-    cfg = load_config(run_dir / "config.yaml")
+    cfg = load_config(run_dir / "config.yaml", ["train.sampler=none"])  # each sample once
     data = prepare_data(cfg.data)
     model = build_model_for(cfg, data)
     state = load_checkpoint(run_dir)

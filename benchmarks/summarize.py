@@ -308,8 +308,10 @@ def lam_scale_table(paths: list[str]) -> str:
     """One table over every file: each fixed λ (``objective.lam``) on the seed that chose among
     a method's candidates (or its one run there), with the training loss at the switch, λ
     divided by it, and the effective sample size in the first epoch after the switch, at its
-    lowest after it and in the last epoch; the chosen λ in bold. How sharp a λ is depends on
-    the losses it meets, so this puts every grid's λ beside the loss and the sharpness."""
+    lowest after it and in the last epoch; the chosen λ in bold; a run that diverged says so.
+    How sharp a λ is depends on the losses it meets, so this puts every grid's λ beside the
+    loss and the sharpness. Methods with λ fixed in their overrides (no ``param``) are not
+    listed."""
     rows_out = []
     for key, selection, candidates in _candidate_groups(paths, least=1):
         path, _, setting, method, device = key
@@ -320,6 +322,7 @@ def lam_scale_table(paths: list[str]) -> str:
             low, _ = after_switch(r)
             score = _selection_score(r, selection)
             mark = "**" if selection is not None and r["lam"] == selection["lam"] else ""
+            gone = "diverged" if not r.get("metrics") else "–"
             cells = [
                 Path(path).stem,
                 f"{setting} ({device})",
@@ -327,9 +330,9 @@ def lam_scale_table(paths: list[str]) -> str:
                 f"{mark}{r['lam']:g}{mark}",
                 "–" if loss is None else f"{loss:.3f}",
                 "–" if not loss else f"{r['lam'] / loss:.1f}",
-                "–" if first is None else f"{first:.3f}",
-                "–" if low is None else f"{low:.3f}",
-                "–" if last is None else f"{last:.3f}",
+                gone if first is None else f"{first:.3f}",
+                gone if low is None else f"{low:.3f}",
+                gone if last is None else f"{last:.3f}",
                 "–" if score is None else f"{100 * score:.1f}",
             ]
             rows_out.append("| " + " | ".join(cells) + " |")

@@ -485,6 +485,10 @@ def test_lam_scale_table_divides_lambda_by_the_loss_at_the_switch(tmp_path):
          "param": "objective.lam", "metric": "val balanced_accuracy", "seed": 0,
          "scores": {"1.0": 0.40, "3.0": 0.45}},
         {**run(0.7, 0, 0.5, [0.5]), "method": "ABSGD-ESS", "param": "objective.target_ess"},
+        # one fixed λ, no selection line; a diverged candidate without metrics or ESS
+        {**run(5.0, 0, 0.25, [0.5]), "method": "ABSGD fixed"},
+        {**run(1.0, 0, 0.5, []), "method": "ABSGD two", "metrics": None},
+        {**run(9.0, 0, 0.5, [0.9]), "method": "ABSGD two"},
     ]  # fmt: skip
     path = tmp_path / "grid_a.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -492,6 +496,9 @@ def test_lam_scale_table_divides_lambda_by_the_loss_at_the_switch(tmp_path):
     assert lines == [
         "| grid_a | s (CPU) | ABSGD | 1 | 0.500 | 2.0 | 0.250 | 0.200 | 0.400 | 40.0 |",
         "| grid_a | s (CPU) | ABSGD | **3** | 0.500 | 6.0 | 0.800 | 0.800 | 0.900 | 45.0 |",
+        "| grid_a | s (CPU) | ABSGD fixed | 5 | 0.250 | 20.0 | 0.500 | 0.500 | 0.500 | 60.0 |",
+        "| grid_a | s (CPU) | ABSGD two | 1 | 0.500 | 2.0 | diverged | diverged | diverged | 60.0 |",  # noqa: E501
+        "| grid_a | s (CPU) | ABSGD two | 9 | 0.500 | 18.0 | 0.900 | 0.900 | 0.900 | 60.0 |",
     ]  # the target-ESS method has no fixed λ: left out
     assert lam_scale_table([str(tmp_path / "grid_a.jsonl")]).count("ABSGD-ESS") == 0
 

@@ -80,6 +80,12 @@ def test_the_script_reads_a_run_directory(tmp_path):
     rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
     assert len(rows) == 4  # header, every sample, thinned, thinned at the scaled λ
     assert rows[1].startswith("| every sample | 54 |")  # 3 classes × 20 minus 2 × 3 validation
+    # nothing left out (--thin 1): the thinned rows are the full set, at λ × 1
+    with contextlib.redirect_stdout(io.StringIO()) as same:
+        assert main([str(tmp_path / "run"), "--lams", "1", "3", "--thin", "1"]) == 0
+    rows = [line.split(" | ") for line in same.getvalue().splitlines() if line.startswith("| ")]
+    assert rows[1][-2:] == rows[2][-2:] == rows[3][-2:]  # ESS at λ = 1 and 3, three rows
+    assert "λ × 1.000" in rows[3][0]
     with contextlib.redirect_stdout(io.StringIO()) as evaluated:
         assert main([str(tmp_path / "run"), "--mode", "eval"]) == 0
     assert "eval mode" in evaluated.getvalue()
