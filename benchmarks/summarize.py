@@ -304,6 +304,15 @@ def loss_at_switch(row: dict[str, Any]) -> tuple[float | None, float | None, flo
     )
 
 
+def _blew_up_after_switch(row: dict[str, Any]) -> bool:
+    """True when the run trained past its switch without one epoch's effective sample size: the
+    weights were not finite, so it diverged, even if it kept an earlier selected model (and
+    so has test metrics)."""
+    switch = ((row.get("config") or {}).get("objective") or {}).get("lam_switch")
+    after = [e for e in row.get("curve") or [] if switch is not None and e["epoch"] > switch]
+    return bool(after) and all(e.get("ess") is None for e in after)
+
+
 def lam_scale_table(paths: list[str]) -> str:
     """One table over every file: each fixed λ (``objective.lam``) on the seed that chose among
     a method's candidates (or its one run there), with the training loss at the switch, λ
@@ -322,7 +331,7 @@ def lam_scale_table(paths: list[str]) -> str:
             low, _ = after_switch(r)
             score = _selection_score(r, selection)
             mark = "**" if selection is not None and r["lam"] == selection["lam"] else ""
-            gone = "diverged" if not r.get("metrics") else "–"
+            gone = "diverged" if not r.get("metrics") or _blew_up_after_switch(r) else "–"
             cells = [
                 Path(path).stem,
                 f"{setting} ({device})",

@@ -489,6 +489,8 @@ def test_lam_scale_table_divides_lambda_by_the_loss_at_the_switch(tmp_path):
         {**run(5.0, 0, 0.25, [0.5]), "method": "ABSGD fixed"},
         {**run(1.0, 0, 0.5, []), "method": "ABSGD two", "metrics": None},
         {**run(9.0, 0, 0.5, [0.9]), "method": "ABSGD two"},
+        # blew up after the switch (no epoch with an ESS) but kept a pre-switch model's metrics
+        {**run(2.0, 0, 0.5, [None, None]), "method": "ABSGD three"},
     ]  # fmt: skip
     path = tmp_path / "grid_a.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -499,6 +501,7 @@ def test_lam_scale_table_divides_lambda_by_the_loss_at_the_switch(tmp_path):
         "| grid_a | s (CPU) | ABSGD fixed | 5 | 0.250 | 20.0 | 0.500 | 0.500 | 0.500 | 60.0 |",
         "| grid_a | s (CPU) | ABSGD two | 1 | 0.500 | 2.0 | diverged | diverged | diverged | 60.0 |",  # noqa: E501
         "| grid_a | s (CPU) | ABSGD two | 9 | 0.500 | 18.0 | 0.900 | 0.900 | 0.900 | 60.0 |",
+        "| grid_a | s (CPU) | ABSGD three | 2 | 0.500 | 4.0 | diverged | diverged | diverged | 60.0 |",  # noqa: E501
     ]  # the target-ESS method has no fixed λ: left out
     assert lam_scale_table([str(tmp_path / "grid_a.jsonl")]).count("ABSGD-ESS") == 0
 
