@@ -164,9 +164,15 @@ def shot_accuracies(metrics: dict[str, Any], many: int, few: int) -> dict[str, f
     return {k: statistics.mean(v) if v else None for k, v in groups.items()}
 
 
+def lam_switch(row: dict[str, Any]) -> int | None:
+    """The epoch after which a run's ABSGD weights start (``objective.lam_switch``), or None."""
+    switch = ((row.get("config") or {}).get("objective") or {}).get("lam_switch")
+    return None if switch is None else int(switch)
+
+
 def before_switch(row: dict[str, Any]) -> bool:
     """Whether validation selected an epoch before the ABSGD switch (a plain-SGD model)."""
-    switch = ((row.get("config") or {}).get("objective") or {}).get("lam_switch")
+    switch = lam_switch(row)
     epoch = (row.get("metrics") or {}).get("selected_epoch")
     return switch is not None and epoch is not None and epoch <= switch
 
@@ -174,11 +180,11 @@ def before_switch(row: dict[str, Any]) -> bool:
 def after_switch(row: dict[str, Any]) -> tuple[float | None, float | None]:
     """From a run's per-epoch curve: the lowest effective sample size after the ABSGD switch,
     and the largest fall of validation balanced accuracy below the switch epoch's (points)."""
-    switch = ((row.get("config") or {}).get("objective") or {}).get("lam_switch")
+    switch = lam_switch(row)
     curve = row.get("curve") or []
     if switch is None or not curve:
         return None, None
-    at = [e for e in curve if e["epoch"] == int(switch)]
+    at = [e for e in curve if e["epoch"] == switch]
     post = [e for e in curve if e["epoch"] > switch]
     ess = [e["ess"] for e in post if e.get("ess") is not None]
     drop = None
@@ -291,15 +297,15 @@ def loss_at_switch(row: dict[str, Any]) -> tuple[float | None, float | None, flo
     """From a run's curve: the mean training loss of the switch epoch (the last of stage 1,
     the scale λ meets when ABSGD starts), and the effective sample size of the first epoch
     after it and of the last epoch."""
-    switch = ((row.get("config") or {}).get("objective") or {}).get("lam_switch")
+    switch = lam_switch(row)
     curve = row.get("curve") or []
     if switch is None or not curve:
         return None, None, None
     by_epoch = {e["epoch"]: e for e in curve}
     last = max(by_epoch)
     return (
-        (by_epoch.get(int(switch)) or {}).get("train_loss"),
-        (by_epoch.get(int(switch) + 1) or {}).get("ess"),
+        (by_epoch.get(switch) or {}).get("train_loss"),
+        (by_epoch.get(switch + 1) or {}).get("ess"),
         by_epoch[last].get("ess") if last > switch else None,
     )
 
@@ -308,7 +314,7 @@ def _blew_up_after_switch(row: dict[str, Any]) -> bool:
     """True when the run trained past its switch without one epoch's effective sample size: the
     weights were not finite, so it diverged, even if it kept an earlier selected model (and
     so has test metrics)."""
-    switch = ((row.get("config") or {}).get("objective") or {}).get("lam_switch")
+    switch = lam_switch(row)
     after = [e for e in row.get("curve") or [] if switch is not None and e["epoch"] > switch]
     return bool(after) and all(e.get("ess") is None for e in after)
 
@@ -494,9 +500,9 @@ def pair_tables(
 def stage_one_end(row: dict[str, Any]) -> int | None:
     """The last epoch of a run's first stage: its ABSGD switch (``objective.lam_switch``),
     else its DRW switch (``class_weighting: drw``), else ``None``."""
+    if (switch := lam_switch(row)) is not None:
+        return switch
     objective = (row.get("config") or {}).get("objective") or {}
-    if objective.get("lam_switch") is not None:
-        return int(objective["lam_switch"])
     if objective.get("class_weighting") == "drw":
         switch = (objective.get("class_weighting_options") or {}).get("switch")
         return None if switch is None else int(switch)
@@ -623,7 +629,7 @@ def tables(paths: list[str], shots: tuple[int, int] | None = None) -> str:
                 "" if rows[0]["_tuned"] else " (candidate)" if rows[0]["_candidate"] else " (fixed)"
             )
             cells.append("–" if lam is None else f"{lam:g}{kind}")
-            switch = ((rows[0].get("config") or {}).get("objective") or {}).get("lam_switch")
+            switch = lam_switch(rows[0])
             cells.append("–" if switch is None else f"{early} of {len(rows)}")
             times = [r["train_wall_seconds"] for r in rows if r["train_wall_seconds"] is not None]
             cells.append(f"{statistics.mean(times):.0f} s" if times else "–")
