@@ -426,7 +426,8 @@ GRIDS: dict[str, Grid] = {
             # its base (−0.58 [−1.13, −0.03], 3 seeds). Stated before running (2026-12-05,
             # third session): its seeds 3-6, paired with CB-DRW's seeds 3-6 (results.md §7).
             # `ABSGD-ESS + CE` (target 0.5 chosen) beat CE over 3 seeds (+2.09 [+0.66, +3.52]).
-            # Stated before running (2026-12-05, fourth session): the seeds 3-6 of both.
+            # Stated before running (2026-12-05, fourth session): the seeds 3-6 of both, then
+            # `ABSGD + CE` (λ = 1) seeds 3-6 against the same CE seeds (results.md §7).
             **_REPRO_OURS_CPU,
             # λ = 3 collapsed here at the switch: the batch-mean division let the step grow
             # as the weights moved onto rare classes. The same λ grid, divided by the class
