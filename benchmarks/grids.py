@@ -428,6 +428,10 @@ GRIDS: dict[str, Grid] = {
             # `ABSGD-ESS + CE` (target 0.5 chosen) beat CE over 3 seeds (+2.09 [+0.66, +3.52]).
             # Stated before running (2026-12-05, fourth session): the seeds 3-6 of both, then
             # `ABSGD + CE` (λ = 1) seeds 3-6 against the same CE seeds (results.md §7).
+            # `ABSGD-ESS + LDAM-DRW` (target 0.9 chosen) beat LDAM-DRW over 3 seeds (+1.76
+            # [+0.63, +2.89]). Stated before running (2026-12-05, fifth session): its seeds 3-6,
+            # paired with `LDAM-DRW, re-run` where the stage 1 is shared, then `ABSGD + CE`
+            # (λ = 1) seeds 5-6 against CE's (results.md §7).
             **_REPRO_OURS_CPU,
             # λ = 3 collapsed here at the switch: the batch-mean division let the step grow
             # as the weights moved onto rare classes. The same λ grid, divided by the class
