@@ -20,6 +20,11 @@ runs of a seed trained differently before the switch (the ABSGD switch, or for a
 ABSGD its DRW switch; their per-epoch training losses up to it are not identical: a different
 stage-1 model, by design or, with the same config, by the machine's arithmetic), so part of
 that seed's difference is not ABSGD's.
+BASE may list several base methods separated by ``|`` (``"LDAM-DRW | LDAM-DRW, re-run"``): each seed
+is then paired with the first listed base run of that seed that trained the same stage 1 as the
+method's run (else the first listed, marked †), and a line under the table names each seed's
+partner. It pairs a method with base runs from more than one session without pairing across
+stage-1 models.
 ``--confidence LEVEL`` sets the paired intervals' level (default 0.95).
 ``--per-class`` adds, for each pair, a table by class: both methods' mean accuracy, the
 paired difference with its interval (95 % unless ``--confidence``) and in how many seeds the
@@ -465,18 +470,21 @@ def pair_tables(
     ``level`` t intervals."""
     out = []
     for (grid, setting, device), methods in _groups(paths, shots).items():
-        present = [(b, m) for b, m in pairs if b in methods and m in methods]
+        present = [(b, m) for b, m in pairs if _has_base(methods, b) and m in methods]
         if not present:
             continue
         out.append(f"### {grid}: {setting} ({device}), paired by seed{_level_note(level)}\n")
         head = ["method − base", "seeds", *(name for name, _ in PAIRED), "paper-style top-1"]
         head.append("balanced by seed (* chose λ / target, † stage 1 differs)")
         marked = False
+        partners = []
         out.append("| " + " | ".join(head) + " |")
         out.append("|" + "---|" * len(head))
         for base, method in present:
-            both = _paired_runs(methods[base], methods[method])
-            cells = [f"{method} − {base}", str(len(both))]
+            both = _paired_runs(methods, base, methods[method])
+            cells = [f"{method} − {base_label(base)}", str(len(both))]
+            if len(base_names(base)) > 1:
+                partners.append(f"{method}: {partners_text(both)}")
             for _, key in (*PAIRED, ("", "paper_top1")):
                 diffs = [
                     100 * (m["metrics"][key] - b["metrics"][key])
@@ -493,6 +501,9 @@ def pair_tables(
                 "† The two runs of this seed trained differently before the switch (training"
                 " losses up to it differ): part of its difference is another stage-1 model."
             )
+        if partners:
+            out.append("")
+            out.extend(f"Partners by seed, {text}." for text in partners)
         out.append("")
     return "\n".join(out)
 
@@ -544,14 +555,48 @@ def by_seed_text(both: list[tuple[dict[str, Any], dict[str, Any]]], key: str) ->
     return ", ".join(parts) or "–"
 
 
+def base_names(base: str) -> list[str]:
+    """The base methods a ``--pair`` BASE names: one name, or several separated by ``|``."""
+    return [name.strip() for name in base.split("|") if name.strip()]
+
+
+def base_label(base: str) -> str:
+    """BASE as a table shows it (``|`` would split a markdown cell)."""
+    return " / ".join(base_names(base))
+
+
+def _has_base(methods: dict[str, list[dict[str, Any]]], base: str) -> bool:
+    return any(name in methods for name in base_names(base))
+
+
 def _paired_runs(
-    base_rows: list[dict[str, Any]], method_rows: list[dict[str, Any]]
+    methods: dict[str, list[dict[str, Any]]], base: str, method_rows: list[dict[str, Any]]
 ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """(base run, method run) of each seed that both finished, in the method's order."""
-    by_seed = {r["seed"]: r for r in base_rows if r.get("metrics")}
-    return [
-        (by_seed[r["seed"]], r) for r in method_rows if r.get("metrics") and r["seed"] in by_seed
-    ]
+    """(base run, method run) of each seed that both finished, in the method's order. Where
+    ``base`` names several base methods, a seed's partner is the first listed base run of that
+    seed that trained the same stage 1 as the method's run (``same_stage_one``), else the first
+    listed run of that seed."""
+    by_seed: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for name in base_names(base):
+        for row in methods.get(name, []):
+            if row.get("metrics"):
+                by_seed[row["seed"]].append(row)
+    both = []
+    for row in method_rows:
+        if not row.get("metrics") or not by_seed.get(row["seed"]):
+            continue
+        runs = by_seed[row["seed"]]
+        shared = [b for b in runs if same_stage_one(b, row) is not False]
+        both.append(((shared or runs)[0], row))
+    return both
+
+
+def partners_text(both: list[tuple[dict[str, Any], dict[str, Any]]]) -> str:
+    """Which base method each seed was paired with (``LDAM-DRW for s0, s1; …``)."""
+    seeds: dict[str, list[str]] = {}
+    for b, m in sorted(both, key=lambda pair: pair[1]["seed"]):
+        seeds.setdefault(b["method"], []).append(f"s{m['seed']}")
+    return "; ".join(f"{name} for {', '.join(s)}" for name, s in seeds.items())
 
 
 def per_class_tables(paths: list[str], pairs: list[tuple[str, str]], level: float = 0.95) -> str:
@@ -561,10 +606,11 @@ def per_class_tables(paths: list[str], pairs: list[tuple[str, str]], level: floa
     balanced mean hides."""
     out = []
     for (grid, setting, device), methods in _groups(paths, None).items():
-        for base, method in pairs:
-            if base not in methods or method not in methods:
+        for pair_base, method in pairs:
+            if not _has_base(methods, pair_base) or method not in methods:
                 continue
-            both = _paired_runs(methods[base], methods[method])
+            base = base_label(pair_base)
+            both = _paired_runs(methods, pair_base, methods[method])
             if not both:
                 continue
             counts = both[0][0]["metrics"]["train_class_counts"]
@@ -657,7 +703,8 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         metavar=("BASE", "METHOD"),
         help="also tabulate METHOD − BASE paired by seed, with 95 %% intervals unless "
-        "--confidence (repeatable)",
+        "--confidence (repeatable); BASE may list base methods separated by '|', and each seed "
+        "pairs with the first whose run shares its stage 1",
     )
     p.add_argument(
         "--confidence",

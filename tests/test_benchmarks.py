@@ -764,6 +764,47 @@ def test_paired_table_marks_a_seed_whose_runs_trained_apart_before_the_switch(tm
     assert "†" not in pair_tables([str(path)], [("CE", "AB")]).split("| AB − CE |")[1]
 
 
+def test_pair_with_several_bases_takes_each_seeds_base_run_that_shares_its_stage_1(tmp_path):
+    """``--pair "CE | CE again" AB``: a seed pairs with the first listed base run that trained
+    the same stage 1 as its method run, else with the first listed run (marked †)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from summarize import main, pair_tables, per_class_tables
+
+    def run(method: str, seed: int, first_loss: float, top1: float) -> dict:
+        row = _row(method, seed, None, top1)
+        row["config"] = {"objective": {"lam_switch": 2}}
+        row["curve"] = [{"epoch": 1, "train_loss": first_loss}, {"epoch": 2, "train_loss": 1.0}]
+        row["metrics"]["train_class_counts"] = [10, 5]
+        return row
+
+    rows = [
+        run("CE", 0, 2.0, 0.50),
+        run("CE", 1, 2.5, 0.40),  # trained apart from AB's seed 1
+        run("CE again", 1, 2.1, 0.44),  # shares AB's seed-1 stage 1
+        run("CE again", 2, 2.2, 0.60),
+        run("CE", 3, 2.3, 0.50),  # apart, and no other base run of seed 3: kept, marked †
+        run("AB", 0, 2.0, 0.51),
+        run("AB", 1, 2.1, 0.47),
+        run("AB", 2, 2.2, 0.64),
+        run("AB", 3, 2.4, 0.55),
+    ]
+    path = tmp_path / "r.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = pair_tables([str(path)], [("CE | CE again", "AB")])
+    # differences 1, 3, 4, 5 points: the seed-1 partner is CE again (0.44), not CE (0.40)
+    assert "| AB − CE / CE again | 4 | +3.25 [" in text
+    assert "| s0 +1.00, s1 +3.00, s2 +4.00, s3† +5.00 |" in text
+    assert "Partners by seed, AB: CE for s0, s3; CE again for s1, s2." in text
+    by_class = per_class_tables([str(path)], [("CE | CE again", "AB")])
+    assert "AB − CE / CE again by class" in by_class
+    # class 0 (top1 + 10 points in _row): base 60, 54, 70, 60 (61.00 ± 6.63), AB 61, 57, 74, 65
+    assert "| 0 | 10 | 61.00 ± 6.63 | 64.25 ± 7.27 | +3.25 [" in by_class
+    # one base name: as before, and no partners line
+    single = pair_tables([str(path)], [("CE", "AB")])
+    assert "| AB − CE | 3 | " in single and "Partners" not in single
+    assert main([str(path), "--pair", "CE|CE again", "AB"]) == 0
+
+
 def test_paired_table_marks_a_base_rerun_that_trained_apart_before_its_drw_switch(tmp_path):
     """Without an ABSGD switch the DRW switch ends stage 1 (a base re-run against its earlier
     run); a run with neither gets no mark."""
