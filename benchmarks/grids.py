@@ -497,6 +497,10 @@ GRIDS: dict[str, Grid] = {
                     "objective.lam=3.0",
                 )
             ),
+            # At step ratio 100 the target form's seeds 1-2 trained another stage 1 than CE's
+            # (a later session's CPU). Stated before running (2026-12-05, fifth session): CE
+            # unchanged, seeds 1-2, on that CPU type, paired where the stage 1 is shared.
+            "CE, re-run": _REPRO_AUTHORS_CPU["CE"],
             # The authors' README command for CIFAR-10 (exp, ratio 10): ABSGD + CB-DRW with
             # λ = 5, γ = 0.7, α = 0.5, their λ for exactly this setting. Stated before
             # running: a fixed method, no grid, 3 seeds, paired with CB-DRW.
