@@ -43,7 +43,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from grid import _environment
-from summarize import mean_std, paired
+from summary import mean_std, paired
 
 from absgd import ABWeighting
 from absgd.class_weights import effective_number_weights

@@ -66,7 +66,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from grid import _environment
-from summarize import t_quantile
+from summary import t_quantile
 
 from absgd.data.imbalance import long_tail_counts, select_long_tailed
 from absgd.sklearn import ABSGDClassifier

@@ -260,7 +260,7 @@ def _row(method: str, seed: int, lam, top1: float, device: str | None = None) ->
 
 def test_summary_keeps_devices_apart_and_marks_an_untuned_lambda(tmp_path):
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from summarize import tables
+    from summary import tables
 
     cpu_rows = [
         _row("CE", 0, None, 0.50),
@@ -293,7 +293,7 @@ def test_summary_keeps_devices_apart_and_marks_an_untuned_lambda(tmp_path):
 
 def test_paired_differences_match_a_hand_computed_t_interval(tmp_path):
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from summarize import pair_tables
+    from summary import pair_tables
 
     base = [_row("CE", seed, None, 0.50) for seed in (0, 1, 2)]
     method = [_row("AB", seed, None, 0.50 + d) for seed, d in ((0, 0.01), (1, 0.02), (2, 0.03))]
@@ -308,7 +308,7 @@ def test_paired_differences_match_a_hand_computed_t_interval(tmp_path):
 
 def test_t_quantile_matches_published_tables_beyond_ten_degrees_of_freedom():
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from summarize import t_quantile
+    from summary import t_quantile
 
     # Two-sided quantiles from standard t tables (e.g. NIST/SEMATECH e-Handbook, 1.3.6.7.2).
     published = {
@@ -350,7 +350,7 @@ def test_confidence_option_widens_the_paired_interval(tmp_path):
 
 def test_paired_table_stars_the_seed_whose_run_chose_lambda(tmp_path):
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from summarize import pair_tables
+    from summary import pair_tables
 
     rows = [_row("CE", seed, None, 0.50) for seed in (0, 1)]
     rows += [_row("AB", 1, 3.0, 0.55), _row("AB", 1, 10.0, 0.40), _row("AB", 0, 3.0, 0.52)]
@@ -366,7 +366,8 @@ def test_paired_table_stars_the_seed_whose_run_chose_lambda(tmp_path):
 
 def test_per_class_table_pairs_each_class_by_seed_largest_class_first(tmp_path):
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from summarize import main, per_class_tables
+    from summarize import main
+    from summary import per_class_tables
 
     def run(method: str, seed: int, per_class: list[float]) -> dict:
         row = _row(method, seed, None, 0.5)
@@ -398,7 +399,7 @@ def test_per_class_table_pairs_each_class_by_seed_largest_class_first(tmp_path):
 
 def test_candidates_of_an_unfinished_selection_are_not_averaged_together(tmp_path):
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from summarize import tables
+    from summary import tables
 
     rows = [
         {**_row("AB", 0, 0.9, 0.80), "param": "objective.target_ess"},
@@ -414,7 +415,7 @@ def test_candidates_of_an_unfinished_selection_are_not_averaged_together(tmp_pat
 
 def test_after_switch_reports_the_lowest_ess_and_the_largest_drop(tmp_path):
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from summarize import after_switch
+    from summary import after_switch
 
     curve = [
         {"epoch": 1, "ess": 1.0, "val_balanced_accuracy": 0.70},
@@ -433,7 +434,7 @@ def test_after_switch_reports_the_lowest_ess_and_the_largest_drop(tmp_path):
 
 def test_candidate_table_lists_each_lambda_on_the_seed_that_chose(tmp_path):
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from summarize import candidate_tables, drop_text
+    from summary import candidate_tables, drop_text
 
     def run(lam: float, seed: int, val: float, test: float, vals: list[float]) -> dict:
         row = _row("ABSGD", seed, lam, test)
@@ -465,7 +466,7 @@ def test_candidate_table_lists_each_lambda_on_the_seed_that_chose(tmp_path):
 
 def test_lam_scale_table_divides_lambda_by_the_loss_at_the_switch(tmp_path):
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from summarize import lam_scale_table
+    from summary import lam_scale_table
 
     def run(lam: float, seed: int, loss: float, ess: list[float]) -> dict:
         curve = [
@@ -508,7 +509,7 @@ def test_lam_scale_table_divides_lambda_by_the_loss_at_the_switch(tmp_path):
 
 def test_curve_table_gives_mean_test_accuracy_by_epoch_and_the_fall_from_the_best(tmp_path):
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from summarize import curve_tables
+    from summary import curve_tables
 
     def with_curve(seed: int, tests: list[float | None], vals: list[float]) -> dict:
         curve = [
@@ -561,7 +562,7 @@ def test_online_benchmark_runs_on_a_short_stream(tmp_path):
 
 def test_shot_groups_are_recomputed_from_per_class_accuracy():
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from summarize import shot_accuracies
+    from summary import shot_accuracies
 
     metrics = {
         "per_class_accuracy": [1.0, 0.8, 0.5, 0.3, 0.0],
@@ -739,7 +740,7 @@ def test_every_gpu_plan_names_grid_methods_settings_and_candidates_that_exist():
 
 def test_paired_table_marks_a_seed_whose_runs_trained_apart_before_the_switch(tmp_path):
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from summarize import pair_tables
+    from summary import pair_tables
 
     def run(method: str, seed: int, losses: list[float], top1: float) -> dict:
         row = _row(method, seed, None, top1)
@@ -768,7 +769,8 @@ def test_pair_with_several_bases_takes_each_seeds_base_run_that_shares_its_stage
     """``--pair "CE | CE again" AB``: a seed pairs with the first listed base run that trained
     the same stage 1 as its method run, else with the first listed run (marked †)."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from summarize import main, pair_tables, per_class_tables
+    from summarize import main
+    from summary import pair_tables, per_class_tables
 
     def run(method: str, seed: int, first_loss: float, top1: float) -> dict:
         row = _row(method, seed, None, top1)
@@ -809,7 +811,7 @@ def test_paired_table_marks_a_base_rerun_that_trained_apart_before_its_drw_switc
     """Without an ABSGD switch the DRW switch ends stage 1 (a base re-run against its earlier
     run); a run with neither gets no mark."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from summarize import pair_tables
+    from summary import pair_tables
 
     def run(method: str, seed: int, losses: list[float], objective: dict) -> dict:
         row = _row(method, seed, None, 0.5 + 0.01 * seed)

@@ -1,0 +1,54 @@
+"""The tables of ``benchmarks/summarize.py``, by concept: :mod:`summary.runs` reads the result
+lines, :mod:`summary.stats` holds the t intervals, and each other module makes one kind of table
+(:mod:`summary.means`, :mod:`summary.pairs`, :mod:`summary.switch`, :mod:`summary.curves`)."""
+
+from summary.curves import curve_tables, early_stopped, test_curve
+from summary.means import tables
+from summary.pairs import base_names, pair_tables, per_class_tables
+from summary.runs import (
+    before_switch,
+    device_label,
+    lam_switch,
+    load,
+    method_groups,
+    same_stage_one,
+    shot_accuracies,
+    stage_one_end,
+)
+from summary.stats import mean_std, paired, t_central, t_quantile
+from summary.switch import (
+    after_switch,
+    candidate_tables,
+    drop_text,
+    lam_scale_table,
+    loss_at_switch,
+    switch_tables,
+)
+
+__all__ = [
+    "after_switch",
+    "base_names",
+    "before_switch",
+    "candidate_tables",
+    "curve_tables",
+    "device_label",
+    "drop_text",
+    "early_stopped",
+    "lam_scale_table",
+    "lam_switch",
+    "load",
+    "loss_at_switch",
+    "mean_std",
+    "method_groups",
+    "pair_tables",
+    "paired",
+    "per_class_tables",
+    "same_stage_one",
+    "shot_accuracies",
+    "stage_one_end",
+    "switch_tables",
+    "t_central",
+    "t_quantile",
+    "tables",
+    "test_curve",
+]
