@@ -34,7 +34,7 @@ LOW_ESS = 0.3
 this draws a warning (once per run): most of each batch's weight then rests on a few samples.
 Runs whose weights concentrated like that collapsed in the benchmarks (ESS 0.01–0.39 with
 LDAM-DRW, docs/results.md, sections 6–7), though not every one: ABSGD + CE at λ = 1 ran at
-0.17–0.22 on CIFAR-10-LT and was the most accurate λ (section 7), while λ = −1 on CE under
+0.17–0.25 on CIFAR-10-LT and was the most accurate λ (section 7), while λ = −1 on CE under
 label noise, with the step rescaled to the mean loss, collapsed at 0.10 (section 8). It flags
 concentrated weights, not a step that is too large: unrescaled target-ESS runs collapsed at
 0.57–0.65, and class-weighted runs under the batch-mean normalisation at 0.36–0.91 (sections 7
