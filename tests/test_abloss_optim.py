@@ -75,6 +75,45 @@ def test_absgd_defaults_and_step_equal_a_hand_written_heavy_ball_update():
     torch.testing.assert_close(param.detach().double(), w, rtol=1e-6, atol=1e-7)
 
 
+def test_absgd_nesterov_step_equals_a_hand_written_update():
+    # Sutskever-style Nesterov as torch writes it: v ← μ v + d (v = d on the first step),
+    # w ← w − lr (d + μ v), with d = g + wd·w.
+    w0 = torch.tensor([0.5, -1.0, 2.0])
+    param = nn.Parameter(w0.clone())
+    opt = ABSGD([param], lr=0.05, momentum=0.8, weight_decay=0.1, nesterov=True)
+    w, v = w0.clone().double(), torch.zeros(3, dtype=torch.float64)
+    for k, g in enumerate(([1.0, 2.0, -1.0], [0.5, -3.0, 0.0], [2.0, 1.0, 1.0])):
+        param.grad = torch.tensor(g)
+        opt.step()
+        d = torch.tensor(g, dtype=torch.float64) + 0.1 * w
+        v = d if k == 0 else 0.8 * v + d
+        w = w - 0.05 * (d + 0.8 * v)
+    torch.testing.assert_close(param.detach().double(), w, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_abadam_steps_equal_a_hand_written_adam(amsgrad):
+    # m ← β1 m + (1−β1) d, v ← β2 v + (1−β2) d², v̂ = max of the v so far with amsgrad,
+    # w ← w − lr · (m / (1−β1^t)) / (sqrt(v̂ / (1−β2^t)) + eps), d = g + wd·w. The gradients
+    # shrink, so that amsgrad's running maximum differs from v.
+    lr, b1, b2, eps, wd = 0.01, 0.8, 0.9, 0.1, 0.05
+    w0 = torch.tensor([1.0, -2.0])
+    param = nn.Parameter(w0.clone())
+    opt = ABAdam([param], lr=lr, betas=(b1, b2), eps=eps, weight_decay=wd, amsgrad=amsgrad)
+    w = w0.clone().double()
+    m, v, v_max = (torch.zeros(2, dtype=torch.float64) for _ in range(3))
+    for t, g in enumerate(([4.0, -2.0], [1.0, 0.5], [0.1, -0.1]), start=1):
+        param.grad = torch.tensor(g)
+        opt.step()
+        d = torch.tensor(g, dtype=torch.float64) + wd * w
+        m = b1 * m + (1 - b1) * d
+        v = b2 * v + (1 - b2) * d * d
+        v_max = torch.maximum(v_max, v)
+        v_hat = (v_max if amsgrad else v) / (1 - b2**t)
+        w = w - lr * (m / (1 - b1**t)) / (v_hat.sqrt() + eps)
+    torch.testing.assert_close(param.detach().double(), w, rtol=1e-6, atol=1e-7)
+
+
 def test_abadam_is_adam_with_its_defaults():
     param = nn.Parameter(torch.ones(3))
     opt = ABAdam([param])

@@ -217,6 +217,46 @@ def test_gradients_are_finite_for_extreme_logits(name, sign):
     assert torch.isfinite(logits.grad).all()
 
 
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_focal_below_gamma_one_has_finite_gradients_for_extreme_logits(sign):
+    # (1 - p)^γ has an infinite derivative at p = 1 for γ < 1: without a floor on 1 - p the
+    # gradient of a sample that the model gets right with certainty would be 0 · ∞ = NaN.
+    logits = torch.full((4, C), -1e4 * sign)
+    target = torch.arange(4)
+    logits[torch.arange(4), target] = 1e4 * sign
+    logits.requires_grad_()
+    loss = focal_loss(logits, target, gamma=0.5, reduction="sum")
+    loss.backward()
+    assert torch.isfinite(logits.grad).all()
+    if sign > 0:  # p_y rounds to 1: the loss and its gradient are exactly 0
+        assert loss.item() == 0.0
+        assert torch.equal(logits.grad, torch.zeros_like(logits))
+
+
+# (registered name, options other than the defaults, independent float64 reference)
+REGISTERED = [
+    ("ldam", {"max_margin": 0.3, "scale": 10.0}, lambda z, y: ref_ldam(z, y, COUNTS, 0.3, 10.0)),
+    ("logit_adjusted", {"tau": 0.5}, lambda z, y: ref_la(z, y, COUNTS, 0.5)),
+    ("balanced_softmax", {}, lambda z, y: ref_la(z, y, COUNTS, 1.0)),
+    ("truncated_gce", {}, lambda z, y: ref_gce(z, y, 0.7, 0.5)),  # k = 0.5 by default
+    ("truncated_gce", {"q": 0.4, "k": 0.2}, lambda z, y: ref_gce(z, y, 0.4, 0.2)),
+    ("focal", {"gamma": 3.0}, lambda z, y: ref_focal(z, y, 3.0)),
+    (
+        "sce",
+        {"alpha": 0.5, "beta": 2.0, "log_zero": -2.0},
+        lambda z, y: ref_sce(z, y, 0.5, 2.0, -2.0),
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "options", "reference"), REGISTERED)
+def test_registered_modules_pass_their_options_through(name, options, reference):
+    logits, target, _ = _data(seed=5)
+    module = build_loss(name, class_counts=COUNTS, reduction="none", **options)
+    got = module(logits, target).double().numpy()
+    np.testing.assert_allclose(got, reference(logits.numpy(), target.numpy()), rtol=1e-5)
+
+
 @pytest.mark.parametrize("name", LOSSES.names())
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 def test_every_registered_loss_runs_forward_and_backward(name, dtype):

@@ -21,7 +21,13 @@ from absgd.metrics import (
     top_k_accuracy,
 )
 
-sk = pytest.importorskip("sklearn.metrics")
+
+@pytest.fixture
+def sk():
+    """scikit-learn's metrics, the reference of the ``*_matches_sklearn`` tests (only those
+    skip without it)."""
+    return pytest.importorskip("sklearn.metrics")
+
 
 # Hand-worked example: 3 classes, 8 samples.
 Y_TRUE = [0, 0, 0, 1, 1, 2, 2, 2]
@@ -50,7 +56,7 @@ def test_confusion_matrix_by_hand() -> None:
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_confusion_matrix_matches_sklearn(seed: int) -> None:
+def test_confusion_matrix_matches_sklearn(seed: int, sk) -> None:
     y, p = _random(seed, 200, 7)
     expected = sk.confusion_matrix(y, p, labels=list(range(7)))
     np.testing.assert_array_equal(confusion_matrix(y, p, 7), expected)
@@ -93,7 +99,7 @@ def test_top_k_by_hand_with_ties() -> None:
 
 
 @pytest.mark.parametrize("k", [1, 2, 5, 9])
-def test_top_k_matches_sklearn_and_a_sorting_reference(k: int) -> None:
+def test_top_k_matches_sklearn_and_a_sorting_reference(k: int, sk) -> None:
     rng = np.random.default_rng(k)
     logits = rng.normal(size=(300, 10)).astype(np.float32)
     y = rng.integers(0, 10, 300)
@@ -152,7 +158,7 @@ def test_per_class_and_balanced_by_hand() -> None:
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_balanced_accuracy_matches_sklearn(seed: int) -> None:
+def test_balanced_accuracy_matches_sklearn(seed: int, sk) -> None:
     # seeds >= 3: only 4 of 6 classes occur in y_true, but predictions use all 6
     y, p = _random(seed, 150, 6, classes_true=6 if seed < 3 else 4)
     with warnings.catch_warnings():  # sklearn warns about the classes absent from y_true
@@ -173,7 +179,7 @@ def test_macro_f1_by_hand() -> None:
 
 
 @pytest.mark.parametrize("seed", range(8))
-def test_macro_f1_matches_sklearn(seed: int) -> None:
+def test_macro_f1_matches_sklearn(seed: int, sk) -> None:
     y, p = _random(seed, 60, 8, classes_true=8 if seed % 2 else 5)
     expected = sk.f1_score(y, p, average="macro", zero_division=0)
     assert macro_f1(y, p, 8) == pytest.approx(expected)

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from absgd import ABWeighting, Objective, RGDWeighting, build_objective
 from absgd.class_weights import (
     DRW,
+    StaticWeights,
     build_class_weighting,
     effective_number_weights,
     inverse_frequency_weights,
@@ -52,6 +53,38 @@ def test_drw_switches_exactly_at_the_epoch():
     assert isinstance(drw, DRW)
     assert drw(4.99) is None
     torch.testing.assert_close(drw(5), effective_number_weights(COUNTS))
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("inverse", [0.4, 1.6]),  # 1/n normalised to sum to C = 2: (1/4, 1) · 2 / 1.25
+        ("inverse_sqrt", [2 / 3, 4 / 3]),  # (1/2, 1) · 2 / 1.5
+        ("class_balanced", [1.0, 1.0]),  # β = 0: uniform
+    ],
+)
+def test_registered_static_weightings_by_hand(name, expected):
+    options = {"beta": 0.0} if name == "class_balanced" else {}
+    weighting = build_class_weighting(name, class_counts=[4, 1], **options)
+    assert isinstance(weighting, StaticWeights)
+    torch.testing.assert_close(weighting(0), torch.tensor(expected))
+    torch.testing.assert_close(weighting(1000), torch.tensor(expected))
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: StaticWeights((1.0, -0.5)), r"finite numbers >= 0, got \(1.0, -0.5\)"),
+        (lambda: StaticWeights((1.0, math.inf)), r"finite numbers >= 0, got \(1.0, inf\)"),
+        (lambda: StaticWeights(()), r"finite numbers >= 0, got \(\)"),
+        (lambda: DRW((1.0, math.nan), switch=3), "finite numbers >= 0"),
+        (lambda: DRW((1.0, 2.0), switch=math.inf), "switch must be a finite number >= 0, got inf"),
+        (lambda: DRW((1.0, 2.0), switch=-1), "switch must be a finite number >= 0, got -1"),
+    ],
+)
+def test_bad_class_weights_and_switch_name_the_value(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
 
 
 @pytest.mark.parametrize(
@@ -312,13 +345,26 @@ def test_drw_objective_follows_set_epoch_and_rgd_composes():
         weighting="rgd",
         weighting_options={"tau": 2.0},
     )
+    # LDAM (max margin 0.5 at the rarest class, m_c ∝ n_c^{-1/4}, scale 30) in float64
+    m = torch.tensor(COUNTS, dtype=torch.float64) ** -0.25
+    m = 0.5 * m / m.max()
+    z = logits.double() - F.one_hot(y, 4) * m[y, None]
+    ldam = F.cross_entropy(30.0 * z, y, reduction="none")
+
+    def rgd(v):  # r_i / B = exp(min(v_i, τ) / (τ + 1)) / B, τ = 2
+        return torch.exp(v.clamp(max=2.0) / 3.0) / len(v)
+
     obj.set_epoch(1)
     assert obj.class_weight is None
     before = obj(logits, y)
+    torch.testing.assert_close(before.double(), (rgd(ldam) * ldam).sum(), rtol=1e-5, atol=0)
     obj.set_epoch(2)
     torch.testing.assert_close(obj.class_weight, effective_number_weights(COUNTS))
     after = obj(logits, y)
-    assert not torch.isclose(before, after)
+    # placement "inside": RGD sees c_i·l_i; the default normalisation divides by mean c
+    c = effective_number_weights(COUNTS).double()[y]
+    expected = (rgd(c * ldam) * c * ldam).sum() / c.mean()
+    torch.testing.assert_close(after.double(), expected, rtol=1e-5, atol=0)
     assert obj.last_weights is not None and obj.last_weights.shape == (16,)
     assert "class_weight" not in obj.state_dict()
 

@@ -108,6 +108,29 @@ def test_infinite_lambda_gives_exactly_uniform_weights_and_the_mean_loss():
     assert int(w.step) == 0
 
 
+def test_minus_infinity_is_plain_sgd_like_plus_infinity():
+    w = ABWeighting(-math.inf)
+    losses = torch.tensor([0.5, 4.0, 1.5])
+    out = w(losses)
+    assert torch.equal(w.last_weights, torch.full((3,), 1.0 / 3))
+    torch.testing.assert_close(out, losses.mean())
+    assert int(w.step) == 0
+
+
+def test_zero_init_after_a_plain_first_stage_starts_from_s_zero():
+    # The two-stage schedule of the reference code: λ = ∞ (s not updated), then a finite λ
+    # with s_0 = 0, so s_1 = γ·α·m_1 and the first ABSGD batch's weights sum to 1/(γα) = 2.5.
+    w = ABWeighting(math.inf, gamma=0.8, alpha=0.5, init="zero")
+    for _ in range(3):
+        w.weights(torch.tensor([0.2, 3.0, 1.0]))
+    w.lam = 1.0
+    losses = torch.tensor([0.0, math.log(3.0), math.log(5.0), math.log(7.0)])
+    p = w.weights(losses)
+    # e = (1, 3, 5, 7), m = 4, s_1 = 0.8 · 0.5 · 4 = 1.6, p = e / (4 · 1.6)
+    torch.testing.assert_close(p, torch.tensor([1.0, 3.0, 5.0, 7.0]) / 6.4)
+    assert p.sum().item() == pytest.approx(2.5, rel=1e-6)
+
+
 def test_gradient_equals_weighted_sum_of_per_sample_gradients():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 4))
@@ -143,6 +166,24 @@ def test_huge_losses_and_tiny_lambda_give_finite_weights_that_sum_to_one(dtype, 
         assert p.dtype == torch.float32
         assert torch.isfinite(p).all()
         assert p.sum().item() == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("lam", [1.0, -1.0, 0.01, -0.01])
+def test_huge_losses_give_the_softmax_of_l_over_lambda_on_a_steady_batch(dtype, lam):
+    # The same batch every step with first_batch init keeps s_t = m, so p = softmax(l/λ)
+    # exactly; computed here in float64 from the losses as rounded to ``dtype``. The weights
+    # are as exact as float32 holds z = l/λ: to 1e-3 near 1e4 (λ = ±1), so p to 2e-3
+    # relative; to 0.0625 near 1e6 (λ = ±0.01), so p to exp(0.0625) - 1 < 7 % relative.
+    g = torch.Generator().manual_seed(8)
+    losses = (1e4 + torch.rand(64, generator=g) * 5).to(dtype)
+    w = ABWeighting(lam, gamma=0.9)
+    for _ in range(4):
+        p = w.weights(losses).double()
+    expected = torch.softmax(losses.double() / lam, dim=0)
+    rtol = 2e-3 if abs(lam) >= 1 else 0.07
+    torch.testing.assert_close(p, expected, rtol=rtol, atol=1e-9)
+    assert int(p.argmax()) == int(expected.argmax())
 
 
 @pytest.mark.parametrize("gamma", [0.9, 0.1])
@@ -209,6 +250,30 @@ def test_deepcopy_and_state_dict_round_trip_continue_identically():
     for batch in batches[3:]:
         wa, wb, wc = (m.weights(batch.float()) for m in (a, b_copy, c))
         assert torch.equal(wa, wb) and torch.equal(wa, wc)
+
+
+def test_a_new_lambda_carries_the_average_over_by_the_ratio_of_the_lambdas():
+    # γ = 0.5, λ = 1. Batch 1: l = (0, ln 3), e = (1, 3), s_1 = m = 2. λ → 2 carries
+    # log s over as log s · 1/2, so s = √2. Batch 2: l = (0, 2 ln 3), e^{l/2} = (1, 3), m = 2,
+    # s_2 = 0.5·√2 + 0.5·2 = 1 + √2/2, p = (1, 3) / (2 s_2).
+    w = ABWeighting(1.0, gamma=0.5)
+    w.weights(torch.tensor([0.0, math.log(3.0)]))
+    w.lam = 2.0
+    p = w.weights(torch.tensor([0.0, 2.0 * math.log(3.0)]))
+    s2 = 1.0 + math.sqrt(2.0) / 2.0
+    torch.testing.assert_close(p, torch.tensor([1.0, 3.0]) / (2.0 * s2))
+    assert w.log_normalizer.item() == pytest.approx(math.log(s2), rel=1e-6)
+
+
+def test_a_lambda_of_the_other_sign_restarts_the_average():
+    # λ = 1 then λ = -1: the average of exp(l/λ) under the old sign says nothing, so the
+    # first batch under the new sign initialises s = α·m as a first batch does.
+    w = ABWeighting(1.0, gamma=0.5)
+    w.weights(torch.tensor([0.0, 5.0]))
+    w.lam = -1.0
+    losses = torch.tensor([0.0, math.log(3.0)])  # e^{-l} = (1, 1/3), m = 2/3
+    p = w.weights(losses)
+    torch.testing.assert_close(p, torch.tensor([1.0, 1.0 / 3.0]) / (2.0 * (2.0 / 3.0)))
 
 
 def test_lambda_can_change_between_steps_and_infinity_clears_the_average():
