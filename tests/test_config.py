@@ -50,8 +50,39 @@ def test_base_files_merge_and_overrides_win(tmp_path):
         (["optim.lrate=0.1"], r"optim.lrate: unknown key; valid keys here: name, lr, momentum"),
         (["colour=red"], "colour: unknown key; valid keys here: name, method, data, model"),
         (["optim.lr=abc"], "optim.lr: Input should be a valid number"),
-        (["optim.lr=-1"], "optim.lr: Input should be greater than 0"),
-        (["train.epochs=0"], "train.epochs: Input should be greater than or equal to 1"),
+        (["optim.lr=-1"], r"optim.lr: Input should be greater than 0 \(got -1\)"),
+        (["train.epochs=0"], r"train.epochs: Input should be greater than or equal to 1 \(got 0\)"),
+        (["data.imbalance_ratio=0.5"], r"data.imbalance_ratio: .*equal to 1 \(got 0.5\)"),
+        (["data.noise_rate=1.5"], r"data.noise_rate: .*less than or equal to 1 \(got 1.5\)"),
+        (
+            ["optim.milestones=[5,3]", "optim.factors=[0.1,0.1]"],
+            r"optim.milestones must be increasing, got \[5.0, 3.0\]",
+        ),
+        (
+            ["objective.weighting=absgd", "objective.lam=0"],
+            "objective.lam must be non-zero, got 0.0",
+        ),
+        (
+            ["data.noise_rate=0.4", "data.noise_kind=asymmetric"],
+            "noise_mapping must be cifar10, mnist, fmnist or groups for asymmetric noise, got None",
+        ),
+        (
+            ["data.val_fraction=0.1", "data.val_per_class=5"],
+            r"not both \(got 0.1 and 5\)",
+        ),
+        (
+            [
+                "data.val_source=leftover",
+                "data.imbalance_ratio=10",
+                "data.val_per_class=5",
+                "data.noise_rate=0.2",
+            ],
+            "data.val_source=leftover cannot be combined with label noise",
+        ),
+        (
+            ["optim.schedule=cosine", "optim.warmup_epochs=5", "train.epochs=5"],
+            r"optim.warmup_epochs \(5.0\) must be < train.epochs \(5\)",
+        ),
         (["data.profile=linear"], "data.profile: Input should be 'exp' or 'step'"),
         (
             ["objective.normalize_class_weights=mean"],

@@ -463,6 +463,18 @@ def test_early_stopping_keeps_the_best_epoch():
     assert len(est.validation_scores_) == est.n_iter_
     assert est.best_validation_score_ == max(est.validation_scores_)
     assert est.class_counts_.sum() == 300 - round(0.1 * 240) - round(0.1 * 45) - round(0.1 * 15)
+    # the model kept is the best epoch's: a fit stopped there by max_iter (same split, same
+    # shuffles) ends with the same parameters
+    best = int(np.argmax(est.validation_scores_)) + 1
+    assert best < est.n_iter_
+    short = ABSGDClassifier(
+        solver="adam", early_stopping=True, n_iter_no_change=3, max_iter=best, random_state=0
+    )
+    with pytest.warns(UserWarning, match=f"reached max_iter={best} epochs"):
+        short.fit(X, y)
+    assert short.n_iter_ == best
+    for name, value in est.model_.state_dict().items():
+        assert torch.equal(value, short.model_.state_dict()[name]), name
 
 
 def test_partial_fit_online_without_a_prior():

@@ -91,6 +91,19 @@ def test_equal_losses_give_uniform_weights():
     assert math.isinf(solve_lam(torch.rand(5), 1.0).item())  # target 1 is plain SGD
 
 
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_a_non_finite_value_gives_an_infinite_lambda(bad):
+    assert math.isinf(solve_lam(torch.tensor([0.1, bad, 0.3]), 0.5).item())
+
+
+def test_a_target_below_the_reachable_ess_is_clamped_to_the_grid_end():
+    # Four samples tied at the top of 16: ESS ≥ 4/16 for every λ, so target 0.05 cannot be
+    # met; the solve stops at t = (max − min)/λ = 1e4, λ = 0.8 / 1e4.
+    values = torch.tensor([0.1, 0.2, 0.3, 0.9]).repeat(4)
+    assert solve_lam(values, 0.05).item() == pytest.approx(8e-5, rel=1e-5)
+    assert _ess64(values.numpy(), 8e-5) == pytest.approx(0.25, abs=1e-6)
+
+
 def test_class_weights_inside_the_exponent_cannot_push_the_ess_below_the_target():
     counts = [500, 100, 20, 5]
     torch.manual_seed(0)

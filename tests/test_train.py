@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 from typing import Any
 
 import numpy as np
@@ -12,12 +13,19 @@ import torch
 import yaml
 
 import absgd.training.run as run_module
+from absgd.data.sources import load_source
 from absgd.meta_weight_net import MetaWeightNet
 from absgd.models import list_models
 from absgd.optim import ABSGD, ABAdam
 from absgd.training import Reporter, RunInterrupted, TrainingDiverged, train
 from absgd.training.build import prepare_data
-from absgd.training.checkpoint import CheckpointError, load_checkpoint
+from absgd.training.checkpoint import (
+    CheckpointError,
+    capture_rng,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+)
 from absgd.training.config import load_config
 from absgd.training.reporting import low_ess_warning
 
@@ -352,6 +360,42 @@ def test_final_json_says_whether_the_selected_model_predates_the_switch(tmp_path
     assert any("trained by plain SGD" in line for line in report.lines) is before
 
 
+@pytest.mark.parametrize(("select", "chosen"), [("best_balanced_accuracy", 2), ("best_top1", 1)])
+def test_selection_keeps_the_model_of_the_first_best_validation_epoch(
+    tmp_path, monkeypatch, select, chosen
+):
+    # Scripted validation scores: balanced accuracy 0.2, 0.6, 0.4, 0.6 (the first of the two
+    # 0.6 wins) and top-1 0.8, 0.4, 0.6, 0.4. The selected model must be the one a run of
+    # `chosen` epochs ends with (a constant LR: the first epochs of both runs are the same).
+    balanced = iter([0.2, 0.6, 0.4, 0.6])
+    evaluate = run_module.TrainingRun.evaluate
+
+    def scripted(self, split):
+        metrics = evaluate(self, split)
+        if split == "val":
+            score = next(balanced)
+            metrics = {**metrics, "balanced_accuracy": score, "top1": 1.0 - score}
+        return metrics
+
+    common = [*MLP_RUN, "optim.lr=0.05", "train.test_every=1"]
+    with monkeypatch.context() as patch:
+        patch.setattr(run_module.TrainingRun, "evaluate", scripted)
+        final = train(
+            load_config(None, [*common, "train.epochs=4", f"train.select={select}"]),
+            tmp_path / "selected",
+        )
+    short = train(load_config(None, [*common, f"train.epochs={chosen}"]), tmp_path / "short")
+    assert final["selected_epoch"] == chosen and final["selection_metric"] == select
+    a = torch.load(tmp_path / "selected/model.pt", weights_only=True)
+    b = torch.load(tmp_path / "short/model.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # the reported test metrics are the selected model's, as the epoch's own test evaluation
+    history = _history(tmp_path / "selected")
+    assert final["top1"] == history[chosen - 1]["test"]["top1"] == short["top1"]
+    assert final["val_at_selected_epoch"] == history[chosen - 1]["val"]
+    assert final["val_at_selected_epoch"]["balanced_accuracy"] == [0.2, 0.6][chosen - 1]
+
+
 def test_nearly_uniform_weights_draw_no_warning(tmp_path, recwarn):
     ess, warned = _ce_absgd(tmp_path, 1000.0)
     assert min(ess) > 0.99 and warned == []
@@ -609,6 +653,30 @@ def test_resume_refuses_a_different_config_and_a_new_run_refuses_an_old_director
         train(other, tmp_path / "run", resume=True)
 
 
+def test_global_generators_continue_exactly_after_a_checkpoint_round_trip(tmp_path):
+    # Dropout and user code draw from the global generators: after a resume their next draws
+    # must be those an uninterrupted run would take.
+    random.seed(11)
+    np.random.seed(12)
+    torch.manual_seed(13)
+    np.random.standard_normal()  # leaves a cached Gaussian in NumPy's legacy state
+    save_checkpoint(tmp_path / "ck.pt", {"rng": capture_rng()})
+
+    def draws():
+        return (
+            [random.random() for _ in range(3)],
+            np.random.standard_normal(3).tolist() + np.random.rand(2).tolist(),
+            torch.rand(4).tolist(),
+        )
+
+    expected = draws()
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+    restore_rng(load_checkpoint(tmp_path / "ck.pt")["rng"])
+    assert draws() == expected
+
+
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "missing"])
 def test_a_damaged_checkpoint_gives_a_clear_error_never_a_silent_restart(tmp_path, damage):
     cfg = _absgd_cfg(epochs=2)
@@ -656,6 +724,52 @@ def test_leftover_validation_is_balanced_and_keeps_the_long_tailed_selection():
     assert data.info["val_images_taken_from_training"] == {"class0": 5}
     train_rows = {row.tobytes() for row in data.train.x.reshape(len(data.train), -1)}
     assert not any(row.tobytes() in train_rows for row in data.val.x.reshape(20, -1))
+
+
+def _rows(dataset) -> set[bytes]:
+    return {row.tobytes() for row in dataset.x.reshape(len(dataset), -1)}
+
+
+def test_train_val_meta_and_test_are_disjoint_and_cover_the_long_tailed_selection():
+    data = prepare_data(load_config(None, [*TINY, "data.meta_per_class=1"]).data)
+    parts = {"train": data.train, "val": data.val, "meta": data.meta, "test": data.test}
+    rows = {name: _rows(d) for name, d in parts.items()}
+    assert all(len(rows[name]) == len(d) for name, d in parts.items())  # rows are unique
+    names = list(rows)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            assert not rows[a] & rows[b], (a, b)
+    # the long-tailed selection 30, 18, 11, 7 of the generated training split
+    source = load_source(
+        "synthetic", None, num_classes=4, train_per_class=30, test_per_class=6, shape=[8, 8, 1]
+    ).train
+    selected = _rows(source) & (rows["train"] | rows["val"] | rows["meta"])
+    assert len(selected) == len(rows["train"] | rows["val"] | rows["meta"]) == 66
+    assert (
+        data.val.class_counts().tolist() == [2] * 4 and data.meta.class_counts().tolist() == [1] * 4
+    )
+
+
+def test_label_noise_flips_the_documented_count_of_training_labels_only():
+    clean = prepare_data(load_config(None, TINY).data)
+    noisy = prepare_data(load_config(None, [*TINY, "data.noise_rate=0.4"]).data)
+    # ⌊0.4 n_c⌋ of each long-tailed class (30, 18, 11, 7), before the validation split
+    assert noisy.info["noisy_labels"] == 12 + 7 + 4 + 2
+    np.testing.assert_array_equal(noisy.test.y, clean.test.y)
+    np.testing.assert_array_equal(noisy.test.x, clean.test.x)
+    labels = {}
+    for d in (clean, noisy):
+        for part in (d.train, d.val):
+            for row, y in zip(part.x.reshape(len(part), -1), part.y, strict=True):
+                labels.setdefault(row.tobytes(), []).append(int(y))
+    assert len(labels) == 66
+    assert sum(a != b for a, b in labels.values()) == 25
+    cfg = load_config(
+        None,
+        [*TINY, "data.noise_rate=0.4", "data.noise_kind=asymmetric", "data.noise_mapping=groups"],
+    )
+    with pytest.raises(ValueError, match="noise_mapping=groups needs superclasses"):
+        prepare_data(cfg.data)
 
 
 THREE_CHANNELS = (

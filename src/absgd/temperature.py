@@ -100,8 +100,9 @@ def solve_lam(
             the same λ.
 
     Returns:
-        A float32 scalar tensor on ``values``' device: ``|λ|`` (``inf`` when every value is
-        equal, or ``target_ess == 1``; NaN when a value is NaN or infinite).
+        A float32 scalar tensor on ``values``' device: ``|λ|``; ``inf`` when every value is
+        equal, when ``target_ess == 1``, and when a value is NaN or infinite (such a batch
+        carries no scale; :class:`absgd.ABWeighting` refuses it and keeps its λ).
 
     Example:
         >>> losses = torch.tensor([0.1, 0.3, 0.2, 2.5, 0.4, 0.1, 0.2, 0.6])

@@ -39,6 +39,24 @@ def test_crop_and_flip_match_reference(batch: torch.Tensor, mode: str) -> None:
     torch.testing.assert_close(out.double(), expected, rtol=0, atol=1e-6)
 
 
+def test_offsets_are_uniform_on_0_to_2p_and_flips_fair() -> None:
+    # 70,000 draws, padding 3: each of the 7 offsets per axis has probability 1/7 (standard
+    # error 0.0013) and a flip 1/2 (0.0019); the bounds are 5 standard errors wide.
+    params = BatchAugment(padding=3, flip=True).sample(70_000, torch.Generator().manual_seed(2))
+    for axis in (0, 1):
+        freq = torch.bincount(params.offsets[:, axis], minlength=7).double() / 70_000
+        assert len(freq) == 7
+        torch.testing.assert_close(
+            freq, torch.full((7,), 1 / 7, dtype=torch.float64), rtol=0, atol=0.0066
+        )
+    assert abs(params.flips.double().mean().item() - 0.5) < 0.0095
+    # the two axes are drawn independently
+    joint = torch.bincount(params.offsets[:, 0] * 7 + params.offsets[:, 1], minlength=49)
+    torch.testing.assert_close(
+        joint.double() / 70_000, torch.full((49,), 1 / 49, dtype=torch.float64), rtol=0, atol=0.0027
+    )
+
+
 def test_shapes_and_dtypes_kept(batch: torch.Tensor) -> None:
     aug = BatchAugment(padding=4, flip=True, mean=(0.5, 0.4, 0.3), std=(0.2, 0.2, 0.2))
     out = aug(batch, torch.Generator().manual_seed(0))

@@ -198,7 +198,11 @@ def test_class_probabilities(skewed: np.ndarray) -> None:
     np.testing.assert_allclose(
         ClassAwareSampler(skewed, "uniform").class_probabilities, np.array([900, 90, 9]) / 999
     )
+    # P(sample of class c) = (n_c^q / Σ_k n_k^q) / n_c, q = 0.25
     p = ClassAwareSampler(skewed, power=0.25).sample_probabilities()
+    n = np.array([900, 90, 9], dtype=np.float64)
+    expected = n**0.25 / (n**0.25).sum() / n
+    np.testing.assert_allclose(p, expected[skewed], rtol=1e-12)
     assert p.sum() == pytest.approx(1.0)
 
 

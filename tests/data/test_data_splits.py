@@ -37,6 +37,20 @@ def test_fraction_split_is_stratified(lt_dataset: ArrayDataset) -> None:
     assert rows_t == sorted(rows_t) and rows_v == sorted(rows_v)
 
 
+def test_min_per_class_holds_out_a_class_that_the_fraction_would_skip() -> None:
+    # 5 samples at fraction 0.1: ⌊0.5⌋ = 0 of the small class, so 1 only by min_per_class
+    y = np.repeat([0, 1], [40, 5])
+    _, held = stratified_split_indices(y, fraction=0.1, seed=0)
+    assert np.bincount(y[held], minlength=2).tolist() == [4, 0]
+    _, held = stratified_split_indices(y, fraction=0.1, min_per_class=1, seed=0)
+    assert np.bincount(y[held], minlength=2).tolist() == [4, 1]
+    dataset = ArrayDataset(np.zeros((45, 1), np.float32), y, ("a", "b"))
+    train, val = train_val_split(dataset, val_fraction=0.1, seed=0)  # default: at least 1
+    assert val.class_counts().tolist() == [4, 1] and train.class_counts().tolist() == [36, 4]
+    _, val = train_val_split(dataset, val_fraction=0.1, min_per_class=0, seed=0)
+    assert val.class_counts().tolist() == [4, 0]
+
+
 def test_split_is_seeded(lt_dataset: ArrayDataset) -> None:
     a = stratified_split_indices(lt_dataset.y, fraction=0.2, seed=3)
     b = stratified_split_indices(lt_dataset.y, fraction=0.2, seed=3)
