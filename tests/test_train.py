@@ -711,6 +711,11 @@ def test_train_only_classifier_from_a_first_stage_run(tmp_path):
     assert not torch.equal(a["classifier.weight"], b["classifier.weight"])
 
 
+def _rows(dataset) -> set[bytes]:
+    """The rows of a split as bytes: the synthetic images are unique, so a row names a sample."""
+    return {row.tobytes() for row in dataset.x.reshape(len(dataset), -1)}
+
+
 def test_leftover_validation_is_balanced_and_keeps_the_long_tailed_selection():
     cfg = load_config(
         None,
@@ -722,12 +727,7 @@ def test_leftover_validation_is_balanced_and_keeps_the_long_tailed_selection():
     # them to validation; the other classes' validation images come from the unused ones
     assert data.train_counts.tolist() == [25, 18, 11, 7]
     assert data.info["val_images_taken_from_training"] == {"class0": 5}
-    train_rows = {row.tobytes() for row in data.train.x.reshape(len(data.train), -1)}
-    assert not any(row.tobytes() in train_rows for row in data.val.x.reshape(20, -1))
-
-
-def _rows(dataset) -> set[bytes]:
-    return {row.tobytes() for row in dataset.x.reshape(len(dataset), -1)}
+    assert len(data.val) == 20 and not _rows(data.train) & _rows(data.val)
 
 
 def test_train_val_meta_and_test_are_disjoint_and_cover_the_long_tailed_selection():
