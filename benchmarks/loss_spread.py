@@ -30,25 +30,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from absgd.training import sharpness
 from absgd.training.build import build_model_for, prepare_data
 from absgd.training.checkpoint import load_checkpoint
 from absgd.training.config import load_config
 from absgd.training.evaluation import make_loader
+from absgd.training.sharpness import random_batches
 
 
 def batch_ess(losses: torch.Tensor, lam: float, batch_size: int, batches: int, seed: int) -> float:
     """Mean over ``batches`` random batches (drawn without replacement within a batch) of the
     ESS of ``w ∝ exp(l/λ)``, computed in float64."""
-    if batch_size > losses.numel():
-        raise ValueError(f"batch_size {batch_size} exceeds the {losses.numel()} losses given")
-    gen = torch.Generator().manual_seed(seed)
-    rows = torch.stack(
-        [torch.randperm(losses.numel(), generator=gen)[:batch_size] for _ in range(batches)]
-    )
-    z = losses.double()[rows] / lam
-    w = torch.exp(z - z.max(dim=1, keepdim=True).values)
-    ess = w.sum(dim=1) ** 2 / (batch_size * (w * w).sum(dim=1))
-    return float(ess.mean())
+    rows = random_batches(losses.numel(), batch_size, batches, seed)
+    return float(sharpness.batch_ess(losses, lam, rows).mean())
 
 
 def thin_misclassified(wrong: torch.Tensor, k: int, seed: int) -> torch.Tensor:

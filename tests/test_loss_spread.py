@@ -28,7 +28,7 @@ def test_one_batch_of_every_sample_is_the_reference_ess():
         assert batch_ess(losses, lam, 6, 3, seed=1) == pytest.approx(ess_at(losses, lam))
     # hand case: two of four samples at loss 1, two at 0, λ → 0: two samples share the weight
     assert batch_ess(torch.tensor([0.0, 0.0, 1.0, 1.0]), 1e-3, 4, 1, 0) == pytest.approx(0.5)
-    with pytest.raises(ValueError, match="batch_size 7 exceeds the 6 losses"):
+    with pytest.raises(ValueError, match="batch size 7 must be between 1 and the 6 samples"):
         batch_ess(losses, 1.0, 7, 1, 0)
 
 

@@ -1,4 +1,5 @@
-"""The ``absgd`` command line: ``train``, ``tune``, ``eval``, ``compare``, ``demo``, ``configs``.
+"""The ``absgd`` command line: ``train``, ``tune``, ``eval``, ``sharpness``, ``compare``,
+``demo``, ``configs``.
 
 Exit codes: 0 success, 1 failure (missing data, a run that failed), 2 usage error (bad
 arguments or config), 130 interrupted (the checkpoint is written; ``--resume`` continues).
@@ -98,6 +99,46 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-root", metavar="DIR", help="read the data from DIR instead of the run's data.root"
     )
     p.add_argument("--quiet", action="store_true")
+
+    p = sub.add_parser(
+        "sharpness",
+        help="how sharp each λ would be on a run's model: a λ grid on the loss's scale",
+        description=(
+            "Read RUN_DIR's checkpoint (for a two-stage run: the model at the switch, e.g. a "
+            "run of the base stopped there with --set train.epochs=SWITCH), compute every "
+            "training sample's loss as ABSGD weighs it, and print, over random batches of the "
+            "run's batch size, the effective sample size of ABSGD's weights at each λ and the "
+            "λ that reaches each target effective sample size."
+        ),
+    )
+    p.add_argument("run_dir")
+    p.add_argument(
+        "--targets",
+        nargs="+",
+        type=float,
+        default=[0.9, 0.7, 0.5, 0.3],
+        help="target effective sample sizes in (0, 1] (default: 0.9 0.7 0.5 0.3)",
+    )
+    p.add_argument("--lams", nargs="+", type=float, default=[], help="λ values to check")
+    p.add_argument(
+        "--epoch",
+        type=int,
+        default=None,
+        help="0-based epoch whose class weights apply (default: the config's λ switch, else "
+        "the epoch the checkpoint trains next)",
+    )
+    p.add_argument(
+        "--mode",
+        choices=("train", "eval"),
+        default="train",
+        help="losses as training sees them (augmentation, dropout, batch statistics; default) "
+        "or as evaluation",
+    )
+    p.add_argument("--batches", type=int, default=200, help="random batches (default: 200)")
+    p.add_argument(
+        "--data-root", metavar="DIR", help="read the data from DIR instead of the run's data.root"
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
 
     p = sub.add_parser("compare", help="side-by-side table of finished runs")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
@@ -352,6 +393,33 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_sharpness(args: argparse.Namespace) -> int:
+    from absgd.training.run_dir import json_number
+    from absgd.training.sharpness import exponent_inputs, format_sharpness, sharpness
+
+    bad = [v for v in args.lams if v == 0 or not math.isfinite(v)]
+    if bad:
+        raise UsageError(f"--lams must be non-zero and finite, got {bad}")
+    bad = [v for v in args.targets if not 0 < v <= 1]
+    if bad:
+        raise UsageError(f"--targets must lie in (0, 1], got {bad}")
+    if args.batches < 1:
+        raise UsageError(f"--batches must be a positive integer, got {args.batches}")
+    if args.epoch is not None and args.epoch < 0:
+        raise UsageError(f"--epoch must be >= 0 (0-based), got {args.epoch}")
+    inputs = exponent_inputs(
+        args.run_dir, epoch=args.epoch, mode=args.mode, data_root=args.data_root
+    )
+    report = sharpness(inputs, lams=args.lams, targets=args.targets, batches=args.batches)
+    if args.json:
+        for row in report["targets"]:
+            row.update({k: json_number(row[k]) for k in ("lam", "q10", "q90")})
+        print(json.dumps(report, indent=2))
+    else:
+        print(format_sharpness(report, name=str(args.run_dir)))
+    return EXIT_OK
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
     from absgd.training.checkpoint import CHECKPOINT_NAME
 
@@ -424,6 +492,7 @@ COMMANDS = {
     "train": _cmd_train,
     "tune": _cmd_tune,
     "eval": _cmd_eval,
+    "sharpness": _cmd_sharpness,
     "compare": _cmd_compare,
     "demo": _cmd_demo,
     "configs": _cmd_configs,
@@ -436,7 +505,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         print(
-            "\nabsgd: error: a command is required (train, tune, eval, compare, demo, configs)",
+            "\nabsgd: error: a command is required (train, tune, eval, sharpness, compare, demo, "
+            "configs)",
             file=sys.stderr,
         )
         return EXIT_USAGE

@@ -16,6 +16,7 @@ into a trained, evaluated run directory. One concept per module:
     run_dir       the files of a run directory
     evaluation    loaders and metrics of a model on a split (``absgd eval``)
     tune          choosing a value on the validation split (``absgd tune``, the grids)
+    sharpness     how sharp each λ would be on a run's model (``absgd sharpness``)
     devices       device, seeding, mixed precision, the environment record
     distributed   torch.distributed set-up, sharding, agreement between ranks
     loggers       CSV / TensorBoard epoch logs

@@ -1,0 +1,229 @@
+r"""How sharp each λ would be on a trained model (``absgd sharpness``).
+
+ABSGD (Qi et al., "Attentional-Biased Stochastic Gradient Descent", TMLR 2023, arXiv
+2012.06951) weighs the samples of a batch by ``w_i ∝ exp(v_i / λ)``, where ``v_i`` is the
+per-sample loss (times the class weight when it sits inside the exponent). How concentrated
+those weights are depends on λ *and* on the losses the model produces, so the same λ is sharp
+on one loss function or schedule and nearly uniform on another. This module reads a run
+directory's checkpoint (for a two-stage run: the model at the switch, e.g. a run of the base
+stopped there), computes ``v`` for every training sample as training sees it, and reports, over
+random batches of the run's batch size,
+
+- for each λ: the mean normalised effective sample size ``ESS = (Σ w)² / (B · Σ w²)`` (1:
+  uniform, plain SGD; ``1/B``: one sample carries the batch);
+- for each target ESS: the λ that reaches it in a batch (:func:`absgd.temperature.solve_lam`),
+  as the median and the 10–90 % range over the batches: a λ grid on the scale of the loss.
+
+The moving average ``s_t`` only scales the weights, so the ESS does not depend on it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from absgd.temperature import solve_lam, validate_target_ess
+from absgd.training.build import build_model_for, build_objective_for, prepare_data
+from absgd.training.checkpoint import load_checkpoint
+from absgd.training.config import RunConfig, load_config, with_data_root
+from absgd.training.devices import resolve_device
+from absgd.training.evaluation import make_loader
+
+__all__ = [
+    "ExponentInputs",
+    "batch_ess",
+    "exponent_inputs",
+    "format_sharpness",
+    "random_batches",
+    "sharpness",
+    "solved_lams",
+]
+
+MODES = ("train", "eval")
+
+
+@dataclass(frozen=True)
+class ExponentInputs:
+    """The exponent inputs ``v`` of every training sample under one model."""
+
+    values: Tensor
+    """``v_i`` (float32), in the order of the training split's batches."""
+    misclassified: Tensor
+    """Whether the model's top-1 prediction was wrong, per sample (bool)."""
+    batch_size: int
+    """The run's training batch size."""
+    epoch: int
+    """The 0-based epoch whose class weights apply."""
+    checkpoint_epoch: int
+    """The epochs the checkpoint's model had trained."""
+    sign: float
+    """``sign(λ)`` of the run's config: -1 for label noise, +1 otherwise."""
+
+
+def random_batches(n: int, batch_size: int, batches: int, seed: int = 0) -> Tensor:
+    """``(batches, batch_size)`` sample indices: each row a batch drawn without replacement."""
+    if not 1 <= batch_size <= n:
+        raise ValueError(f"batch size {batch_size} must be between 1 and the {n} samples")
+    if batches < 1:
+        raise ValueError(f"batches must be a positive integer, got {batches}")
+    gen = torch.Generator().manual_seed(seed)
+    return torch.stack([torch.randperm(n, generator=gen)[:batch_size] for _ in range(batches)])
+
+
+def batch_ess(values: Tensor, lam: float, rows: Tensor) -> Tensor:
+    """ESS of ``w ∝ exp(v / λ)`` in each batch ``values[row]``, in float64, shape
+    ``(len(rows),)``."""
+    if lam == 0 or math.isnan(lam):
+        raise ValueError(f"λ must be non-zero, got {lam}")
+    z = values.double()[rows] / lam
+    w = torch.exp(z - z.max(dim=1, keepdim=True).values)
+    return w.sum(dim=1) ** 2 / (rows.shape[1] * (w * w).sum(dim=1))
+
+
+def solved_lams(values: Tensor, target: float, rows: Tensor, sign: float = 1.0) -> Tensor:
+    """``|λ|`` that gives each batch ``values[row]`` the normalised ESS ``target`` (``inf``
+    for a batch of equal values)."""
+    target = validate_target_ess(target)
+    return torch.stack([solve_lam(values[row], target, sign=sign) for row in rows])
+
+
+def _run_config(run_dir: Path, data_root: str | None) -> RunConfig:
+    if not (run_dir / "config.yaml").is_file():
+        raise FileNotFoundError(f"{run_dir} has no config.yaml: give a run directory")
+    cfg = load_config(run_dir / "config.yaml")
+    if data_root is not None:
+        cfg = with_data_root(cfg, data_root)
+    # each training sample once, in shuffled batches of the run's size
+    return replace(cfg, train=replace(cfg.train, sampler="none"))
+
+
+@torch.no_grad()
+def exponent_inputs(
+    run_dir: str | Path,
+    *,
+    epoch: int | None = None,
+    mode: str = "train",
+    data_root: str | None = None,
+) -> ExponentInputs:
+    """``v`` for every training sample under the model of ``run_dir``'s checkpoint.
+
+    ``epoch`` (0-based) picks the class weights (DRW switches them on at an epoch); by default
+    the config's λ switch, else the epoch the checkpoint would train next. ``mode="train"``
+    computes the losses as training sees them (augmentation, dropout, batch statistics of
+    shuffled batches of the run's size, no update); ``"eval"`` with the evaluation transform
+    and running statistics. Losses in float32.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    run = Path(run_dir).expanduser()
+    cfg = _run_config(run, data_root)
+    state = load_checkpoint(run)
+    checkpoint_epoch = int(state.get("epoch", 0))
+    o = cfg.objective
+    if epoch is None:
+        epoch = int(o.lam_switch) if o.lam_switch is not None else checkpoint_epoch
+    if epoch < 0:
+        raise ValueError(f"epoch must be >= 0 (0-based), got {epoch}")
+    device = resolve_device(cfg.train.device)
+    data = prepare_data(cfg.data)
+    model = build_model_for(cfg, data)
+    model.load_state_dict(state["model"])
+    model.to(device).train(mode == "train")
+    objective = build_objective_for(o, data.train_counts).to(device)
+    objective.set_epoch(epoch)
+    train = mode == "train"
+    loader = make_loader(
+        data.train,
+        cfg.train.batch_size if train else 256,
+        train=train,
+        seed=cfg.train.seed,
+        device=device,
+        aug=data.train_augment if train else data.eval_augment,
+        cfg=cfg,
+    )
+    values, wrong = [], []
+    for x, y in loader.epoch_batches(0):
+        logits = model(x).float()
+        v = objective.loss(logits, y).float()
+        if objective.class_weight is not None and objective.placement == "inside":
+            v = objective.class_weight.to(v.device)[y.long()] * v
+        values.append(v.cpu())
+        wrong.append((logits.argmax(dim=1) != y).cpu())
+    sign = -1.0 if o.lam is not None and o.lam < 0 else 1.0
+    return ExponentInputs(
+        torch.cat(values), torch.cat(wrong), cfg.train.batch_size, epoch, checkpoint_epoch, sign
+    )
+
+
+def sharpness(
+    inputs: ExponentInputs,
+    *,
+    lams: list[float] | tuple[float, ...] = (),
+    targets: list[float] | tuple[float, ...] = (0.9, 0.7, 0.5, 0.3),
+    batches: int = 200,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The report of the module docstring as a JSON-ready dict."""
+    bad = [lam for lam in lams if lam == 0 or not math.isfinite(lam)]
+    if bad:
+        raise ValueError(f"λ values must be non-zero and finite, got {bad}")
+    for target in targets:
+        validate_target_ess(target)
+    v = inputs.values
+    rows = random_batches(v.numel(), inputs.batch_size, batches, seed)
+    quantiles = np.quantile(v.numpy(), [0.5, 0.9, 0.99]).tolist()
+    report: dict[str, Any] = {
+        "samples": v.numel(),
+        "batch_size": inputs.batch_size,
+        "batches": batches,
+        "epoch": inputs.epoch,
+        "checkpoint_epoch": inputs.checkpoint_epoch,
+        "misclassified": float(inputs.misclassified.double().mean()),
+        "mean": float(v.double().mean()),
+        "median": quantiles[0],
+        "q90": quantiles[1],
+        "q99": quantiles[2],
+        "lams": [],
+        "targets": [],
+    }
+    for lam in lams:
+        ess = batch_ess(v, lam, rows)
+        low, high = torch.quantile(ess, torch.tensor([0.1, 0.9], dtype=ess.dtype)).tolist()
+        report["lams"].append({"lam": lam, "ess": float(ess.mean()), "q10": low, "q90": high})
+    for target in targets:
+        solved = solved_lams(v, target, rows, inputs.sign).double()
+        probs = torch.tensor([0.1, 0.5, 0.9], dtype=solved.dtype)
+        low, mid, high = torch.quantile(solved, probs, interpolation="nearest").tolist()
+        report["targets"].append(
+            {"target_ess": target, "lam": inputs.sign * mid, "q10": low, "q90": high}
+        )
+    return report
+
+
+def format_sharpness(report: dict[str, Any], name: str = "") -> str:
+    """Plain-text tables of :func:`sharpness`'s report."""
+    lines = [
+        f"{name}: the model after {report['checkpoint_epoch']} epochs, the class weights of "
+        f"0-based epoch {report['epoch']}, {report['samples']} training samples, "
+        f"{report['batches']} random batches of {report['batch_size']}",
+        f"loss as ABSGD weighs it: mean {report['mean']:.3f}, median {report['median']:.3f}, "
+        f"90 % {report['q90']:.3f}, 99 % {report['q99']:.3f}; "
+        f"{100 * report['misclassified']:.1f} % misclassified",
+    ]
+    if report["lams"]:
+        lines += ["", f"{'λ':>10}  {'ESS':>6}  {'ESS 10–90 % of batches':>23}"]
+        for row in report["lams"]:
+            span = f"{row['q10']:.3f}–{row['q90']:.3f}"
+            lines.append(f"{row['lam']:>10.4g}  {row['ess']:>6.3f}  {span:>23}")
+    if report["targets"]:
+        lines += ["", f"{'target ESS':>10}  {'λ':>9}  {'|λ| 10–90 % of batches':>23}"]
+        for row in report["targets"]:
+            span = f"{row['q10']:.3g}–{row['q90']:.3g}"
+            lines.append(f"{row['target_ess']:>10.3g}  {row['lam']:>9.4g}  {span:>23}")
+    return "\n".join(lines)
