@@ -101,8 +101,10 @@ def test_solved_lams_reach_the_target_in_every_batch():
         lams = solved_lams(values, target, rows)
         reached = [ess_at(values[row], float(lam)) for row, lam in zip(rows, lams, strict=True)]
         assert reached == pytest.approx([target] * len(rows), abs=2e-3)
-    # λ < 0 (label noise): the λ for v with sign −1 is the λ for −v with sign +1
-    assert torch.allclose(solved_lams(values, 0.5, rows, -1.0), solved_lams(-values, 0.5, rows))
+    # λ < 0 (label noise): the weights exp(-v/|λ|) reach the target at the solved |λ|
+    lams = solved_lams(values, 0.5, rows, -1.0)
+    reached = [ess_at(values[row], -float(lam)) for row, lam in zip(rows, lams, strict=True)]
+    assert reached == pytest.approx([0.5] * len(rows), abs=2e-3)
     # a batch of equal losses carries no scale: λ = ∞
     assert torch.isinf(solved_lams(torch.ones(8), 0.5, torch.arange(8)[None])).all()
     with pytest.raises(ValueError, match="target_ess must be a number in"):
@@ -201,8 +203,23 @@ def test_the_command_prints_tables_and_json(drw_run, capsys):
     assert "batches of 8" in text and "target ESS" in text
     assert main(["sharpness", str(drw_run), "--targets", "1", "0.5", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["targets"][0] == {"target_ess": 1.0, "lam": "inf", "q10": "inf", "q90": "inf"}
-    assert report["targets"][1]["lam"] > 0 and report["epoch"] == 2
+    assert report["targets"][0] == {
+        "target_ess": 1.0,
+        "lam": "inf",
+        "q10": "inf",
+        "q90": "inf",
+        "reachable": True,
+    }
+    assert report["targets"][1]["lam"] > 0 and report["epoch"] == 2 and report["sign"] == 1.0
+    # --negative: λ < 0, every λ of the row carries the sign
+    assert main(["sharpness", str(drw_run), "--targets", "1", "0.5", "--negative", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["sign"] == -1.0 and report["targets"][0]["lam"] == "-inf"
+    row = report["targets"][1]
+    assert row["lam"] < 0 and row["q90"] <= row["lam"] <= row["q10"] < 0
+    # a target below 1/B cannot be reached: the row says so
+    assert main(["sharpness", str(drw_run), "--targets", "0.05", "--batches", "5"]) == 0
+    assert "(below 1/B: not reachable)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
@@ -222,3 +239,24 @@ def test_bad_arguments_are_usage_errors(drw_run, capsys, extra, message):
 def test_a_folder_without_a_run_is_a_failure_that_says_so(tmp_path, capsys):
     assert main(["sharpness", str(tmp_path)]) == 1
     assert "has no config.yaml: give a run directory" in capsys.readouterr().err
+    assert main(["sharpness", str(tmp_path / "nowhere")]) == 1
+    assert "nowhere does not exist: give a run directory" in capsys.readouterr().err
+
+
+def test_a_base_run_takes_its_checkpoint_epoch_and_overrides(tmp_path, capsys):
+    # the base of an ABSGD + DRW config: no λ switch, so the class weights are those of the
+    # epoch the checkpoint trains next (3, after DRW's switch at 2)
+    run = tmp_path / "base"
+    base = ["objective.class_weighting=drw", "objective.class_weighting_options={switch: 2}"]
+    train(load_config(None, _tiny(base)), run)
+    inputs = exponent_inputs(run, mode="eval")
+    assert inputs.epoch == 3 and inputs.sign == 1.0
+    weighted = _reference_values(run, class_weights=True)
+    assert np.sort(inputs.values.double().numpy()) == pytest.approx(weighted, rel=1e-5)
+    # the ABSGD config puts the class weight outside the exponent: say so with --set
+    outside = exponent_inputs(run, mode="eval", overrides=["objective.placement=outside"])
+    plain = _reference_values(run, class_weights=False)
+    assert np.sort(outside.values.double().numpy()) == pytest.approx(plain, rel=1e-5)
+    assert exponent_inputs(run, mode="eval", sign=-1.0).sign == -1.0
+    assert main(["sharpness", str(run), "--set", "objective.placment=outside"]) == 2
+    assert "objective.placment" in capsys.readouterr().err

@@ -136,6 +136,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--batches", type=int, default=200, help="random batches (default: 200)")
     p.add_argument(
+        "--negative",
+        action="store_true",
+        help="λ < 0 (label noise: weight on the low losses); default: the sign of the run's λ",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change the run's config first, e.g. --set objective.placement=outside when the "
+        "run is the base of an ABSGD config, or --set train.device=cpu (repeatable)",
+    )
+    p.add_argument(
         "--data-root", metavar="DIR", help="read the data from DIR instead of the run's data.root"
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -394,6 +408,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_sharpness(args: argparse.Namespace) -> int:
+    from absgd.training.config import ConfigError
     from absgd.training.run_dir import json_number
     from absgd.training.sharpness import exponent_inputs, format_sharpness, sharpness
 
@@ -407,9 +422,17 @@ def _cmd_sharpness(args: argparse.Namespace) -> int:
         raise UsageError(f"--batches must be a positive integer, got {args.batches}")
     if args.epoch is not None and args.epoch < 0:
         raise UsageError(f"--epoch must be >= 0 (0-based), got {args.epoch}")
-    inputs = exponent_inputs(
-        args.run_dir, epoch=args.epoch, mode=args.mode, data_root=args.data_root
-    )
+    try:
+        inputs = exponent_inputs(
+            args.run_dir,
+            epoch=args.epoch,
+            mode=args.mode,
+            data_root=args.data_root,
+            overrides=args.overrides,
+            sign=-1.0 if args.negative else None,
+        )
+    except ConfigError as err:
+        raise UsageError(str(err)) from None
     report = sharpness(inputs, lams=args.lams, targets=args.targets, batches=args.batches)
     if args.json:
         for row in report["targets"]:

@@ -73,10 +73,11 @@ from absgd.training.stopping import (
 )
 from absgd.weighting import ABWeighting, NonFiniteLossError
 
-__all__ = ["TrainingRun"]
+__all__ = ["TrainingRun", "set_train_mode"]
 
 
-def _set_train_mode(model: nn.Module, only_classifier: bool) -> None:
+def set_train_mode(model: nn.Module, only_classifier: bool) -> None:
+    """Training mode, or with ``only_classifier`` every module but the classifier in eval mode."""
     model.train()
     if only_classifier:
         for module in model.modules():
@@ -339,7 +340,7 @@ class TrainingRun:
                 if self.step == 0:
                     self.meters = EpochMeters(self.data.num_classes, self.device)
                 self.report.epoch_start(epoch, t.epochs, len(self.train_loader), self.step)
-                _set_train_mode(self.model, self.cfg.model.train_only_classifier)
+                set_train_mode(self.model, self.cfg.model.train_only_classifier)
                 epoch_started = time.perf_counter()
                 for x, y in self.train_loader.epoch_batches(epoch, self.step):
                     try:

@@ -14,7 +14,10 @@ random batches of the run's batch size,
 - for each target ESS: the λ that reaches it in a batch (:func:`absgd.temperature.solve_lam`),
   as the median and the 10–90 % range over the batches: a λ grid on the scale of the loss.
 
-The moving average ``s_t`` only scales the weights, so the ESS does not depend on it.
+The moving average ``s_t`` only scales the weights, so the ESS does not depend on it. The
+weights are the pure ``exp(v/λ)``: ``weighting_options.uniform`` and ``max_weight``, which
+flatten a run's weights, are not applied, and batches are drawn uniformly (a run's
+class-aware sampler is not).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from absgd.training.checkpoint import load_checkpoint
 from absgd.training.config import RunConfig, load_config, with_data_root
 from absgd.training.devices import resolve_device
 from absgd.training.evaluation import make_loader
+from absgd.training.run import set_train_mode
 
 __all__ = [
     "ExponentInputs",
@@ -63,7 +67,7 @@ class ExponentInputs:
     checkpoint_epoch: int
     """The epochs the checkpoint's model had trained."""
     sign: float
-    """``sign(λ)`` of the run's config: -1 for label noise, +1 otherwise."""
+    """``sign(λ)``: -1 for label noise (λ < 0), +1 otherwise."""
 
 
 def random_batches(n: int, batch_size: int, batches: int, seed: int = 0) -> Tensor:
@@ -93,10 +97,12 @@ def solved_lams(values: Tensor, target: float, rows: Tensor, sign: float = 1.0) 
     return torch.stack([solve_lam(values[row], target, sign=sign) for row in rows])
 
 
-def _run_config(run_dir: Path, data_root: str | None) -> RunConfig:
+def _run_config(run_dir: Path, data_root: str | None, overrides: list[str]) -> RunConfig:
+    if not run_dir.exists():
+        raise FileNotFoundError(f"{run_dir} does not exist: give a run directory")
     if not (run_dir / "config.yaml").is_file():
         raise FileNotFoundError(f"{run_dir} has no config.yaml: give a run directory")
-    cfg = load_config(run_dir / "config.yaml")
+    cfg = load_config(run_dir / "config.yaml", overrides)
     if data_root is not None:
         cfg = with_data_root(cfg, data_root)
     # each training sample once, in shuffled batches of the run's size
@@ -110,6 +116,8 @@ def exponent_inputs(
     epoch: int | None = None,
     mode: str = "train",
     data_root: str | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    sign: float | None = None,
 ) -> ExponentInputs:
     """``v`` for every training sample under the model of ``run_dir``'s checkpoint.
 
@@ -117,24 +125,33 @@ def exponent_inputs(
     the config's λ switch, else the epoch the checkpoint would train next. ``mode="train"``
     computes the losses as training sees them (augmentation, dropout, batch statistics of
     shuffled batches of the run's size, no update); ``"eval"`` with the evaluation transform
-    and running statistics. Losses in float32.
+    and running statistics. Losses in float32. ``overrides`` (``key=value``) change the run's
+    config first, e.g. the placement of an ABSGD config when the run is its base;
+    ``sign`` is λ's sign (default: the config's λ, else +1).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     run = Path(run_dir).expanduser()
-    cfg = _run_config(run, data_root)
+    cfg = _run_config(run, data_root, list(overrides))
     state = load_checkpoint(run)
     checkpoint_epoch = int(state.get("epoch", 0))
     o = cfg.objective
     if epoch is None:
-        epoch = int(o.lam_switch) if o.lam_switch is not None else checkpoint_epoch
+        switch = o.lam_switch
+        usable = switch is not None and math.isfinite(switch) and switch >= 0
+        # the first epoch that trains with λ: epoch e does once e >= lam_switch
+        epoch = math.ceil(switch) if usable and switch is not None else checkpoint_epoch
     if epoch < 0:
         raise ValueError(f"epoch must be >= 0 (0-based), got {epoch}")
     device = resolve_device(cfg.train.device)
     data = prepare_data(cfg.data)
     model = build_model_for(cfg, data)
     model.load_state_dict(state["model"])
-    model.to(device).train(mode == "train")
+    model.to(device)
+    if mode == "train":
+        set_train_mode(model, cfg.model.train_only_classifier)
+    else:
+        model.eval()
     objective = build_objective_for(o, data.train_counts).to(device)
     objective.set_epoch(epoch)
     train = mode == "train"
@@ -155,9 +172,26 @@ def exponent_inputs(
             v = objective.class_weight.to(v.device)[y.long()] * v
         values.append(v.cpu())
         wrong.append((logits.argmax(dim=1) != y).cpu())
-    sign = -1.0 if o.lam is not None and o.lam < 0 else 1.0
+    if sign is None:
+        sign = -1.0 if o.lam is not None and o.lam < 0 else 1.0
+    v = torch.cat(values)
+    bad = int((~torch.isfinite(v)).sum())
+    if bad:
+        raise ValueError(
+            f"{bad} of {v.numel()} training samples have a non-finite loss under this model; "
+            "its weights have no effective sample size"
+        )
+    if cfg.train.batch_size > v.numel():
+        raise ValueError(
+            f"train.batch_size ({cfg.train.batch_size}) exceeds the {v.numel()} training samples"
+        )
     return ExponentInputs(
-        torch.cat(values), torch.cat(wrong), cfg.train.batch_size, epoch, checkpoint_epoch, sign
+        v,
+        torch.cat(wrong),
+        cfg.train.batch_size,
+        epoch,
+        checkpoint_epoch,
+        1.0 if sign > 0 else -1.0,
     )
 
 
@@ -184,6 +218,7 @@ def sharpness(
         "batches": batches,
         "epoch": inputs.epoch,
         "checkpoint_epoch": inputs.checkpoint_epoch,
+        "sign": inputs.sign,
         "misclassified": float(inputs.misclassified.double().mean()),
         "mean": float(v.double().mean()),
         "median": quantiles[0],
@@ -200,8 +235,15 @@ def sharpness(
         solved = solved_lams(v, target, rows, inputs.sign).double()
         probs = torch.tensor([0.1, 0.5, 0.9], dtype=solved.dtype)
         low, mid, high = torch.quantile(solved, probs, interpolation="nearest").tolist()
+        # below 1/B no λ reaches the target: solve_lam clamps to its sharpest grid point
         report["targets"].append(
-            {"target_ess": target, "lam": inputs.sign * mid, "q10": low, "q90": high}
+            {
+                "target_ess": target,
+                "lam": inputs.sign * mid,
+                "q10": inputs.sign * low,
+                "q90": inputs.sign * high,
+                "reachable": target >= 1.0 / inputs.batch_size,
+            }
         )
     return report
 
@@ -211,7 +253,8 @@ def format_sharpness(report: dict[str, Any], name: str = "") -> str:
     lines = [
         f"{name}: the model after {report['checkpoint_epoch']} epochs, the class weights of "
         f"0-based epoch {report['epoch']}, {report['samples']} training samples, "
-        f"{report['batches']} random batches of {report['batch_size']}",
+        f"{report['batches']} random batches of {report['batch_size']}"
+        + ("; λ < 0: the weights favour low losses" if report["sign"] < 0 else ""),
         f"loss as ABSGD weighs it: mean {report['mean']:.3f}, median {report['median']:.3f}, "
         f"90 % {report['q90']:.3f}, 99 % {report['q99']:.3f}; "
         f"{100 * report['misclassified']:.1f} % misclassified",
@@ -222,8 +265,9 @@ def format_sharpness(report: dict[str, Any], name: str = "") -> str:
             span = f"{row['q10']:.3f}–{row['q90']:.3f}"
             lines.append(f"{row['lam']:>10.4g}  {row['ess']:>6.3f}  {span:>23}")
     if report["targets"]:
-        lines += ["", f"{'target ESS':>10}  {'λ':>9}  {'|λ| 10–90 % of batches':>23}"]
+        lines += ["", f"{'target ESS':>10}  {'λ':>9}  {'λ 10–90 % of batches':>23}"]
         for row in report["targets"]:
-            span = f"{row['q10']:.3g}–{row['q90']:.3g}"
-            lines.append(f"{row['target_ess']:>10.3g}  {row['lam']:>9.4g}  {span:>23}")
+            span = f"{row['q10']:.3g} – {row['q90']:.3g}"
+            note = "" if row["reachable"] else "  (below 1/B: not reachable)"
+            lines.append(f"{row['target_ess']:>10.3g}  {row['lam']:>9.4g}  {span:>23}{note}")
     return "\n".join(lines)
