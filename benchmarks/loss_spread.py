@@ -34,8 +34,7 @@ from absgd.training import sharpness
 from absgd.training.build import build_model_for, prepare_data
 from absgd.training.checkpoint import load_checkpoint
 from absgd.training.config import load_config
-from absgd.training.evaluation import make_loader
-from absgd.training.sharpness import random_batches
+from absgd.training.sharpness import random_batches, training_batches
 
 
 def batch_ess(losses: torch.Tensor, lam: float, batch_size: int, batches: int, seed: int) -> float:
@@ -64,26 +63,13 @@ def training_losses(
     """Per-sample cross-entropy and misclassification of the training split under the run
     directory's checkpoint (``mode`` as in the module docstring), the run's batch size, and
     the checkpoint's epoch."""
-    cfg = load_config(run_dir / "config.yaml", ["train.sampler=none"])  # each sample once
+    cfg = load_config(run_dir / "config.yaml")
     data = prepare_data(cfg.data)
     model = build_model_for(cfg, data)
     state = load_checkpoint(run_dir)
     model.load_state_dict(state["model"])
-    model.train(mode == "train")
-    device = torch.device("cpu")
-    train = mode == "train"
-    loader = make_loader(
-        data.train,
-        cfg.train.batch_size if train else 256,
-        train=train,
-        seed=cfg.train.seed,
-        device=device,
-        aug=data.train_augment if train else data.eval_augment,
-        cfg=cfg,
-    )
     losses, wrong = [], []
-    for x, y in loader.epoch_batches(0):
-        logits = model(x).float()
+    for logits, y in training_batches(cfg, data, model, mode, torch.device("cpu")):
         losses.append(F.cross_entropy(logits, y, reduction="none"))
         wrong.append(logits.argmax(dim=1) != y)
     return torch.cat(losses), torch.cat(wrong), cfg.train.batch_size, int(state.get("epoch", -1))

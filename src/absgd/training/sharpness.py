@@ -23,16 +23,22 @@ class-aware sampler is not).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from absgd.temperature import solve_lam, validate_target_ess
-from absgd.training.build import build_model_for, build_objective_for, prepare_data
+from absgd.training.build import (
+    PreparedData,
+    build_model_for,
+    build_objective_for,
+    prepare_data,
+)
 from absgd.training.checkpoint import load_checkpoint
 from absgd.training.config import RunConfig, load_config, with_data_root
 from absgd.training.devices import resolve_device
@@ -47,6 +53,7 @@ __all__ = [
     "random_batches",
     "sharpness",
     "solved_lams",
+    "training_batches",
 ]
 
 MODES = ("train", "eval")
@@ -103,10 +110,33 @@ def _run_config(run_dir: Path, data_root: str | None, overrides: list[str]) -> R
     if not (run_dir / "config.yaml").is_file():
         raise FileNotFoundError(f"{run_dir} has no config.yaml: give a run directory")
     cfg = load_config(run_dir / "config.yaml", overrides)
-    if data_root is not None:
-        cfg = with_data_root(cfg, data_root)
-    # each training sample once, in shuffled batches of the run's size
-    return replace(cfg, train=replace(cfg.train, sampler="none"))
+    return cfg if data_root is None else with_data_root(cfg, data_root)
+
+
+def training_batches(
+    cfg: RunConfig, data: PreparedData, model: nn.Module, mode: str, device: torch.device
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """Float32 logits and labels of every training sample once (shuffled batches of the run's
+    size in ``"train"`` mode, with the model in training mode as the loop sets it; in order,
+    256 at a time, in ``"eval"`` mode); call under ``torch.no_grad()``."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    train = mode == "train"
+    if train:
+        set_train_mode(model, cfg.model.train_only_classifier)
+    else:
+        model.eval()
+    loader = make_loader(
+        data.train,
+        cfg.train.batch_size if train else 256,
+        train=train,
+        seed=cfg.train.seed,
+        device=device,
+        aug=data.train_augment if train else data.eval_augment,
+        cfg=replace(cfg, train=replace(cfg.train, sampler="none")),  # each sample once
+    )
+    for x, y in loader.epoch_batches(0):
+        yield model(x).float(), y
 
 
 @torch.no_grad()
@@ -148,25 +178,10 @@ def exponent_inputs(
     model = build_model_for(cfg, data)
     model.load_state_dict(state["model"])
     model.to(device)
-    if mode == "train":
-        set_train_mode(model, cfg.model.train_only_classifier)
-    else:
-        model.eval()
     objective = build_objective_for(o, data.train_counts).to(device)
     objective.set_epoch(epoch)
-    train = mode == "train"
-    loader = make_loader(
-        data.train,
-        cfg.train.batch_size if train else 256,
-        train=train,
-        seed=cfg.train.seed,
-        device=device,
-        aug=data.train_augment if train else data.eval_augment,
-        cfg=cfg,
-    )
     values, wrong = [], []
-    for x, y in loader.epoch_batches(0):
-        logits = model(x).float()
+    for logits, y in training_batches(cfg, data, model, mode, device):
         v = objective.loss(logits, y).float()
         if objective.class_weight is not None and objective.placement == "inside":
             v = objective.class_weight.to(v.device)[y.long()] * v
