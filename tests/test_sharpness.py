@@ -260,3 +260,19 @@ def test_a_base_run_takes_its_checkpoint_epoch_and_overrides(tmp_path, capsys):
     assert exponent_inputs(run, mode="eval", sign=-1.0).sign == -1.0
     assert main(["sharpness", str(run), "--set", "objective.placment=outside"]) == 2
     assert "objective.placment" in capsys.readouterr().err
+
+
+def test_train_mode_repeats_exactly_and_leaves_the_global_generator_alone(tmp_path):
+    run = tmp_path / "dropout"
+    train(load_config(None, _tiny([*_DRW, "model.options={hidden: [16], dropout: 0.5}"])), run)
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    first = exponent_inputs(run)
+    assert torch.equal(torch.get_rng_state(), before)
+    second = exponent_inputs(run)
+    assert torch.equal(first.values, second.values)
+    # dropout is on in train mode: the sorted losses differ from evaluation's
+    evaluated = exponent_inputs(run, mode="eval")
+    assert not np.allclose(
+        np.sort(first.values.numpy()), np.sort(evaluated.values.numpy()), rtol=1e-3
+    )

@@ -27,6 +27,13 @@ class UsageError(Exception):
     """A mistake in the command line or the config: exit code 2."""
 
 
+def _add_overrides(p: argparse.ArgumentParser, text: str) -> None:
+    """``--set KEY=VALUE`` (repeatable) into ``args.overrides``, with help ``text``."""
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=text
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="absgd",
@@ -40,14 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train from a config file (or resume a run)")
     p.add_argument("--config", help="a YAML config: a path, or a name from `absgd configs`")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set optim.lr=0.05 (repeatable)",
-    )
+    _add_overrides(p, "override a config value, e.g. --set optim.lr=0.05 (repeatable)")
     p.add_argument("--out", help="run directory (default: runs/<name>-<time>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
     p.add_argument("--quiet", action="store_true", help="no progress output")
@@ -74,14 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--values", nargs="+", type=float, required=True, help="candidates, e.g. 0.9 0.7 0.5"
     )
     p.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds per candidate")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value for every trial (repeatable)",
-    )
+    _add_overrides(p, "override a config value for every trial (repeatable)")
     p.add_argument(
         "--metric",
         choices=("balanced_accuracy", "top1"),
@@ -140,14 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="λ < 0 (label noise: weight on the low losses); default: the sign of the run's λ",
     )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="change the run's config first, e.g. --set objective.placement=outside when the "
-        "run is the base of an ABSGD config, or --set train.device=cpu (repeatable)",
+    _add_overrides(
+        p,
+        "change the run's config first, e.g. --set objective.placement=outside when the run is "
+        "the base of an ABSGD config, or --set train.device=cpu (repeatable)",
     )
     p.add_argument(
         "--data-root", metavar="DIR", help="read the data from DIR instead of the run's data.root"

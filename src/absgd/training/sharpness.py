@@ -154,8 +154,9 @@ def exponent_inputs(
     ``epoch`` (0-based) picks the class weights (DRW switches them on at an epoch); by default
     the config's λ switch, else the epoch the checkpoint would train next. ``mode="train"``
     computes the losses as training sees them (augmentation, dropout, batch statistics of
-    shuffled batches of the run's size, no update); ``"eval"`` with the evaluation transform
-    and running statistics. Losses in float32. ``overrides`` (``key=value``) change the run's
+    shuffled batches of the run's size, no update; dropout and augmentation seeded from the
+    run's seed, so a call repeats exactly); ``"eval"`` with the evaluation transform and
+    running statistics. Losses in float32. ``overrides`` (``key=value``) change the run's
     config first, e.g. the placement of an ABSGD config when the run is its base;
     ``sign`` is λ's sign (default: the config's λ, else +1).
     """
@@ -174,19 +175,15 @@ def exponent_inputs(
     if epoch < 0:
         raise ValueError(f"epoch must be >= 0 (0-based), got {epoch}")
     device = resolve_device(cfg.train.device)
-    data = prepare_data(cfg.data)
-    model = build_model_for(cfg, data)
-    model.load_state_dict(state["model"])
-    model.to(device)
-    objective = build_objective_for(o, data.train_counts).to(device)
-    objective.set_epoch(epoch)
-    values, wrong = [], []
-    for logits, y in training_batches(cfg, data, model, mode, device):
-        v = objective.loss(logits, y).float()
-        if objective.class_weight is not None and objective.placement == "inside":
-            v = objective.class_weight.to(v.device)[y.long()] * v
-        values.append(v.cpu())
-        wrong.append((logits.argmax(dim=1) != y).cpu())
+    # building the model, dropout and augmentation draw from the global generators: seed them
+    # (from the run's seed) on a fork, so that a call repeats exactly and leaves the caller's
+    # generators as they were
+    forked: list[int] = []
+    if device.type == "cuda":
+        forked = [torch.cuda.current_device() if device.index is None else device.index]
+    with torch.random.fork_rng(devices=forked):
+        torch.manual_seed(cfg.train.seed)
+        values, wrong = _exponent_values(cfg, state, epoch, mode, device)
     if sign is None:
         sign = -1.0 if o.lam is not None and o.lam < 0 else 1.0
     v = torch.cat(values)
@@ -208,6 +205,26 @@ def exponent_inputs(
         checkpoint_epoch,
         1.0 if sign > 0 else -1.0,
     )
+
+
+def _exponent_values(
+    cfg: RunConfig, state: dict[str, Any], epoch: int, mode: str, device: torch.device
+) -> tuple[list[Tensor], list[Tensor]]:
+    """Per batch: ``v`` and whether the top-1 prediction was wrong (under ``no_grad``)."""
+    data = prepare_data(cfg.data)
+    model = build_model_for(cfg, data)
+    model.load_state_dict(state["model"])
+    model.to(device)
+    objective = build_objective_for(cfg.objective, data.train_counts).to(device)
+    objective.set_epoch(epoch)
+    values, wrong = [], []
+    for logits, y in training_batches(cfg, data, model, mode, device):
+        v = objective.loss(logits, y).float()
+        if objective.class_weight is not None and objective.placement == "inside":
+            v = objective.class_weight.to(v.device)[y.long()] * v
+        values.append(v.cpu())
+        wrong.append((logits.argmax(dim=1) != y).cpu())
+    return values, wrong
 
 
 def sharpness(
