@@ -19,12 +19,19 @@ candidate has a line), ``--only-seeds`` runs only those seeds of the chosen λ (
 method without λ). A process that finds a λ not yet chosen, with candidates it does not run
 still missing, says so, goes on to the next method, and exits with status 3 (seeds left
 undone) unless it is a ``--lams`` process.
+
+A method with ``branch_from`` (``grids.Method``) continues each seed's run of that base method
+from the checkpoint it kept at the method's λ switch (``train.branch_from``): its runs need
+``--keep-runs`` and the base's run of the same seed in that folder, made by this grid (which
+then keeps the checkpoint). A run whose base has not kept it yet is left for later, and the
+process exits with status 3.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import platform
 import subprocess
@@ -41,7 +48,8 @@ from grids import GRIDS, Grid, Method
 
 import absgd
 from absgd.cli import SHIPPED_CONFIGS
-from absgd.training.config import config_to_dict, load_config
+from absgd.training.branch import kept_checkpoint_name
+from absgd.training.config import RunConfig, config_to_dict, load_config
 from absgd.training.devices import cpu_description
 from absgd.training.tune import TrialLog, run_trial, select_value, val_score, value_text
 
@@ -99,6 +107,70 @@ def _load(path: Path) -> tuple[dict[tuple, dict], dict[tuple, float]]:
     return runs, chosen
 
 
+def _run_dir(
+    keep_dir: Path,
+    grid_name: str,
+    grid: Grid,
+    setting: str,
+    method: str,
+    lam: float | None,
+    seed: int,
+) -> Path:
+    """Where ``--keep-runs`` keeps a run's directory."""
+    param = grid.methods[method].param
+    lam_part = "" if lam is None else f"-{param.split('.')[-1]}{value_text(lam)}"
+    slug = "".join(
+        ch if ch.isalnum() else "_" for ch in f"{grid_name}-{setting}-{method}{lam_part}"
+    )
+    return keep_dir / f"{slug}-s{seed}"
+
+
+def _method_config(
+    grid: Grid, setting: str, method: str, extra: list[str], lam: float | None = None
+) -> RunConfig:
+    """``method``'s config in ``setting`` (with its first candidate when ``lam`` is None)."""
+    spec = grid.methods[method]
+    overrides = [*grid.common, *grid.settings[setting], *spec.overrides, *extra]
+    if lam is None and spec.lams:
+        lam = spec.lams[0]
+    if lam is not None:
+        overrides.append(f"{spec.param}={value_text(lam)}")
+    return load_config(SHIPPED_CONFIGS / f"{grid.config}.yaml", overrides)
+
+
+def _branch_epoch(cfg: RunConfig, method: str) -> int:
+    """The epoch a branched method continues its base from: its λ switch."""
+    switch = cfg.objective.lam_switch
+    if cfg.objective.weighting != "absgd" or switch is None or not math.isfinite(switch):
+        raise SystemExit(f"{method}: a method that branches needs objective.lam_switch")
+    if math.ceil(switch) < 1:
+        raise SystemExit(f"{method}: branches at its switch, which must be after epoch 1")
+    return math.ceil(switch)
+
+
+def _kept_epochs(grid: Grid, method: str, setting: str, extra: list[str]) -> list[int]:
+    """The epochs at which ``method``'s runs keep a checkpoint for the methods that branch
+    from it."""
+    return sorted(
+        {
+            _branch_epoch(_method_config(grid, setting, name, extra), name)
+            for name, spec in grid.methods.items()
+            if spec.branch_from == method
+        }
+    )
+
+
+def branch_point(
+    grid_name: str, grid: Grid, setting: str, method: str, seed: int, extra: list[str], keep: Path
+) -> Path:
+    """The kept checkpoint of the base run that ``method``'s run of ``seed`` branches from."""
+    base = grid.methods[method].branch_from
+    assert base is not None
+    epoch = _branch_epoch(_method_config(grid, setting, method, extra), method)
+    source = _run_dir(keep, grid_name, grid, setting, base, None, seed)
+    return source / kept_checkpoint_name(epoch)
+
+
 def run_one(
     grid_name: str,
     grid: Grid,
@@ -120,13 +192,17 @@ def run_one(
     ]
     if lam is not None:
         overrides.append(f"{spec.param}={value_text(lam)}")
+    kept = _kept_epochs(grid, method, setting, extra)
+    if kept:
+        overrides.append(f"train.keep_checkpoints=[{', '.join(map(str, kept))}]")
+    if spec.branch_from is not None:
+        if keep_dir is None:
+            raise SystemExit(f"{method} branches from {spec.branch_from}'s runs: pass --keep-runs")
+        point = branch_point(grid_name, grid, setting, method, seed, extra, keep_dir)
+        overrides.append(f"train.branch_from={point}")
     cfg = load_config(SHIPPED_CONFIGS / f"{grid.config}.yaml", overrides)
     if keep_dir is not None:
-        lam_part = "" if lam is None else f"-{spec.param.split('.')[-1]}{value_text(lam)}"
-        slug = "".join(
-            ch if ch.isalnum() else "_" for ch in f"{grid_name}-{setting}-{method}{lam_part}"
-        )
-        record = run_trial(cfg, keep_dir / f"{slug}-s{seed}")
+        record = run_trial(cfg, _run_dir(keep_dir, grid_name, grid, setting, method, lam, seed))
     else:
         with tempfile.TemporaryDirectory() as tmp:
             record = run_trial(cfg, Path(tmp) / "run")
@@ -227,6 +303,12 @@ def main(argv: list[str] | None = None) -> int:
     unknown = (set(settings) - set(grid.settings)) | (set(methods) - set(grid.methods))
     if unknown:
         p.error(f"unknown settings/methods for {args.grid}: {sorted(unknown)}")
+    for name in methods:
+        base = grid.methods[name].branch_from
+        if base is not None and (base not in grid.methods or grid.methods[base].lams):
+            p.error(f"{name} branches from {base!r}, which must be a method without candidates")
+        if base is not None and args.keep_runs is None:
+            p.error(f"{name} branches from {base}'s runs: pass --keep-runs")
     select_metric = "top1" if "select=best_top1" in " ".join(grid.common) else "balanced_accuracy"
 
     if args.lams:
@@ -245,7 +327,21 @@ def main(argv: list[str] | None = None) -> int:
     waiting = False  # a λ left unchosen, so some seeds did not run: exit 3
 
     def run(setting: str, method: str, seed: int, lam: float | None) -> None:
+        nonlocal waiting
         what = method if lam is None else f"{method} {grid.methods[method].param}={lam}"
+        base = grid.methods[method].branch_from
+        if base is not None and args.keep_runs is not None:
+            point = branch_point(args.grid, grid, setting, method, seed, extra, args.keep_runs)
+            if not point.is_file():
+                # its base's run of this seed has not kept it yet (another process, or later)
+                print(
+                    f"[{setting}] {what} seed {seed}: waits for {point} (run {base} seed "
+                    f"{seed} with this --keep-runs first; a run made before it kept "
+                    "checkpoints must run again into a new --out)",
+                    flush=True,
+                )
+                waiting = True
+                return
         print(f"[{setting}] {what} seed {seed} ...", flush=True)
         row = run_one(args.grid, grid, setting, method, seed, lam, extra, args.keep_runs)
         _log(out).append(row)

@@ -8,7 +8,7 @@ ever looks at the test split.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,10 @@ class Method:
     """Candidate values of ``param`` (ABSGD's λ or target ESS): chosen on validation, seed 0."""
     param: str = "objective.lam"
     """The config key the candidates set (recorded in each line's ``lam`` field)."""
+    branch_from: str | None = None
+    """A method of the same grid (without candidates) whose run of the same setting and seed
+    this one continues from at its λ switch (``train.branch_from``): its stage 1 is not
+    trained again. The base then keeps its checkpoint there; both need ``--keep-runs``."""
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,7 @@ def _ldam(switch: int) -> tuple[str, ...]:
 
 def _with(method: Method, *extra: str) -> Method:
     """``method`` with ``extra`` overrides applied after its own (same candidates)."""
-    return Method((*method.overrides, *extra), method.lams, method.param)
+    return Method((*method.overrides, *extra), method.lams, method.param, method.branch_from)
 
 
 def _absgd(switch: int) -> tuple[str, ...]:
@@ -247,6 +251,31 @@ GRIDS: dict[str, Grid] = {
             "data.val_per_class=3",
             "model.options={widths: [4], hidden: 8}",
             "train.epochs=2",
+            "optim.milestones=[1]",
+        ),
+    ),
+    # The smoke grid's ABSGD, once trained whole and once branched off CE's run at the switch
+    # (tests of --keep-runs and Method.branch_from).
+    "smoke_branch": Grid(
+        config="cpu/fashion_mnist_lt_exp100_ce",
+        settings={"synthetic": ()},
+        methods={
+            "CE": Method(("objective.loss=ce",)),
+            "ABSGD": Method(("objective.loss=ce", *_absgd(1)), (1.0, 3.0)),
+            "ABSGD, branched": Method(
+                ("objective.loss=ce", *_absgd(1)), (1.0, 3.0), branch_from="CE"
+            ),
+        },
+        seeds=(0, 1),
+        common=(
+            "data.name=synthetic",
+            "data.options={num_classes: 3, train_per_class: 40, test_per_class: 5, "
+            "shape: [8, 8, 1]}",
+            "data.imbalance_ratio=4",
+            "data.val_per_class=3",
+            "model.options={widths: [4], hidden: 8}",
+            "train.epochs=2",
+            "train.deterministic=true",
             "optim.milestones=[1]",
         ),
     ),
@@ -501,6 +530,17 @@ GRIDS: dict[str, Grid] = {
             # (a later session's CPU). Stated before running (2026-12-05, fifth session): CE
             # unchanged, seeds 1-2, on that CPU type, paired where the stage 1 is shared.
             "CE, re-run": _REPRO_AUTHORS_CPU["CE"],
+            # Stated before running (2026-12-05, eighth session; results.md §7, the ratio-10
+            # LDAM-DRW questions): the target-ESS form at the base's step, each candidate and
+            # seed branched off its seed's LDAM-DRW run at the switch (train.branch_from), so
+            # the pair shares its stage 1 exactly and a candidate costs 4 epochs, not 20.
+            "ABSGD-ESS + LDAM-DRW, base step, branched": replace(
+                _with(
+                    _REPRO_AUTHORS_CPU["ABSGD-ESS + LDAM-DRW"],
+                    "objective.normalize_class_weights=true",
+                ),
+                branch_from="LDAM-DRW",
+            ),
             # The authors' README command for CIFAR-10 (exp, ratio 10): ABSGD + CB-DRW with
             # λ = 5, γ = 0.7, α = 0.5, their λ for exactly this setting. Stated before
             # running: a fixed method, no grid, 3 seeds, paired with CB-DRW.

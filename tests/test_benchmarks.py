@@ -170,6 +170,62 @@ def test_accuracy_grid_selects_lambda_on_validation_resumes_and_summarises(tmp_p
     assert "| ABSGD |" in table and "| CE |" in table
 
 
+def test_a_branched_method_continues_its_base_runs_and_matches_the_whole_runs(tmp_path):
+    results, runs = tmp_path / "b.jsonl", tmp_path / "runs"
+    bad = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "grid.py"),
+            "smoke_branch",
+            "--out",
+            str(results),
+            "--methods",
+            "ABSGD, branched",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert bad.returncode == 2 and "pass --keep-runs" in bad.stderr
+    # the base has not run: the branched runs wait (status 3), nothing is written
+    early = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "grid.py"),
+            "smoke_branch",
+            "--out",
+            str(results),
+            "--methods",
+            "ABSGD, branched",
+            "--keep-runs",
+            str(runs),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert early.returncode == 3 and "waits for" in early.stdout
+    assert not results.exists()
+    _run("grid.py", "smoke_branch", "--out", str(results), "--keep-runs", str(runs))
+    rows = [json.loads(x) for x in results.read_text().splitlines() if '"run"' in x]
+    lines = {(r["method"], r["seed"], r["lam"]): r for r in rows if r["kind"] == "run"}
+    for seed in (0, 1):  # the base kept its checkpoint at the switch (epoch 1)
+        base = runs / f"smoke_branch_synthetic_CE-s{seed}"
+        assert (base / "checkpoint-epoch1.pt").is_file()
+    for (method, seed, lam), row in lines.items():
+        if method != "ABSGD, branched":
+            assert row["branched_from"] is None
+            continue
+        assert row["branched_from"]["epoch"] == 1
+        assert "smoke_branch_synthetic_CE-s" in row["branched_from"]["checkpoint"]
+        whole = lines[("ABSGD", seed, lam)]  # the same λ trained from its first step
+        # after the switch as the whole run (the stages differ only in float rounding)
+        assert row["curve"][1]["train_loss"] == pytest.approx(
+            whole["curve"][1]["train_loss"], rel=1e-4
+        )
+    assert {(m, s) for m, s, _ in lines} >= {("ABSGD, branched", 0), ("ABSGD, branched", 1)}
+
+
 def _start(*args: str) -> subprocess.Popen:
     cmd = [sys.executable, str(ROOT / "benchmarks" / "grid.py"), "smoke", *args]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

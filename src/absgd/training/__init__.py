@@ -13,6 +13,7 @@ into a trained, evaluated run directory. One concept per module:
     reporting     progress hooks (Reporter) and the low-ESS warning
     stopping      Ctrl-C / SIGTERM between steps, divergence
     checkpoint    atomic save / load of everything a resume needs; model.init_from
+    branch        a run continued from another run's kept checkpoint (train.branch_from)
     run_dir       the files of a run directory
     evaluation    loaders and metrics of a model on a split (``absgd eval``)
     tune          choosing a value on the validation split (``absgd tune``, the grids)

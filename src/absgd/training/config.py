@@ -190,6 +190,13 @@ class TrainConfig:
     num_workers: NonNegativeInt = 0
     """DataLoader workers for lazy (list-file) datasets."""
     checkpoint_every: PositiveInt = 1
+    keep_checkpoints: tuple[PositiveInt, ...] = ()
+    """Also keep the checkpoint written after each of these epochs (1-based counts of finished
+    epochs) as ``checkpoint-epoch{E}.pt``, with the best-so-far model: a branch point."""
+    branch_from: str | None = None
+    """Start from another run's checkpoint at an epoch boundary (a kept checkpoint file or a
+    run directory) instead of from scratch: everything but the objective continues from it
+    (see :mod:`absgd.training.branch`, which checks the first epochs would have been equal)."""
     compile: bool = False
     """Train through ``torch.compile(model)``. It pays off on some GPUs; on the 2-core CPU
     here a ResNet-32 step was slower compiled (416 vs 320 ms) after 40 s of compilation."""
@@ -445,6 +452,16 @@ def _semantic_problems(cfg: RunConfig) -> list[str]:
             all(a < b for a, b in zip(opt.milestones, opt.milestones[1:], strict=False)),
             f"optim.milestones must be increasing, got {list(opt.milestones)}",
         )
+    require(
+        all(e <= t.epochs for e in t.keep_checkpoints),
+        f"train.keep_checkpoints {list(t.keep_checkpoints)} must be epochs this run reaches "
+        f"(1 to train.epochs={t.epochs})",
+    )
+    require(
+        t.branch_from is None or o.weighting != "meta_weight_net",
+        "train.branch_from: a Meta-Weight-Net run cannot branch (its meta-network is trained "
+        "from the first step)",
+    )
     if opt.schedule == "cosine":
         require(
             opt.warmup_epochs < t.epochs,
@@ -472,14 +489,19 @@ def same_run(a: RunConfig, b: RunConfig) -> bool:
     return comparable(config_to_dict(a)) == comparable(config_to_dict(b))
 
 
+_BOOKKEEPING = ("eval_batch_size", "checkpoint_every", "keep_checkpoints", "log")
+
+
 def comparable(config: dict[str, Any]) -> dict[str, Any]:
-    """A copy of a config dict without ``data.root`` and ``train.eval_batch_size``: two runs
-    that differ only there train and score identically (evaluation is per sample)."""
+    """A copy of a config dict without ``data.root`` and the bookkeeping of ``train``
+    (``eval_batch_size``, ``checkpoint_every``, ``keep_checkpoints``, ``log``): two runs that
+    differ only there train and score identically (evaluation is per sample)."""
     out = {k: dict(v) if isinstance(v, dict) else v for k, v in config.items()}
     if isinstance(out.get("data"), dict):
         out["data"]["root"] = None
     if isinstance(out.get("train"), dict):
-        out["train"].pop("eval_batch_size", None)
+        for key in _BOOKKEEPING:
+            out["train"].pop(key, None)
     return out
 
 

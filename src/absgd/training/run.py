@@ -20,10 +20,11 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from absgd.data import BatchLoader
-from absgd.fileio import write_json
+from absgd.fileio import atomic_write, write_json
 from absgd.meta_weight_net import MetaWeightNet
 from absgd.metrics import to_jsonable
 from absgd.metrics.meters import NaNLogitsError
+from absgd.training.branch import check_objectives_agree, kept_checkpoint_name
 from absgd.training.build import (
     PreparedData,
     build_lam_schedule,
@@ -39,7 +40,13 @@ from absgd.training.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
-from absgd.training.config import RunConfig, config_to_dict, dataset_name, method_name
+from absgd.training.config import (
+    RunConfig,
+    config_from_dict,
+    config_to_dict,
+    dataset_name,
+    method_name,
+)
 from absgd.training.devices import autocast, describe_environment
 from absgd.training.distributed import (
     DistContext,
@@ -120,7 +127,7 @@ class TrainingRun:
         self.data = data
         t = cfg.train
         self.model = build_model_for(cfg, data)
-        if cfg.model.init_from:
+        if cfg.model.init_from and checkpoint is None:  # a checkpoint brings its own weights
             source = cfg.model.init_from
             run_on_main(
                 ctx, lambda: initialise_model(self.model, source, cfg.model.reset_classifier)
@@ -186,6 +193,7 @@ class TrainingRun:
         self.best: dict[str, Any] = {"score": -math.inf, "epoch": None}
         self.epoch, self.step, self.wall_before = 0, 0, 0.0
         self.warned_low_ess = False
+        self.branched_from: dict[str, Any] | None = None
         if checkpoint is not None:
             self._restore(checkpoint)
         self.network: nn.Module = self.model
@@ -199,9 +207,26 @@ class TrainingRun:
 
     # -- state ---------------------------------------------------------------------------------
     def _restore(self, state: dict[str, Any]) -> None:
+        """Continue from a checkpoint: this run's (a resume) or, with ``"branch_source"``
+        (:func:`absgd.training.branch.branch_point`), another run's, whose objective state is
+        not taken: this run's objective starts afresh from there."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.objective.load_state_dict(state["objective"])
+        branching = state.get("branch_source") is not None
+        self.branched_from = state.get("branch_source") or state.get("branched_from")
+        if not branching or state.get("branch_keeps_objective_state"):
+            self.objective.load_state_dict(state["objective"])
+        if branching:
+            check_objectives_agree(
+                config_from_dict(state["config"]),
+                self.cfg,
+                self.data,
+                int(state["epoch"]),
+                self.device,
+            )
+            if self.ctx.is_main and state.get("best_model") is not None:
+                with atomic_write(self.out / "best_model.pt") as fh:
+                    torch.save(state["best_model"], fh)
         if self.scaler is not None and state.get("scaler") is not None:
             self.scaler.load_state_dict(state["scaler"])
         self.train_loader.load_state_dict(state["loader"])
@@ -217,7 +242,14 @@ class TrainingRun:
         if self.step and self.ctx.is_main:  # the saved statistics are already summed over ranks
             self.meters.load_state_dict(state["meters"])
         restore_rng(state["rng"])
-        self.report.message(f"resuming at epoch {self.epoch + 1}, step {self.step}")
+        if not branching:
+            self.report.message(f"resuming at epoch {self.epoch + 1}, step {self.step}")
+        else:
+            assert self.branched_from is not None
+            self.report.message(
+                f"branching from {self.branched_from['checkpoint']} at epoch {self.epoch + 1} "
+                f"(the first {self.epoch} epochs checked to train as this config would)"
+            )
 
     def elapsed(self) -> float:
         return self.wall_before + time.perf_counter() - self.started
@@ -231,25 +263,31 @@ class TrainingRun:
         if not self.ctx.is_main:
             return
         self.train_loader.set_epoch(self.epoch, self.step)
-        save_checkpoint(
-            self.out / CHECKPOINT_NAME,
-            {
-                "config": config_to_dict(self.cfg),
-                "epoch": self.epoch,
-                "step": self.step,
-                "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "objective": self.objective.state_dict(),
-                "scaler": None if self.scaler is None else self.scaler.state_dict(),
-                "loader": self.train_loader.state_dict(),
-                "meters": meters,
-                "rng": capture_rng(),
-                "history": self.history,
-                "best": self.best,
-                "wall_seconds": self.elapsed(),
-                **self._meta_state(),
-            },
-        )
+        state = {
+            "config": config_to_dict(self.cfg),
+            "epoch": self.epoch,
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "objective": self.objective.state_dict(),
+            "scaler": None if self.scaler is None else self.scaler.state_dict(),
+            "loader": self.train_loader.state_dict(),
+            "meters": meters,
+            "rng": capture_rng(),
+            "history": self.history,
+            "best": self.best,
+            "wall_seconds": self.elapsed(),
+            "branched_from": self.branched_from,
+            **self._meta_state(),
+        }
+        if self.step == 0 and self.epoch in self.cfg.train.keep_checkpoints:
+            # written first: a crash before checkpoint.pt repeats the epoch, and writes it again
+            best = self.out / "best_model.pt"
+            kept = dict(state)
+            if self.best["epoch"] is not None and best.is_file():
+                kept["best_model"] = torch.load(best, map_location="cpu", weights_only=True)
+            save_checkpoint(self.out / kept_checkpoint_name(self.epoch), kept)
+        save_checkpoint(self.out / CHECKPOINT_NAME, state)
 
     def _meta_state(self) -> dict[str, Any]:
         if self.meta_weight_net is None:
@@ -401,7 +439,11 @@ class TrainingRun:
                 logger.log(self.history)
         self.report.epoch_end(record)
         self._warn_low_ess(record)
-        if self.epoch == t.epochs or self.epoch % t.checkpoint_every == 0:
+        if (
+            self.epoch == t.epochs
+            or self.epoch % t.checkpoint_every == 0
+            or self.epoch in t.keep_checkpoints
+        ):
             self.save()
 
     def _low_ess_text(self, record: dict[str, Any]) -> str | None:
@@ -473,6 +515,7 @@ class TrainingRun:
             "paper_style": paper_style(self.history),
             "wall_seconds": self.elapsed(),
             "processes": self.ctx.world_size,
+            "branched_from": self.branched_from,
             "data": self.data.info,
             "environment": describe_environment(self.device),
         }

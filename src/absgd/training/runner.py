@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from absgd.training.branch import branch_point
 from absgd.training.build import PreparedData, prepare_data
 from absgd.training.config import RunConfig, switch_never_reached, with_data_root
 from absgd.training.devices import resolve_device, seed_everything
@@ -55,6 +57,8 @@ def train(
         out_dir: the run directory (created; must not hold another run unless ``resume``).
         resume: continue the run in ``out_dir`` from its checkpoint (its saved config is used;
             ``cfg`` must equal it). The number of processes may differ from the saved run's.
+            A new run with ``train.branch_from`` starts from that checkpoint instead
+            (:mod:`absgd.training.branch`).
         data: prepared data to use instead of reading ``cfg.data`` (tests, notebooks).
         reporter: progress hooks (the CLI shows progress bars through them; rank 0 only).
         stop_after_steps: behave as if Ctrl-C arrived after this many optimisation steps of
@@ -65,6 +69,9 @@ def train(
             of the current step is written; ``resume=True`` continues from there.
     """
     cfg = with_data_root(cfg)  # saved absolute: the run directory works from anywhere
+    if cfg.train.branch_from is not None and not resume:
+        source = str(Path(cfg.train.branch_from).expanduser().resolve())
+        cfg = replace(cfg, train=replace(cfg.train, branch_from=source))
     t = cfg.train
     ctx, device_name = setup_distributed(t.device, t.dist_timeout_s)
     if ctx.enabled and not t.batch_per_rank and t.batch_size % ctx.world_size:
@@ -98,6 +105,8 @@ def train(
         data = prepare_data(cfg.data, progress=report.data_progress)
     if checkpoint is None:
         run_on_main(ctx, lambda: create_run_dir(out, cfg))
+        if t.branch_from is not None:
+            checkpoint = run_on_main(ctx, lambda: branch_point(cfg))
     counts = data.train_counts
     processes = f"; {ctx.world_size} processes" if ctx.enabled else ""
     report.message(

@@ -93,6 +93,7 @@ def run_trial(cfg: RunConfig, run_dir: Path, *, reporter: Any = None) -> dict[st
         "run_wall_seconds": time.perf_counter() - started,
         "train_wall_seconds": None if final is None else final.get("wall_seconds"),
         "environment": None if final is None else final.get("environment"),
+        "branched_from": None if final is None else final.get("branched_from"),
     }
     if diverged is not None:
         record["diverged"] = diverged
