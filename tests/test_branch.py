@@ -12,6 +12,9 @@ from absgd.training import RunInterrupted, train
 from absgd.training.branch import BranchError, kept_checkpoint_name
 from absgd.training.config import load_config
 
+# the tiny runs' λ is sharp: the low effective sample size warning is expected here
+pytestmark = pytest.mark.filterwarnings("ignore:epoch .*effective sample size:UserWarning")
+
 TINY = [
     "data.name=synthetic",
     "data.options={num_classes: 3, train_per_class: 40, test_per_class: 6, shape: [8, 8, 1]}",

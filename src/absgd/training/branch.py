@@ -224,7 +224,7 @@ def check_objectives_agree(
                 with torch.enable_grad():
                     value = fresh(x, y)
                     (grad,) = torch.autograd.grad(value, x)
-                batch_results.append((float(value), grad))
+                batch_results.append((float(value.detach()), grad))
             results.append(batch_results)
         for b, ((there, g_there), (here, g_here)) in enumerate(zip(*results, strict=True)):
             scale = float(g_there.abs().max()) * RTOL + 1e-12
