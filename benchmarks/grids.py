@@ -233,51 +233,38 @@ _REPRO_OURS_CPU = _repro_methods("ours", switch=16)
 _REPRO_AUTHORS_CPU = _repro_methods("authors", switch=16)
 """The authors' preset's methods on the CPU schedule (switch at 16)."""
 
-GRIDS: dict[str, Grid] = {
-    # A few seconds on generated data: keeps grid.py and summarize.py working (tests).
-    "smoke": Grid(
-        config="cpu/fashion_mnist_lt_exp100_ce",
-        settings={"synthetic": ()},
-        methods={
-            "CE": Method(("objective.loss=ce",)),
-            "ABSGD": Method(("objective.loss=ce", *_absgd(1)), (1.0, 3.0)),
-        },
-        seeds=(0, 1),
-        common=(
-            "data.name=synthetic",
-            "data.options={num_classes: 3, train_per_class: 40, test_per_class: 5, "
-            "shape: [8, 8, 1]}",
-            "data.imbalance_ratio=4",
-            "data.val_per_class=3",
-            "model.options={widths: [4], hidden: 8}",
-            "train.epochs=2",
-            "optim.milestones=[1]",
-        ),
+# A few seconds on generated data: keeps grid.py and summarize.py working (tests).
+_SMOKE = Grid(
+    config="cpu/fashion_mnist_lt_exp100_ce",
+    settings={"synthetic": ()},
+    methods={
+        "CE": Method(("objective.loss=ce",)),
+        "ABSGD": Method(("objective.loss=ce", *_absgd(1)), (1.0, 3.0)),
+    },
+    seeds=(0, 1),
+    common=(
+        "data.name=synthetic",
+        "data.options={num_classes: 3, train_per_class: 40, test_per_class: 5, shape: [8, 8, 1]}",
+        "data.imbalance_ratio=4",
+        "data.val_per_class=3",
+        "model.options={widths: [4], hidden: 8}",
+        "train.epochs=2",
+        "optim.milestones=[1]",
     ),
+)
+
+
+GRIDS: dict[str, Grid] = {
+    "smoke": _SMOKE,
     # The smoke grid's ABSGD, once trained whole and once branched off CE's run at the switch
     # (tests of --keep-runs and Method.branch_from).
-    "smoke_branch": Grid(
-        config="cpu/fashion_mnist_lt_exp100_ce",
-        settings={"synthetic": ()},
+    "smoke_branch": replace(
+        _SMOKE,
         methods={
-            "CE": Method(("objective.loss=ce",)),
-            "ABSGD": Method(("objective.loss=ce", *_absgd(1)), (1.0, 3.0)),
-            "ABSGD, branched": Method(
-                ("objective.loss=ce", *_absgd(1)), (1.0, 3.0), branch_from="CE"
-            ),
+            **_SMOKE.methods,
+            "ABSGD, branched": replace(_SMOKE.methods["ABSGD"], branch_from="CE"),
         },
-        seeds=(0, 1),
-        common=(
-            "data.name=synthetic",
-            "data.options={num_classes: 3, train_per_class: 40, test_per_class: 5, "
-            "shape: [8, 8, 1]}",
-            "data.imbalance_ratio=4",
-            "data.val_per_class=3",
-            "model.options={widths: [4], hidden: 8}",
-            "train.epochs=2",
-            "train.deterministic=true",
-            "optim.milestones=[1]",
-        ),
+        common=(*_SMOKE.common, "train.deterministic=true"),
     ),
     # Fashion-MNIST-LT, small CNN, 20 epochs (LR x0.1 and DRW / λ switch at 15).
     "fmnist_lt": Grid(

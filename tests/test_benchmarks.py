@@ -172,38 +172,11 @@ def test_accuracy_grid_selects_lambda_on_validation_resumes_and_summarises(tmp_p
 
 def test_a_branched_method_continues_its_base_runs_and_matches_the_whole_runs(tmp_path):
     results, runs = tmp_path / "b.jsonl", tmp_path / "runs"
-    bad = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "grid.py"),
-            "smoke_branch",
-            "--out",
-            str(results),
-            "--methods",
-            "ABSGD, branched",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    args = ["--out", str(results), "--methods", "ABSGD, branched"]
+    bad = _grid(*args, grid="smoke_branch")
     assert bad.returncode == 2 and "pass --keep-runs" in bad.stderr
     # the base has not run: the branched runs wait (status 3), nothing is written
-    early = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "grid.py"),
-            "smoke_branch",
-            "--out",
-            str(results),
-            "--methods",
-            "ABSGD, branched",
-            "--keep-runs",
-            str(runs),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    early = _grid(*args, "--keep-runs", str(runs), grid="smoke_branch")
     assert early.returncode == 3 and "waits for" in early.stdout
     assert not results.exists()
     _run("grid.py", "smoke_branch", "--out", str(results), "--keep-runs", str(runs))
@@ -271,9 +244,9 @@ def test_a_grid_run_by_parallel_processes_sharing_its_file_equals_the_sequential
     assert runs(parallel) == runs(sequential)  # deterministic on the CPU: the same numbers
 
 
-def _grid(*args: str) -> subprocess.CompletedProcess:
-    """``grid.py smoke ARGS``, whatever its exit status."""
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "grid.py"), "smoke", *args]
+def _grid(*args: str, grid: str = "smoke") -> subprocess.CompletedProcess:
+    """``grid.py GRID ARGS``, whatever its exit status."""
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "grid.py"), grid, *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
 
 
