@@ -194,6 +194,7 @@ def test_a_config_that_would_not_have_trained_the_first_epochs_is_refused(
     ]
     with pytest.raises(BranchError, match=message):
         train(_cfg(settings), tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()  # refused before anything is written
 
 
 def test_a_schedule_that_differs_before_the_branch_point_is_refused(tmp_path):

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from absgd.fileio import atomic_write
 from absgd.training.build import (
     PreparedData,
     build_lam_schedule,
@@ -50,7 +51,13 @@ from absgd.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from absgd.training.config import RunConfig, comparable, config_from_dict, config_to_dict
 from absgd.weighting import ABWeighting
 
-__all__ = ["BranchError", "branch_point", "check_objectives_agree", "kept_checkpoint_name"]
+__all__ = [
+    "BranchError",
+    "branch_point",
+    "check_objectives_agree",
+    "kept_checkpoint_name",
+    "write_best_model",
+]
 
 RTOL = 1e-5
 """Relative tolerance of the objectives' agreement (float32 sums in another order differ by
@@ -59,7 +66,7 @@ CHECK_BATCHES = 3
 """Training batches the objectives are compared on."""
 
 # what may differ between a branch and its source without changing the first E epochs
-_BOOKKEEPING = {"train": ("branch_from", "epochs")}  # beside comparable()'s
+_TRAIN_MAY_DIFFER = ("branch_from", "epochs")  # beside comparable()'s bookkeeping
 
 
 class BranchError(ValueError):
@@ -96,9 +103,8 @@ def _without_objective(cfg: RunConfig) -> dict[str, Any]:
     out = comparable(config_to_dict(cfg))
     for key in ("name", "method", "objective"):
         out.pop(key, None)
-    for section, keys in _BOOKKEEPING.items():
-        for key in keys:
-            out[section].pop(key, None)
+    for key in _TRAIN_MAY_DIFFER:
+        out["train"].pop(key, None)
     return out
 
 
@@ -162,6 +168,14 @@ def branch_point(cfg: RunConfig) -> dict[str, Any]:
     # the same objective continues its state (the moving average s); another starts afresh
     state["branch_keeps_objective_state"] = same_objective
     return state
+
+
+def write_best_model(out: Path, state: dict[str, Any]) -> None:
+    """The source's best-so-far model, if :func:`branch_point` attached one, as the branch's
+    ``best_model.pt`` (its selection reaches back before the branch point)."""
+    if state.get("best_model") is not None:
+        with atomic_write(out / "best_model.pt") as fh:
+            torch.save(state["best_model"], fh)
 
 
 def _best_model(state: dict[str, Any], path: Path, where: str) -> dict[str, torch.Tensor]:

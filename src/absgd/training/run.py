@@ -20,11 +20,11 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from absgd.data import BatchLoader
-from absgd.fileio import atomic_write, write_json
+from absgd.fileio import write_json
 from absgd.meta_weight_net import MetaWeightNet
 from absgd.metrics import to_jsonable
 from absgd.metrics.meters import NaNLogitsError
-from absgd.training.branch import check_objectives_agree, kept_checkpoint_name
+from absgd.training.branch import kept_checkpoint_name
 from absgd.training.build import (
     PreparedData,
     build_lam_schedule,
@@ -40,13 +40,7 @@ from absgd.training.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
-from absgd.training.config import (
-    RunConfig,
-    config_from_dict,
-    config_to_dict,
-    dataset_name,
-    method_name,
-)
+from absgd.training.config import RunConfig, config_to_dict, dataset_name, method_name
 from absgd.training.devices import autocast, describe_environment
 from absgd.training.distributed import (
     DistContext,
@@ -207,26 +201,15 @@ class TrainingRun:
 
     # -- state ---------------------------------------------------------------------------------
     def _restore(self, state: dict[str, Any]) -> None:
-        """Continue from a checkpoint: this run's (a resume) or, with ``"branch_source"``
-        (:func:`absgd.training.branch.branch_point`), another run's, whose objective state is
-        not taken: this run's objective starts afresh from there."""
+        """Continue from a checkpoint: this run's (a resume) or, with ``"branch_source"``,
+        another run's (checked by :mod:`absgd.training.branch` before the run starts), whose
+        objective state is taken only when the objective is the same."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         branching = state.get("branch_source") is not None
         self.branched_from = state.get("branch_source") or state.get("branched_from")
         if not branching or state.get("branch_keeps_objective_state"):
             self.objective.load_state_dict(state["objective"])
-        if branching:
-            check_objectives_agree(
-                config_from_dict(state["config"]),
-                self.cfg,
-                self.data,
-                int(state["epoch"]),
-                self.device,
-            )
-            if self.ctx.is_main and state.get("best_model") is not None:
-                with atomic_write(self.out / "best_model.pt") as fh:
-                    torch.save(state["best_model"], fh)
         if self.scaler is not None and state.get("scaler") is not None:
             self.scaler.load_state_dict(state["scaler"])
         self.train_loader.load_state_dict(state["loader"])

@@ -24,9 +24,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from absgd.training.branch import branch_point
+from absgd.training.branch import branch_point, check_objectives_agree, write_best_model
 from absgd.training.build import PreparedData, prepare_data
-from absgd.training.config import RunConfig, switch_never_reached, with_data_root
+from absgd.training.config import (
+    RunConfig,
+    config_from_dict,
+    switch_never_reached,
+    with_data_root,
+)
 from absgd.training.devices import resolve_device, seed_everything
 from absgd.training.distributed import run_on_main
 from absgd.training.distributed import setup as setup_distributed
@@ -104,9 +109,16 @@ def train(
         report.message(f"reading data {cfg.data.name!r} ...")
         data = prepare_data(cfg.data, progress=report.data_progress)
     if checkpoint is None:
+        branch: dict[str, Any] | None = None
+        if t.branch_from is not None:  # refused before anything is written
+            branch = run_on_main(ctx, lambda: branch_point(cfg))
+            assert branch is not None
+            source_cfg = config_from_dict(branch["config"])
+            check_objectives_agree(source_cfg, cfg, data, int(branch["epoch"]), device)
         run_on_main(ctx, lambda: create_run_dir(out, cfg))
-        if t.branch_from is not None:
-            checkpoint = run_on_main(ctx, lambda: branch_point(cfg))
+        if branch is not None:
+            run_on_main(ctx, lambda: write_best_model(out, branch))
+        checkpoint = branch
     counts = data.train_counts
     processes = f"; {ctx.world_size} processes" if ctx.enabled else ""
     report.message(
