@@ -232,6 +232,13 @@ _REPRO_OURS_CPU = _repro_methods("ours", switch=16)
 """Our preset's methods on the CPU schedule (switch at 16); extra variants build on them."""
 _REPRO_AUTHORS_CPU = _repro_methods("authors", switch=16)
 """The authors' preset's methods on the CPU schedule (switch at 16)."""
+_LDAM_BASE_STEP = _with(
+    _REPRO_AUTHORS_CPU["ABSGD + LDAM-DRW"],
+    "objective.weighting_options={gamma: 0.7, alpha: 1.0, init: zero}",
+    "objective.normalize_class_weights=true",
+)
+"""The authors' ABSGD + LDAM-DRW at LDAM-DRW's step: α = 1 and divided by the batch mean of
+the class weights, so that at uniform weights the objective is LDAM-DRW's ``Σ c·l / Σ c``."""
 
 # A few seconds on generated data: keeps grid.py and summarize.py working (tests).
 _SMOKE = Grid(
@@ -527,6 +534,17 @@ GRIDS: dict[str, Grid] = {
                     "objective.normalize_class_weights=true",
                 ),
                 branch_from="LDAM-DRW",
+            ),
+            # Stated before running (2026-12-05, ninth session; results.md §7): is the ratio-10
+            # gain of λ = 300 over LDAM-DRW (+0.35, ESS 0.999) its step? The same λ at the
+            # base's step (α = 1, divided by the batch mean of c: at uniform weights LDAM-DRW's
+            # weighted mean), fixed, 3 seeds; and the fixed-λ grid at the base's step, λ chosen
+            # on seed 0's validation. Both branched off LDAM-DRW's runs at the switch.
+            "ABSGD + LDAM-DRW, λ = 300, base step, branched": Method(
+                (*_LDAM_BASE_STEP.overrides, "objective.lam=300.0"), branch_from="LDAM-DRW"
+            ),
+            "ABSGD + LDAM-DRW, base step, branched": replace(
+                _LDAM_BASE_STEP, branch_from="LDAM-DRW"
             ),
             # The authors' README command for CIFAR-10 (exp, ratio 10): ABSGD + CB-DRW with
             # λ = 5, γ = 0.7, α = 0.5, their λ for exactly this setting. Stated before
