@@ -65,13 +65,16 @@ def training_losses(
     the checkpoint's epoch."""
     cfg = load_config(run_dir / "config.yaml")
     data = prepare_data(cfg.data)
-    model = build_model_for(cfg, data)
     state = load_checkpoint(run_dir)
-    model.load_state_dict(state["model"])
     losses, wrong = [], []
-    for logits, y in training_batches(cfg, data, model, mode, torch.device("cpu")):
-        losses.append(F.cross_entropy(logits, y, reduction="none"))
-        wrong.append(logits.argmax(dim=1) != y)
+    cpu = torch.device("cpu")
+    # dropout and augmentation seeded from the run's seed: a call repeats exactly
+    with sharpness.seeded_from_run(cfg.train.seed, cpu):
+        model = build_model_for(cfg, data)
+        model.load_state_dict(state["model"])
+        for logits, y in training_batches(cfg, data, model, mode, cpu):
+            losses.append(F.cross_entropy(logits, y, reduction="none"))
+            wrong.append(logits.argmax(dim=1) != y)
     return torch.cat(losses), torch.cat(wrong), cfg.train.batch_size, int(state.get("epoch", -1))
 
 

@@ -18,7 +18,7 @@ from absgd.training.config import load_config
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from loss_spread import batch_ess, main, thin_misclassified  # noqa: E402
+from loss_spread import batch_ess, main, thin_misclassified, training_losses  # noqa: E402
 
 
 def test_one_batch_of_every_sample_is_the_reference_ess():
@@ -52,7 +52,7 @@ def test_thinning_keeps_every_correct_sample_and_a_share_of_the_wrong_ones():
         thin_misclassified(wrong, 0, seed=0)
 
 
-def test_the_script_reads_a_run_directory(tmp_path):
+def _tiny_run(run: Path, model_options: str = "{hidden: [16]}") -> None:
     cfg = load_config(
         None,
         [
@@ -63,7 +63,7 @@ def test_the_script_reads_a_run_directory(tmp_path):
             "data.val_fraction=null",
             "data.augment=none",
             "model.name=mlp",
-            "model.options={hidden: [16]}",
+            f"model.options={model_options}",
             "train.batch_size=8",
             "train.epochs=1",
             "train.device=cpu",
@@ -71,7 +71,24 @@ def test_the_script_reads_a_run_directory(tmp_path):
             "optim.schedule=constant",
         ],
     )
-    train(cfg, tmp_path / "run")
+    train(cfg, run)
+
+
+def test_train_mode_losses_repeat_and_leave_the_global_generator_alone(tmp_path):
+    _tiny_run(tmp_path / "run", "{hidden: [16], dropout: 0.5}")
+    torch.manual_seed(7)
+    before = torch.get_rng_state()
+    first, _, _, _ = training_losses(tmp_path / "run", "train")
+    assert torch.equal(torch.get_rng_state(), before)
+    second, _, _, _ = training_losses(tmp_path / "run", "train")
+    assert torch.equal(first, second)
+    # dropout is on in train mode, so the losses differ from evaluation's
+    evaluated, _, _, _ = training_losses(tmp_path / "run", "eval")
+    assert not torch.allclose(torch.sort(first).values, torch.sort(evaluated).values, rtol=1e-3)
+
+
+def test_the_script_reads_a_run_directory(tmp_path):
+    _tiny_run(tmp_path / "run")
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         assert main([str(tmp_path / "run"), "--lams", "1", "3", "--thin", "2"]) == 0

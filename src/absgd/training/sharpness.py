@@ -22,6 +22,7 @@ class-aware sampler is not).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -51,6 +52,7 @@ __all__ = [
     "exponent_inputs",
     "format_sharpness",
     "random_batches",
+    "seeded_from_run",
     "sharpness",
     "solved_lams",
     "training_batches",
@@ -139,6 +141,19 @@ def training_batches(
         yield model(x).float(), y
 
 
+@contextlib.contextmanager
+def seeded_from_run(seed: int, device: torch.device) -> Iterator[None]:
+    """Seed the global generators (and ``device``'s, on CUDA) with ``seed`` on a fork: what
+    draws from them inside (building a model, dropout, augmentation) repeats exactly, and the
+    caller's generators are as they were afterwards."""
+    forked: list[int] = []
+    if device.type == "cuda":
+        forked = [torch.cuda.current_device() if device.index is None else device.index]
+    with torch.random.fork_rng(devices=forked):
+        torch.manual_seed(seed)
+        yield
+
+
 @torch.no_grad()
 def exponent_inputs(
     run_dir: str | Path,
@@ -175,14 +190,7 @@ def exponent_inputs(
     if epoch < 0:
         raise ValueError(f"epoch must be >= 0 (0-based), got {epoch}")
     device = resolve_device(cfg.train.device)
-    # building the model, dropout and augmentation draw from the global generators: seed them
-    # (from the run's seed) on a fork, so that a call repeats exactly and leaves the caller's
-    # generators as they were
-    forked: list[int] = []
-    if device.type == "cuda":
-        forked = [torch.cuda.current_device() if device.index is None else device.index]
-    with torch.random.fork_rng(devices=forked):
-        torch.manual_seed(cfg.train.seed)
+    with seeded_from_run(cfg.train.seed, device):
         values, wrong = _exponent_values(cfg, state, epoch, mode, device)
     if sign is None:
         sign = -1.0 if o.lam is not None and o.lam < 0 else 1.0
