@@ -535,6 +535,22 @@ GRIDS: dict[str, Grid] = {
                 ),
                 branch_from="LDAM-DRW",
             ),
+            # Stated before running (2026-12-05, ninth session; results.md §7): how much of the
+            # fixed λ = 1's gain over CE at exp ratio 100 is the step 1/α = 2? λ = 1 as the
+            # preset runs it and with α = 1 (CE's step at uniform weights), fixed, 3 seeds,
+            # both branched off CE's runs at the switch (CE re-run into a new results file).
+            "ABSGD + CE, λ = 1, branched": Method(
+                (*_REPRO_AUTHORS_CPU["ABSGD + CE"].overrides, "objective.lam=1.0"),
+                branch_from="CE",
+            ),
+            "ABSGD + CE, λ = 1, α = 1, branched": Method(
+                (
+                    *_REPRO_AUTHORS_CPU["ABSGD + CE"].overrides,
+                    "objective.weighting_options={gamma: 0.7, alpha: 1.0, init: zero}",
+                    "objective.lam=1.0",
+                ),
+                branch_from="CE",
+            ),
             # Stated before running (2026-12-05, ninth session; results.md §7): is the ratio-10
             # gain of λ = 300 over LDAM-DRW (+0.35, ESS 0.999) its step? The same λ at the
             # base's step (α = 1, divided by the batch mean of c: at uniform weights LDAM-DRW's
