@@ -18,13 +18,15 @@ Several processes may share one file, to run a grid's runs side by side on one G
 candidate has a line), ``--only-seeds`` runs only those seeds of the chosen λ (or of a
 method without λ). A process that finds a λ not yet chosen, with candidates it does not run
 still missing, says so, goes on to the next method, and exits with status 3 (seeds left
-undone) unless it is a ``--lams`` process.
+undone) unless it is a ``--lams`` process. With ``--wait SECONDS`` it looks again every
+few seconds instead, for up to that long, so that the processes of a wave (a GPU's) can all
+start together: seeds waiting for a λ choice, branches for their base's checkpoint.
 
 A method with ``branch_from`` (``grids.Method``) continues each seed's run of that base method
 from the checkpoint it kept at the method's λ switch (``train.branch_from``): its runs need
 ``--keep-runs`` and the base's run of the same seed in that folder, made by this grid (which
 then keeps the checkpoint). A run whose base has not kept it yet is left for later, and the
-process exits with status 3.
+process exits with status 3 (or, with ``--wait``, looks again later).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +57,8 @@ from absgd.training.devices import cpu_description
 from absgd.training.tune import TrialLog, run_trial, select_value, val_score, value_text
 
 REPO = Path(__file__).resolve().parents[1]
+WAIT_POLL_SECONDS = 5.0
+"""How often a process with ``--wait`` looks again for what it waits for."""
 
 
 def _git_commit() -> str | None:
@@ -286,6 +291,15 @@ def main(argv: list[str] | None = None) -> int:
         help="extra config override for every run (repeatable)",
     )
     p.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="instead of exiting with status 3 (a λ not chosen yet, a base's checkpoint not "
+        "kept yet), look again every few seconds for up to SECONDS (other processes making "
+        "them)",
+    )
+    p.add_argument(
         "--keep-runs",
         type=Path,
         help="keep each run's directory (metrics.jsonl, final.json, plots, weights) under this "
@@ -324,7 +338,15 @@ def main(argv: list[str] | None = None) -> int:
     run_seeds = [s for s in seeds if not args.only_seeds or s in args.only_seeds]
     if args.lams and seeds[0] not in run_seeds:
         p.error(f"--lams runs with the first seed ({seeds[0]}), which --only-seeds leaves out")
+    if args.wait < 0 or not math.isfinite(args.wait):
+        p.error(f"--wait must be a number of seconds >= 0, got {args.wait}")
     waiting = False  # a λ left unchosen, so some seeds did not run: exit 3
+    said: set[str] = set()  # what a waiting process has printed (once each)
+
+    def say(text: str) -> None:
+        if text not in said:
+            said.add(text)
+            print(text, flush=True)
 
     def run(setting: str, method: str, seed: int, lam: float | None) -> None:
         nonlocal waiting
@@ -334,11 +356,10 @@ def main(argv: list[str] | None = None) -> int:
             point = branch_point(args.grid, grid, setting, method, seed, extra, args.keep_runs)
             if not point.is_file():
                 # its base's run of this seed has not kept it yet (another process, or later)
-                print(
+                say(
                     f"[{setting}] {what} seed {seed}: waits for {point} (run {base} seed "
                     f"{seed} with this --keep-runs first; a run made before it kept "
-                    "checkpoints must run again into a new --out)",
-                    flush=True,
+                    "checkpoints must run again into a new --out)"
                 )
                 waiting = True
                 return
@@ -346,44 +367,54 @@ def main(argv: list[str] | None = None) -> int:
         row = run_one(args.grid, grid, setting, method, seed, lam, extra, args.keep_runs)
         _log(out).append(row)
 
-    for setting in settings:
-        for method in methods:
-            spec = grid.methods[method]
-            lam: float | None = None
-            if args.lams and not spec.lams:
-                continue  # a candidates-only process runs no seed of a method without λ
-            if spec.lams:
-                if seeds[0] in run_seeds:
-                    for candidate in spec.lams:
-                        if args.lams and candidate not in args.lams:
+    def one_pass() -> None:
+        nonlocal waiting
+        for setting in settings:
+            for method in methods:
+                spec = grid.methods[method]
+                lam: float | None = None
+                if args.lams and not spec.lams:
+                    continue  # a candidates-only process runs no seed of a method without λ
+                if spec.lams:
+                    if seeds[0] in run_seeds:
+                        for candidate in spec.lams:
+                            if args.lams and candidate not in args.lams:
+                                continue
+                            if _key(setting, method, seeds[0], candidate) not in _load(out)[0]:
+                                run(setting, method, seeds[0], candidate)
+                    runs, chosen = _load(out)  # other processes may have added lines
+                    if (setting, method) not in chosen:
+                        missing = [
+                            c for c in spec.lams if _key(setting, method, seeds[0], c) not in runs
+                        ]
+                        if missing:
+                            say(
+                                f"[{setting}] {method}: λ not chosen yet, the candidates "
+                                f"{missing} have no line; they run in another process"
+                            )
+                            waiting = waiting or not args.lams
                             continue
-                        if _key(setting, method, seeds[0], candidate) not in _load(out)[0]:
-                            run(setting, method, seeds[0], candidate)
-                runs, chosen = _load(out)  # other processes may have added lines
-                if (setting, method) not in chosen:
-                    missing = [
-                        c for c in spec.lams if _key(setting, method, seeds[0], c) not in runs
-                    ]
-                    if missing:
-                        print(
-                            f"[{setting}] {method}: λ not chosen yet, the candidates {missing} "
-                            "have no line; they run in another process",
-                            flush=True,
+                        # Two candidate processes finishing together may both get here and
+                        # write the same choice twice; the lines agree and readers keep the
+                        # last one.
+                        chosen[(setting, method)] = _select(
+                            args.grid, setting, method, spec, seeds[0], runs, select_metric, out
                         )
-                        waiting = waiting or not args.lams
-                        continue
-                    # Two candidate processes finishing together may both get here and write
-                    # the same choice twice; the lines agree and readers keep the last one.
-                    chosen[(setting, method)] = _select(
-                        args.grid, setting, method, spec, seeds[0], runs, select_metric, out
-                    )
-                if args.lams:
-                    continue  # a candidates-only process
-                lam = chosen[(setting, method)]
-            for seed in run_seeds:
-                if _key(setting, method, seed, lam) not in _load(out)[0]:
-                    run(setting, method, seed, lam)
-    return 3 if waiting else 0
+                    if args.lams:
+                        continue  # a candidates-only process
+                    lam = chosen[(setting, method)]
+                for seed in run_seeds:
+                    if _key(setting, method, seed, lam) not in _load(out)[0]:
+                        run(setting, method, seed, lam)
+
+    deadline = time.monotonic() + args.wait
+    while True:
+        waiting = False
+        one_pass()
+        left = deadline - time.monotonic()
+        if not waiting or left <= 0:
+            return 3 if waiting else 0
+        time.sleep(min(WAIT_POLL_SECONDS, left))
 
 
 if __name__ == "__main__":

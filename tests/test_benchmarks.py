@@ -199,8 +199,8 @@ def test_a_branched_method_continues_its_base_runs_and_matches_the_whole_runs(tm
     assert {(m, s) for m, s, _ in lines} >= {("ABSGD, branched", 0), ("ABSGD, branched", 1)}
 
 
-def _start(*args: str) -> subprocess.Popen:
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "grid.py"), "smoke", *args]
+def _start(*args: str, grid: str = "smoke") -> subprocess.Popen:
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "grid.py"), grid, *args]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -211,6 +211,36 @@ def _finish(procs: list[subprocess.Popen]) -> list[str]:
         assert proc.returncode == 0, stderr[-3000:]
         outs.append(stdout)
     return outs
+
+
+def test_processes_that_wait_can_start_together_with_what_they_wait_for(tmp_path):
+    results, runs = tmp_path / "w.jsonl", tmp_path / "runs"
+    bad = _grid("--out", str(results), "--wait", "-1")
+    assert bad.returncode == 2 and "--wait must be a number of seconds >= 0, got -1" in bad.stderr
+    common = ("--out", str(results), "--keep-runs", str(runs), "--wait", "300")
+    branched = ("--methods", "ABSGD, branched")
+    # started before their base and their λ choice exist: the seed waits for both, each
+    # candidate for its base's checkpoint of seed 0
+    seed_1 = _start(*common, *branched, "--only-seeds", "1", grid="smoke_branch")
+    candidates = [
+        _start(*common, *branched, "--lams", lam, grid="smoke_branch") for lam in ("1", "3")
+    ]
+    base = _start(*common, "--methods", "CE", grid="smoke_branch")
+    outs = _finish([seed_1, *candidates, base])
+    rows = [json.loads(x) for x in results.read_text().splitlines()]
+    done = {(r["method"], r["seed"], r["lam"]) for r in rows if r["kind"] == "run"}
+    chosen = next(r["lam"] for r in rows if r["kind"] == "lam_selection")
+    assert done == {
+        ("CE", 0, None),
+        ("CE", 1, None),
+        ("ABSGD, branched", 0, 1.0),
+        ("ABSGD, branched", 0, 3.0),
+        ("ABSGD, branched", 1, chosen),
+    }
+    branches = [r for r in rows if r["kind"] == "run" and r["method"] == "ABSGD, branched"]
+    assert all(r["branched_from"]["epoch"] == 1 for r in branches)
+    # what a process waits for is said once, not at every look
+    assert outs[0].count("λ not chosen yet") == 1
 
 
 def test_a_grid_run_by_parallel_processes_sharing_its_file_equals_the_sequential_grid(tmp_path):
