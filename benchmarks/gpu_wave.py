@@ -13,13 +13,13 @@ every job in its own process session, so the jobs outlive the call, and records 
 (``runs.tar.gz``), ``state.json`` with each job's epochs, rate and fate, and with
 ``--checkpoints`` the checkpoints of unfinished runs (split into parts of at most 15 MiB).
 
-The budget: every job should end within ``--budget`` seconds of the launch. After two
-``--window`` (60 s), each job's rate (epochs per second over the last window) projects its
-end; while some job would end past the budget, the lowest-priority job still running is
-stopped (SIGTERM, so it writes its checkpoint), at most one every 0.75 window, never one of
-the first ``--protect`` jobs. Stopping a job helps the others only where they share a
-bottleneck (the GPU); where each job is bound by its own process the projection does not
-improve and the protected jobs run on.
+The budget: every job should end within ``--budget`` seconds of the launch. After two ``--window``
+(60 s), each job's rate (epochs per second over the last window) projects its end; while some job
+would end past the budget, the lowest-priority job still running is stopped (SIGTERM, so it writes
+its checkpoint), at most one every 0.75 window, never one of the first ``--protect`` jobs nor one
+that waits (``grid.py --wait``) for a base's checkpoint or a λ choice. Stopping a job helps the
+others only where they share a bottleneck (the GPU); where each job is bound by its own process the
+projection does not improve and the protected jobs run on.
 
 On an H200 shared through CUDA MPS, eleven 200-epoch ResNet-32 runs (batch 100, test split
 every epoch) started together trained at 4–5 s an epoch each; with six left, 2.2–2.6 s
@@ -40,6 +40,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from grid import WAITING_MARK
+
 from absgd.fileio import write_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,6 +54,18 @@ def _epochs(run_root: Path) -> int:
         with open(path) as fh:
             total += sum(1 for line in fh if line.startswith('{"epoch"'))
     return total
+
+
+def _waiting(log: Path) -> bool:
+    """Whether the job's last output line says that it waits (``grid.py --wait``)."""
+    try:
+        with open(log, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 4096))
+            lines = fh.read().decode("utf-8", "replace").strip().splitlines()
+    except FileNotFoundError:
+        return False
+    return bool(lines) and lines[-1].rstrip().endswith(WAITING_MARK)
 
 
 def _alive(pid: int) -> bool:
@@ -119,7 +133,11 @@ def watch(
             if j.get("projected_end_s", 0.0) > state["finish_by"] - state["launched"]
             and now - state["launched"] > 2 * window
         ]  # fmt: skip
-        victims = [j for j in running if state["jobs"].index(j) >= protect]
+        # a job that waits (grid.py --wait) for another's checkpoint or λ choice takes no GPU
+        victims = [
+            j for j in running
+            if state["jobs"].index(j) >= protect and not _waiting(work / f"{j['name']}.log")
+        ]  # fmt: skip
         if late and victims and now - last_kill > 0.75 * window:
             victim = victims[-1]
             os.killpg(victim["pid"], signal.SIGTERM)

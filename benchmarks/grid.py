@@ -24,9 +24,9 @@ start together: seeds waiting for a λ choice, branches for their base's checkpo
 
 A method with ``branch_from`` (``grids.Method``) continues each seed's run of that base method
 from the checkpoint it kept at the method's λ switch (``train.branch_from``): its runs need
-``--keep-runs`` and the base's run of the same seed in that folder, made by this grid (which
-then keeps the checkpoint). A run whose base has not kept it yet is left for later, and the
-process exits with status 3 (or, with ``--wait``, looks again later).
+``--keep-runs`` and the base's run of the same seed in that folder (or in ``--base-runs``),
+made by this grid (which then keeps the checkpoint). A run whose base has not kept it yet is
+left for later, and the process exits with status 3 (or, with ``--wait``, looks again later).
 """
 
 from __future__ import annotations
@@ -59,6 +59,9 @@ from absgd.training.tune import TrialLog, run_trial, select_value, val_score, va
 REPO = Path(__file__).resolve().parents[1]
 WAIT_POLL_SECONDS = 5.0
 """How often a process with ``--wait`` looks again for what it waits for."""
+WAITING_MARK = "[waiting]"
+"""Ends each line that says what the process waits for: while it is its output's last line,
+the process trains nothing (``gpu_wave.py`` reads it)."""
 
 
 def _git_commit() -> str | None:
@@ -185,7 +188,10 @@ def run_one(
     lam: float | None,
     extra: list[str],
     keep_dir: Path | None = None,
+    base_dir: Path | None = None,
 ) -> dict[str, Any]:
+    """Train one run and return its grid line; its directory is kept under ``keep_dir``, and a
+    branched method continues its base's run under ``base_dir`` (default ``keep_dir``)."""
     spec: Method = grid.methods[method]
     overrides = [
         *grid.common,
@@ -203,7 +209,7 @@ def run_one(
     if spec.branch_from is not None:
         if keep_dir is None:
             raise SystemExit(f"{method} branches from {spec.branch_from}'s runs: pass --keep-runs")
-        point = branch_point(grid_name, grid, setting, method, seed, extra, keep_dir)
+        point = branch_point(grid_name, grid, setting, method, seed, extra, base_dir or keep_dir)
         overrides.append(f"train.branch_from={point}")
     cfg = load_config(SHIPPED_CONFIGS / f"{grid.config}.yaml", overrides)
     if keep_dir is not None:
@@ -291,6 +297,12 @@ def main(argv: list[str] | None = None) -> int:
         help="extra config override for every run (repeatable)",
     )
     p.add_argument(
+        "--base-runs",
+        type=Path,
+        help="where the runs of the methods that others branch from are (default: --keep-runs; "
+        "another process's --keep-runs, as in a GPU wave)",
+    )
+    p.add_argument(
         "--wait",
         type=float,
         default=0.0,
@@ -338,22 +350,24 @@ def main(argv: list[str] | None = None) -> int:
     run_seeds = [s for s in seeds if not args.only_seeds or s in args.only_seeds]
     if args.lams and seeds[0] not in run_seeds:
         p.error(f"--lams runs with the first seed ({seeds[0]}), which --only-seeds leaves out")
+    base_runs = args.base_runs or args.keep_runs
     if args.wait < 0 or not math.isfinite(args.wait):
         p.error(f"--wait must be a number of seconds >= 0, got {args.wait}")
     waiting = False  # a λ left unchosen, so some seeds did not run: exit 3
     said: set[str] = set()  # what a waiting process has printed (once each)
 
     def say(text: str) -> None:
+        """Print what the process waits for, once, marked for gpu_wave.py."""
         if text not in said:
             said.add(text)
-            print(text, flush=True)
+            print(f"{text} {WAITING_MARK}", flush=True)
 
     def run(setting: str, method: str, seed: int, lam: float | None) -> None:
         nonlocal waiting
         what = method if lam is None else f"{method} {grid.methods[method].param}={lam}"
         base = grid.methods[method].branch_from
         if base is not None and args.keep_runs is not None:
-            point = branch_point(args.grid, grid, setting, method, seed, extra, args.keep_runs)
+            point = branch_point(args.grid, grid, setting, method, seed, extra, base_runs)
             if not point.is_file():
                 # its base's run of this seed has not kept it yet (another process, or later)
                 say(
@@ -364,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
                 waiting = True
                 return
         print(f"[{setting}] {what} seed {seed} ...", flush=True)
-        row = run_one(args.grid, grid, setting, method, seed, lam, extra, args.keep_runs)
+        row = run_one(args.grid, grid, setting, method, seed, lam, extra, args.keep_runs, base_runs)
         _log(out).append(row)
 
     def one_pass() -> None:

@@ -217,15 +217,23 @@ def test_processes_that_wait_can_start_together_with_what_they_wait_for(tmp_path
     results, runs = tmp_path / "w.jsonl", tmp_path / "runs"
     bad = _grid("--out", str(results), "--wait", "-1")
     assert bad.returncode == 2 and "--wait must be a number of seconds >= 0, got -1" in bad.stderr
-    common = ("--out", str(results), "--keep-runs", str(runs), "--wait", "300")
-    branched = ("--methods", "ABSGD, branched")
+    common = ("--out", str(results), "--wait", "300")
+    # each process keeps its runs in its own folder (as gpu_wave.py does); the branches find
+    # their base's in --base-runs
+    branched = ("--methods", "ABSGD, branched", "--base-runs", str(runs / "base"))
     # started before their base and their λ choice exist: the seed waits for both, each
     # candidate for its base's checkpoint of seed 0
-    seed_1 = _start(*common, *branched, "--only-seeds", "1", grid="smoke_branch")
+    seed_1 = _start(
+        *common, *branched, "--only-seeds", "1", "--keep-runs", str(runs / "s1"),
+        grid="smoke_branch",
+    )  # fmt: skip
     candidates = [
-        _start(*common, *branched, "--lams", lam, grid="smoke_branch") for lam in ("1", "3")
-    ]
-    base = _start(*common, "--methods", "CE", grid="smoke_branch")
+        _start(*common, *branched, "--lams", lam, "--keep-runs", str(runs / lam),
+               grid="smoke_branch")
+        for lam in ("1", "3")
+    ]  # fmt: skip
+    base = _start(*common, "--methods", "CE", "--keep-runs", str(runs / "base"),
+                  grid="smoke_branch")  # fmt: skip
     outs = _finish([seed_1, *candidates, base])
     rows = [json.loads(x) for x in results.read_text().splitlines()]
     done = {(r["method"], r["seed"], r["lam"]) for r in rows if r["kind"] == "run"}
@@ -239,6 +247,8 @@ def test_processes_that_wait_can_start_together_with_what_they_wait_for(tmp_path
     }
     branches = [r for r in rows if r["kind"] == "run" and r["method"] == "ABSGD, branched"]
     assert all(r["branched_from"]["epoch"] == 1 for r in branches)
+    assert all(str(runs / "base") in r["branched_from"]["checkpoint"] for r in branches)
+    assert len(list((runs / "s1").glob("*/final.json"))) == 1
     # what a process waits for is said once, not at every look
     assert outs[0].count("λ not chosen yet") == 1
 
@@ -668,9 +678,9 @@ def test_every_grid_run_resolves_to_a_valid_config():
     assert checked > 100
 
 
-def _wave_plan(tmp_path: Path, jobs: list[tuple[str, list[str]]]) -> Path:
+def _wave_plan(tmp_path: Path, jobs: list[tuple[str, list[str]]], grid: str = "smoke") -> Path:
     plan = tmp_path / "plan.json"
-    out = ["smoke", "--out", "{work}/wave.jsonl"]
+    out = [grid, "--out", "{work}/wave.jsonl"]
     plan.write_text(json.dumps([{"name": n, "args": out + a} for n, a in jobs]))
     return plan
 
@@ -703,6 +713,46 @@ def test_gpu_wave_runs_its_jobs_together_and_packs_their_lines(tmp_path):
     assert sum(n.endswith("metrics.jsonl") for n in names) == 2
     assert {"logs/ce.log", "logs/ab.log"} <= set(names)
     assert not list(packed.glob("checkpoints.part*"))  # nothing unfinished
+
+
+def test_gpu_wave_runs_a_branch_beside_its_base(tmp_path):
+    # the branch waits for the base's checkpoint: its runs in its own folder, the base's
+    # given by --base-runs
+    branch = ["--methods", "ABSGD, branched", "--lams", "1", "--base-runs", "{work}/runs/base"]
+    plan = _wave_plan(
+        tmp_path,
+        [
+            ("base", ["--methods", "CE", "--only-seeds", "0"]),
+            ("branch", [*branch, "--wait", "300"]),
+        ],
+        grid="smoke_branch",
+    )
+    work, packed = tmp_path / "w", tmp_path / "out"
+    args = ("--work", str(work), "--budget", "600", "--stop-in", "300", "--pack", str(packed))
+    _run("gpu_wave.py", str(plan), *args, "--epochs", "2", "--protect", "0")
+    rows = [json.loads(x) for x in (packed / "wave.jsonl").read_text().splitlines()]
+    lines = {(r["method"], r["seed"], r["lam"]): r for r in rows}
+    assert set(lines) == {("CE", 0, None), ("ABSGD, branched", 0, 1.0)}
+    source = lines[("ABSGD, branched", 0, 1.0)]["branched_from"]["checkpoint"]
+    assert source.startswith(str(work / "runs" / "base"))
+    state = json.loads((packed / "state.json").read_text())
+    assert [j["fate"] for j in state["jobs"]] == ["ended", "ended"]
+
+
+def test_gpu_wave_tells_a_waiting_job_by_its_last_output_line(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from gpu_wave import _waiting
+        from grid import WAITING_MARK
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    log = tmp_path / "job.log"
+    assert not _waiting(log)  # no output yet: starting
+    log.write_text(f"[s] B seed 0: waits for x/checkpoint-epoch1.pt (...) {WAITING_MARK}\n")
+    assert _waiting(log)
+    with open(log, "a") as fh:  # then it trains: a run's line, then its warnings
+        fh.write("[s] B seed 0 ...\nUserWarning: the effective sample size ...\n")
+    assert not _waiting(log)
 
 
 def test_gpu_wave_stops_the_last_listed_job_first_and_keeps_the_protected_one(tmp_path):
@@ -795,6 +845,19 @@ def test_every_gpu_plan_names_grid_methods_settings_and_candidates_that_exist():
             seeds = {int(x) for x in values("--only-seeds") + values("--seeds")}
             assert seeds <= set(grid.seeds), (plan.name, job["name"])
             assert "--out" in args and "train.device=cuda" in args, (plan.name, job["name"])
+            # a branch names the job that runs its base's seed, and waits for it
+            for method in methods:
+                base = grid.methods[method].branch_from
+                assert (base is None) == ("--base-runs" not in args), (plan.name, job["name"])
+                if base is None:
+                    continue
+                assert "--wait" in args, (plan.name, job["name"])
+                (folder,) = values("--base-runs")
+                source = next(j for j in jobs if folder == f"{{work}}/runs/{j['name']}")
+                source_args = source["args"]
+                assert base in values("--methods", source_args), (plan.name, job["name"])
+                assert values("--only-seeds", source_args) == values("--only-seeds")
+                assert values("--settings", source_args) == values("--settings")
 
 
 def test_paired_table_marks_a_seed_whose_runs_trained_apart_before_the_switch(tmp_path):
