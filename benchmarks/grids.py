@@ -570,6 +570,13 @@ GRIDS: dict[str, Grid] = {
                 ),
                 branch_from="CE",
             ),
+            # Stated before running (2026-12-05, ninth session; results.md §7), before the two
+            # above had finished: the target-ESS form at the target validation chose here (0.7),
+            # branched off the same CE runs, against λ = 1 at CE's step and against CE.
+            "ABSGD-ESS + CE, target 0.7, branched": Method(
+                (*_REPRO_AUTHORS_CPU["ABSGD-ESS + CE"].overrides, "objective.target_ess=0.7"),
+                branch_from="CE",
+            ),
             # Stated before running (2026-12-05, ninth session; results.md §7): is the ratio-10
             # gain of λ = 300 over LDAM-DRW (+0.35, ESS 0.999) its step? The same λ at the
             # base's step (α = 1, divided by the batch mean of c: at uniform weights LDAM-DRW's
