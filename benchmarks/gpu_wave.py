@@ -11,15 +11,16 @@ every job in its own process session, so the jobs outlive the call, and records 
 ``--stop-in`` seconds (or until every job has ended), then copies what exists into
 ``--pack``: the result files, every run's ``metrics.jsonl`` / ``final.json`` / log
 (``runs.tar.gz``), ``state.json`` with each job's epochs, rate and fate, and with
-``--checkpoints`` the checkpoints of unfinished runs (split into parts of at most 15 MiB).
+``--checkpoints`` the checkpoints of unfinished runs and those that bases keep for their branches
+(split into parts of at most 15 MiB).
 
 The budget: every job should end within ``--budget`` seconds of the launch. After two ``--window``
 (60 s), each job's rate (epochs per second over the last window) projects its end; while some job
 would end past the budget, the lowest-priority job still running is stopped (SIGTERM, so it writes
-its checkpoint), at most one every 0.75 window, never one of the first ``--protect`` jobs nor one
-that waits (``grid.py --wait``) for a base's checkpoint or a λ choice. Stopping a job helps the
-others only where they share a bottleneck (the GPU); where each job is bound by its own process the
-projection does not improve and the protected jobs run on.
+its checkpoint), at most one every 0.75 window, never one of the first ``--protect`` jobs, and none
+while every job that may be stopped only waits (``grid.py --wait``) for a base's checkpoint or a λ
+choice. Stopping a job helps the others only where they share a bottleneck (the GPU); where each job
+is bound by its own process the projection does not improve and the protected jobs run on.
 
 On an H200 shared through CUDA MPS, eleven 200-epoch ResNet-32 runs (batch 100, test split
 every epoch) started together trained at 4–5 s an epoch each; with six left, 2.2–2.6 s
@@ -133,11 +134,12 @@ def watch(
             if j.get("projected_end_s", 0.0) > state["finish_by"] - state["launched"]
             and now - state["launched"] > 2 * window
         ]  # fmt: skip
-        # a job that waits (grid.py --wait) for another's checkpoint or λ choice takes no GPU
-        victims = [
-            j for j in running
-            if state["jobs"].index(j) >= protect and not _waiting(work / f"{j['name']}.log")
-        ]  # fmt: skip
+        # the lowest-priority job goes first, waiting (grid.py --wait) or not, while some
+        # job that may be stopped trains; jobs that only wait take no GPU, so none of them is
+        # stopped when no such job trains
+        victims = [j for j in running if state["jobs"].index(j) >= protect]
+        if all(_waiting(work / f"{j['name']}.log") for j in victims):
+            victims = []
         if late and victims and now - last_kill > 0.75 * window:
             victim = victims[-1]
             os.killpg(victim["pid"], signal.SIGTERM)
@@ -174,12 +176,13 @@ def pack(work: Path, dest: Path, checkpoints: bool) -> None:
         p for p in (work / "runs").glob("**/checkpoint.pt")
         if not (p.parent / "final.json").exists()
     ]  # fmt: skip
+    # the checkpoints that bases keep for their branches (a branch not started yet needs one)
+    unfinished += sorted((work / "runs").glob("**/checkpoint-epoch*.pt"))
     if unfinished:
         with tarfile.open(work / "checkpoints.tar", "w") as tar:
-            for path in unfinished:
+            configs = sorted({path.parent / "config.yaml" for path in unfinished})
+            for path in [*unfinished, *configs]:  # each with its run's config (a resume reads it)
                 tar.add(path, arcname=str(path.relative_to(work)))
-                config = path.parent / "config.yaml"
-                tar.add(config, arcname=str(config.relative_to(work)))
         subprocess.run(
             ["split", "-b", "15M", str(work / "checkpoints.tar"), str(dest / "checkpoints.part")],
             check=True,

@@ -52,6 +52,7 @@ from grids import GRIDS, Grid, Method
 import absgd
 from absgd.cli import SHIPPED_CONFIGS
 from absgd.training.branch import kept_checkpoint_name
+from absgd.training.checkpoint import CHECKPOINT_NAME
 from absgd.training.config import RunConfig, config_to_dict, load_config
 from absgd.training.devices import cpu_description
 from absgd.training.tune import TrialLog, run_trial, select_value, val_score, value_text
@@ -354,29 +355,35 @@ def main(argv: list[str] | None = None) -> int:
     if args.wait < 0 or not math.isfinite(args.wait):
         p.error(f"--wait must be a number of seconds >= 0, got {args.wait}")
     waiting = False  # a λ left unchosen, so some seeds did not run: exit 3
-    said: set[str] = set()  # what a waiting process has printed (once each)
+    said: set[tuple] = set()  # what a waiting process has said since it last trained
+    notes: dict[str, None] = {}  # what a process says as it exits (in order, once each)
 
-    def say(text: str) -> None:
-        """Print what the process waits for, once, marked for gpu_wave.py."""
-        if text not in said:
-            said.add(text)
+    def say(key: tuple, text: str) -> None:
+        """Print what the process waits for (``key``: what), once until it trains again,
+        marked for gpu_wave.py."""
+        if key not in said:
+            said.add(key)
             print(f"{text} {WAITING_MARK}", flush=True)
 
     def run(setting: str, method: str, seed: int, lam: float | None) -> None:
         nonlocal waiting
         what = method if lam is None else f"{method} {grid.methods[method].param}={lam}"
         base = grid.methods[method].branch_from
-        if base is not None and args.keep_runs is not None:
+        if base is not None and args.keep_runs is not None and base_runs is not None:
             point = branch_point(args.grid, grid, setting, method, seed, extra, base_runs)
-            if not point.is_file():
+            mine = _run_dir(args.keep_runs, args.grid, grid, setting, method, lam, seed)
+            # an interrupted branch resumes from its own checkpoint, without the source
+            if not point.is_file() and not (mine / CHECKPOINT_NAME).is_file():
                 # its base's run of this seed has not kept it yet (another process, or later)
                 say(
+                    ("checkpoint", setting, method, seed, lam),
                     f"[{setting}] {what} seed {seed}: waits for {point} (run {base} seed "
-                    f"{seed} with this --keep-runs first; a run made before it kept "
-                    "checkpoints must run again into a new --out)"
+                    f"{seed} into --base-runs, default --keep-runs, first; a run made before it "
+                    "kept checkpoints must run again into a new --out)",
                 )
                 waiting = True
                 return
+        said.clear()  # it trains: what it waits for later is said again
         print(f"[{setting}] {what} seed {seed} ...", flush=True)
         row = run_one(args.grid, grid, setting, method, seed, lam, extra, args.keep_runs, base_runs)
         _log(out).append(row)
@@ -402,11 +409,15 @@ def main(argv: list[str] | None = None) -> int:
                             c for c in spec.lams if _key(setting, method, seeds[0], c) not in runs
                         ]
                         if missing:
-                            say(
+                            text = (
                                 f"[{setting}] {method}: λ not chosen yet, the candidates "
                                 f"{missing} have no line; they run in another process"
                             )
-                            waiting = waiting or not args.lams
+                            if args.lams:  # a candidates-only process leaves it to others
+                                notes[text] = None  # said as it exits
+                                continue
+                            say(("λ", setting, method), text)
+                            waiting = True
                             continue
                         # Two candidate processes finishing together may both get here and
                         # write the same choice twice; the lines agree and readers keep the
@@ -424,11 +435,14 @@ def main(argv: list[str] | None = None) -> int:
     deadline = time.monotonic() + args.wait
     while True:
         waiting = False
+        started = time.monotonic()
         one_pass()
-        left = deadline - time.monotonic()
-        if not waiting or left <= 0:
+        # a pass that began before the deadline and trained past it gets one more look
+        if not waiting or started >= deadline:
+            for text in notes:
+                print(text, flush=True)
             return 3 if waiting else 0
-        time.sleep(min(WAIT_POLL_SECONDS, left))
+        time.sleep(min(WAIT_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
 
 
 if __name__ == "__main__":

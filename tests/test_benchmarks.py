@@ -197,6 +197,17 @@ def test_a_branched_method_continues_its_base_runs_and_matches_the_whole_runs(tm
             whole["curve"][1]["train_loss"], rel=1e-4
         )
     assert {(m, s) for m, s, _ in lines} >= {("ABSGD, branched", 0), ("ABSGD, branched", 1)}
+    # a branch whose own run directory has a checkpoint resumes from it (here: reports the
+    # finished run) without its source, e.g. on another machine after a GPU wave stopped it
+    for kept in runs.glob("*/checkpoint-epoch1.pt"):
+        kept.unlink()
+    rows = [r for r in map(json.loads, results.read_text().splitlines())]
+    others = [r for r in rows if r.get("method") != "ABSGD, branched"]
+    results.write_text("".join(json.dumps(r) + "\n" for r in others))
+    again = _grid(*args, "--keep-runs", str(runs), grid="smoke_branch")
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    redone = [json.loads(x) for x in results.read_text().splitlines()]
+    assert sum(r.get("method") == "ABSGD, branched" and r["kind"] == "run" for r in redone) >= 2
 
 
 def _start(*args: str, grid: str = "smoke") -> subprocess.Popen:
@@ -755,6 +766,36 @@ def test_gpu_wave_tells_a_waiting_job_by_its_last_output_line(tmp_path):
     assert not _waiting(log)
 
 
+def test_gpu_wave_stops_no_job_while_those_it_may_stop_only_wait(tmp_path):
+    slow = ["--set", "train.epochs=100000"]
+    nowhere = ["--base-runs", "{work}/runs/nowhere", "--wait", "60"]
+    plan = _wave_plan(
+        tmp_path,
+        [
+            ("first", ["--methods", "CE", "--only-seeds", "0", *slow]),
+            ("waiter", ["--methods", "ABSGD, branched", "--lams", "1", *nowhere]),
+            ("third", ["--methods", "ABSGD", "--lams", "1", *slow]),
+        ],
+        grid="smoke_branch",
+    )
+    work = tmp_path / "w"
+    # stops begin after two windows (8 s), once the waiting job has said that it waits
+    common = ("--work", str(work), "--budget", "5", "--window", "4", "--epochs", "100000")
+    state: dict = {}
+    try:
+        _run("gpu_wave.py", str(plan), *common, "--stop-in", "25")
+        state = json.loads((work / "state.json").read_text())
+        fates = {j["name"]: j["fate"] for j in state["jobs"]}
+        # the last-listed job trained and was stopped; then only the waiting one was left to
+        # stop, and it takes no GPU
+        assert fates["third"].startswith("stopped")
+        assert fates["first"] == fates["waiter"] == "running"
+    finally:
+        for job in state.get("jobs", []):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(job["pid"], signal.SIGKILL)
+
+
 def test_gpu_wave_stops_the_last_listed_job_first_and_keeps_the_protected_one(tmp_path):
     slow = ["--set", "train.epochs=100000"]
     plan = _wave_plan(
@@ -845,7 +886,8 @@ def test_every_gpu_plan_names_grid_methods_settings_and_candidates_that_exist():
             seeds = {int(x) for x in values("--only-seeds") + values("--seeds")}
             assert seeds <= set(grid.seeds), (plan.name, job["name"])
             assert "--out" in args and "train.device=cuda" in args, (plan.name, job["name"])
-            # a branch names the job that runs its base's seed, and waits for it
+            # a branch names the job that runs its base's seed (listed before it, with the same
+            # output, data and overrides), and waits for it
             for method in methods:
                 base = grid.methods[method].branch_from
                 assert (base is None) == ("--base-runs" not in args), (plan.name, job["name"])
@@ -856,8 +898,9 @@ def test_every_gpu_plan_names_grid_methods_settings_and_candidates_that_exist():
                 source = next(j for j in jobs if folder == f"{{work}}/runs/{j['name']}")
                 source_args = source["args"]
                 assert base in values("--methods", source_args), (plan.name, job["name"])
-                assert values("--only-seeds", source_args) == values("--only-seeds")
-                assert values("--settings", source_args) == values("--settings")
+                assert jobs.index(source) < jobs.index(job), (plan.name, job["name"])
+                for flag in ("--only-seeds", "--settings", "--out", "--data-root", "--set"):
+                    assert values(flag, source_args) == values(flag), (plan.name, flag)
 
 
 def test_paired_table_marks_a_seed_whose_runs_trained_apart_before_the_switch(tmp_path):
