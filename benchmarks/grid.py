@@ -354,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     base_runs = args.base_runs or args.keep_runs
     if args.wait < 0 or not math.isfinite(args.wait):
         p.error(f"--wait must be a number of seconds >= 0, got {args.wait}")
-    waiting = False  # a λ left unchosen, so some seeds did not run: exit 3
+    waiting = False  # a λ not chosen or a base's checkpoint not kept: runs left undone, exit 3
     said: set[tuple] = set()  # what a waiting process has said since it last trained
     notes: dict[str, None] = {}  # what a process says as it exits (in order, once each)
 
