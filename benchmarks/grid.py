@@ -23,7 +23,8 @@ few seconds instead, for up to that long, so that the processes of a wave (a GPU
 start together: seeds waiting for a λ choice, branches for their base's checkpoint.
 
 A method with ``branch_from`` (``grids.Method``) continues each seed's run of that base method
-from the checkpoint it kept at the method's λ switch (``train.branch_from``): its runs need
+from the checkpoint it kept where the method's second stage starts (its λ switch or
+DRW's; ``train.branch_from``): its runs need
 ``--keep-runs`` and the base's run of the same seed in that folder (or in ``--base-runs``),
 made by this grid (which then keeps the checkpoint). A run whose base has not kept it yet is
 left for later, and the process exits with status 3 (or, with ``--wait``, looks again later).
@@ -148,12 +149,23 @@ def _method_config(
 
 
 def _branch_epoch(cfg: RunConfig, method: str) -> int:
-    """The epoch a branched method continues its base from: its λ switch."""
-    switch = cfg.objective.lam_switch
-    if cfg.objective.weighting != "absgd" or switch is None or not math.isfinite(switch):
-        raise SystemExit(f"{method}: a method that branches needs objective.lam_switch")
+    """The epoch a branched method continues its base from: the start of its second stage,
+    the earlier of its λ switch (ABSGD) and its class weights' switch (DRW)."""
+    o = cfg.objective
+    switches = []
+    if o.weighting == "absgd" and o.lam_switch is not None:
+        switches.append(o.lam_switch)
+    if o.class_weighting == "drw" and "switch" in o.class_weighting_options:
+        switches.append(float(o.class_weighting_options["switch"]))
+    switches = [s for s in switches if math.isfinite(s)]
+    if not switches:
+        raise SystemExit(
+            f"{method}: a method that branches needs a second stage (objective.lam_switch, "
+            "or objective.class_weighting=drw with its switch)"
+        )
+    switch = min(switches)
     if math.ceil(switch) < 1:
-        raise SystemExit(f"{method}: branches at its switch, which must be after epoch 1")
+        raise SystemExit(f"{method}: branches at its switch ({switch:g}), which must be >= 1")
     return math.ceil(switch)
 
 

@@ -20,8 +20,9 @@ class Method:
     """The config key the candidates set (recorded in each line's ``lam`` field)."""
     branch_from: str | None = None
     """A method of the same grid (without candidates) whose run of the same setting and seed
-    this one continues from at its λ switch (``train.branch_from``): its stage 1 is not
-    trained again. The base then keeps its checkpoint there; both need ``--keep-runs``."""
+    this one continues from where its second stage starts, its λ switch or DRW's
+    (``train.branch_from``): its stage 1 is not trained again. The base then keeps its
+    checkpoint there; both need ``--keep-runs``."""
 
 
 @dataclass(frozen=True)
@@ -232,13 +233,20 @@ _REPRO_OURS_CPU = _repro_methods("ours", switch=16)
 """Our preset's methods on the CPU schedule (switch at 16); extra variants build on them."""
 _REPRO_AUTHORS_CPU = _repro_methods("authors", switch=16)
 """The authors' preset's methods on the CPU schedule (switch at 16)."""
-_LDAM_BASE_STEP = _with(
-    _REPRO_AUTHORS_CPU["ABSGD + LDAM-DRW"],
-    "objective.weighting_options={gamma: 0.7, alpha: 1.0, init: zero}",
-    "objective.normalize_class_weights=true",
-)
-"""The authors' ABSGD + LDAM-DRW at LDAM-DRW's step: α = 1 and divided by the batch mean of
-the class weights, so that at uniform weights the objective is LDAM-DRW's ``Σ c·l / Σ c``."""
+_ALPHA_1 = "objective.weighting_options={gamma: 0.7, alpha: 1.0, init: zero}"
+"""The authors' ABSGD options with α = 1: its weights sum to about 1, the base's step."""
+
+
+def _base_step(base: str) -> Method:
+    """The authors' ``ABSGD + base`` (its λ grid) at the base's step: α = 1 and divided by the
+    batch mean of the class weights, so that at uniform weights the objective is the base's
+    ``Σ c·l / Σ c`` (CE's mean loss when there are no class weights)."""
+    return _with(
+        _REPRO_AUTHORS_CPU[f"ABSGD + {base}"], _ALPHA_1, "objective.normalize_class_weights=true"
+    )
+
+
+_LDAM_BASE_STEP = _base_step("LDAM-DRW")
 
 # A few seconds on generated data: keeps grid.py and summarize.py working (tests).
 _SMOKE = Grid(
@@ -301,13 +309,16 @@ _REPRO_AUTHORS_200_BRANCHED = {
 
 GRIDS: dict[str, Grid] = {
     "smoke": _SMOKE,
-    # The smoke grid's ABSGD, once trained whole and once branched off CE's run at the switch
-    # (tests of --keep-runs and Method.branch_from).
+    # The smoke grid's ABSGD and a DRW, each once trained whole and once branched off CE's run
+    # at the switch (tests of --keep-runs and Method.branch_from).
     "smoke_branch": replace(
         _SMOKE,
         methods={
             **_SMOKE.methods,
             "ABSGD, branched": replace(_SMOKE.methods["ABSGD"], branch_from="CE"),
+            # a second stage without ABSGD: DRW's class weights from epoch 1
+            "DRW": Method(("objective.loss=ce", *_drw(1))),
+            "DRW, branched": Method(("objective.loss=ce", *_drw(1)), branch_from="CE"),
         },
         common=(*_SMOKE.common, "train.deterministic=true"),
     ),
@@ -563,11 +574,7 @@ GRIDS: dict[str, Grid] = {
                 branch_from="CE",
             ),
             "ABSGD + CE, λ = 1, α = 1, branched": Method(
-                (
-                    *_REPRO_AUTHORS_CPU["ABSGD + CE"].overrides,
-                    "objective.weighting_options={gamma: 0.7, alpha: 1.0, init: zero}",
-                    "objective.lam=1.0",
-                ),
+                (*_REPRO_AUTHORS_CPU["ABSGD + CE"].overrides, _ALPHA_1, "objective.lam=1.0"),
                 branch_from="CE",
             ),
             # Stated before running (2026-12-05, ninth session; results.md §7), before the two
@@ -588,6 +595,17 @@ GRIDS: dict[str, Grid] = {
             "ABSGD + LDAM-DRW, base step, branched": replace(
                 _LDAM_BASE_STEP, branch_from="LDAM-DRW"
             ),
+            # Stated before running (2026-12-05, tenth session; results.md §7): at the base's
+            # step, with λ chosen on seed 0's validation from the preset's grid (not known in
+            # advance), does ABSGD beat its base at exp ratio 100? On CE (λ 1-20) and on
+            # CB-DRW (λ 3-100, divided by the batch mean of c), every run branched off its
+            # seed's CE run at the switch (CB-DRW trains CE until its switch), so a seed's
+            # base and ABSGD share their stage 1; CB-DRW re-run the same way as the partner.
+            "ABSGD + CE, α = 1, branched": replace(
+                _with(_REPRO_AUTHORS_CPU["ABSGD + CE"], _ALPHA_1), branch_from="CE"
+            ),
+            "CB-DRW, branched": replace(_REPRO_AUTHORS_CPU["CB-DRW"], branch_from="CE"),
+            "ABSGD + CB-DRW, base step, branched": replace(_base_step("CB-DRW"), branch_from="CE"),
             # The authors' README command for CIFAR-10 (exp, ratio 10): ABSGD + CB-DRW with
             # λ = 5, γ = 0.7, α = 0.5, their λ for exactly this setting. Stated before
             # running: a fixed method, no grid, 3 seeds, paired with CB-DRW.

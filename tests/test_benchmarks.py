@@ -186,17 +186,24 @@ def test_a_branched_method_continues_its_base_runs_and_matches_the_whole_runs(tm
         base = runs / f"smoke_branch_synthetic_CE-s{seed}"
         assert (base / "checkpoint-epoch1.pt").is_file()
     for (method, seed, lam), row in lines.items():
-        if method != "ABSGD, branched":
+        if not method.endswith(", branched"):
             assert row["branched_from"] is None
             continue
+        # ABSGD's λ switch and DRW's class weights' switch: both start their second stage there
         assert row["branched_from"]["epoch"] == 1
         assert "smoke_branch_synthetic_CE-s" in row["branched_from"]["checkpoint"]
-        whole = lines[("ABSGD", seed, lam)]  # the same λ trained from its first step
+        whole = lines[(method.removesuffix(", branched"), seed, lam)]  # trained from step one
         # after the switch as the whole run (the stages differ only in float rounding)
         assert row["curve"][1]["train_loss"] == pytest.approx(
             whole["curve"][1]["train_loss"], rel=1e-4
         )
-    assert {(m, s) for m, s, _ in lines} >= {("ABSGD, branched", 0), ("ABSGD, branched", 1)}
+        # and not as CE, which its stage 1 was
+        assert row["curve"][1]["train_loss"] != pytest.approx(
+            lines[("CE", seed, None)]["curve"][1]["train_loss"], rel=1e-3
+        )
+    assert {(m, s) for m, s, _ in lines} >= {
+        (m, s) for m in ("ABSGD, branched", "DRW, branched") for s in (0, 1)
+    }
     # a branch whose own run directory has a checkpoint resumes from it (here: reports the
     # finished run) without its source, e.g. on another machine after a GPU wave stopped it
     for kept in runs.glob("*/checkpoint-epoch1.pt"):
@@ -208,6 +215,25 @@ def test_a_branched_method_continues_its_base_runs_and_matches_the_whole_runs(tm
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
     redone = [json.loads(x) for x in results.read_text().splitlines()]
     assert sum(r.get("method") == "ABSGD, branched" and r["kind"] == "run" for r in redone) >= 2
+
+
+def test_a_branch_starts_at_the_earlier_of_its_two_switches_and_needs_one():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from grid import _branch_epoch
+
+    from absgd.cli import SHIPPED_CONFIGS
+    from absgd.training.config import load_config
+
+    def cfg(*overrides: str):
+        return load_config(SHIPPED_CONFIGS / "cpu" / "fashion_mnist_lt_exp100_ce.yaml", overrides)
+
+    drw = ("objective.class_weighting=drw", "objective.class_weighting_options={switch: 7}")
+    absgd = ("objective.weighting=absgd", "objective.lam=1.0")
+    assert _branch_epoch(cfg(*drw), "DRW") == 7
+    assert _branch_epoch(cfg(*absgd, "objective.lam_switch=4.5"), "AB") == 5  # epoch boundary
+    assert _branch_epoch(cfg(*drw, *absgd, "objective.lam_switch=9"), "both") == 7
+    with pytest.raises(SystemExit, match="CE: a method that branches needs a second stage"):
+        _branch_epoch(cfg(), "CE")
 
 
 def _start(*args: str, grid: str = "smoke") -> subprocess.Popen:
