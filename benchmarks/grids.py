@@ -606,6 +606,17 @@ GRIDS: dict[str, Grid] = {
             ),
             "CB-DRW, branched": replace(_REPRO_AUTHORS_CPU["CB-DRW"], branch_from="CE"),
             "ABSGD + CB-DRW, base step, branched": replace(_base_step("CB-DRW"), branch_from="CE"),
+            # Stated before running (the same session, before any of the three above had
+            # finished): the target-ESS form at CB-DRW's step (the `base step` diagnostic) at
+            # the target its seed-0 validation chose (0.9), fixed, branched off the same CE runs.
+            "ABSGD-ESS + CB-DRW, base step, target 0.9, branched": Method(
+                (
+                    *_REPRO_AUTHORS_CPU["ABSGD-ESS + CB-DRW"].overrides,
+                    "objective.normalize_class_weights=true",
+                    "objective.target_ess=0.9",
+                ),
+                branch_from="CE",
+            ),
             # The authors' README command for CIFAR-10 (exp, ratio 10): ABSGD + CB-DRW with
             # λ = 5, γ = 0.7, α = 0.5, their λ for exactly this setting. Stated before
             # running: a fixed method, no grid, 3 seeds, paired with CB-DRW.
