@@ -606,6 +606,15 @@ GRIDS: dict[str, Grid] = {
             ),
             "CB-DRW, branched": replace(_REPRO_AUTHORS_CPU["CB-DRW"], branch_from="CE"),
             "ABSGD + CB-DRW, base step, branched": replace(_base_step("CB-DRW"), branch_from="CE"),
+            # Stated before running (the same session, after reading the seed-0 candidates of
+            # `ABSGD + CB-DRW, base step, branched`, where λ = 3 lost 17.6 validation points
+            # after the switch at an ESS of 0.69 or more, and before any seed 1-2 number): the
+            # same grid divided by the class weights' mean under ABSGD's weights (`weighted`,
+            # Σ p·c·l / Σ p·c), branched off the same CE runs, λ chosen on seed 0's validation.
+            "ABSGD + CB-DRW, weighted norm, branched": replace(
+                _with(_base_step("CB-DRW"), "objective.normalize_class_weights=weighted"),
+                branch_from="CE",
+            ),
             # Stated before running (the same session, before any of the three above had
             # finished): the target-ESS form at CB-DRW's step (the `base step` diagnostic) at
             # the target its seed-0 validation chose (0.9), fixed, branched off the same CE runs.
