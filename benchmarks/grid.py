@@ -152,12 +152,11 @@ def _branch_epoch(cfg: RunConfig, method: str) -> int:
     """The epoch a branched method continues its base from: the start of its second stage,
     the earlier of its λ switch (ABSGD) and its class weights' switch (DRW)."""
     o = cfg.objective
-    switches = []
-    if o.weighting == "absgd" and o.lam_switch is not None:
-        switches.append(o.lam_switch)
-    if o.class_weighting == "drw" and "switch" in o.class_weighting_options:
-        switches.append(float(o.class_weighting_options["switch"]))
-    switches = [s for s in switches if math.isfinite(s)]
+    stages = (
+        o.lam_switch if o.weighting == "absgd" else None,
+        o.class_weighting_options.get("switch") if o.class_weighting == "drw" else None,
+    )
+    switches = [float(s) for s in stages if s is not None and math.isfinite(s)]
     if not switches:
         raise SystemExit(
             f"{method}: a method that branches needs a second stage (objective.lam_switch, "
