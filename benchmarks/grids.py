@@ -626,6 +626,17 @@ GRIDS: dict[str, Grid] = {
                 ),
                 branch_from="CE",
             ),
+            # Stated before running (2026-12-06, eleventh session; results.md §7, "LDAM-DRW at
+            # the base's step, exp ratio 100"): the preset's λ = 100 stood level with LDAM-DRW
+            # here (−0.22 [−1.17, +0.72]) at about 0.34 times its step. At the base's step, λ
+            # chosen on seed 0's validation: `ABSGD + LDAM-DRW, base step, branched` (λ 10-300)
+            # and `ABSGD-ESS + LDAM-DRW, base step, branched` (above), and the same λ grid
+            # divided by the class weights' mean under ABSGD's weights (`weighted`), all
+            # branched off LDAM-DRW re-run at this setting keeping its checkpoints.
+            "ABSGD + LDAM-DRW, weighted norm, branched": replace(
+                _with(_LDAM_BASE_STEP, "objective.normalize_class_weights=weighted"),
+                branch_from="LDAM-DRW",
+            ),
             # The authors' README command for CIFAR-10 (exp, ratio 10): ABSGD + CB-DRW with
             # λ = 5, γ = 0.7, α = 0.5, their λ for exactly this setting. Stated before
             # running: a fixed method, no grid, 3 seeds, paired with CB-DRW.
