@@ -538,6 +538,39 @@ def test_after_switch_reports_the_lowest_ess_and_the_largest_drop(tmp_path):
     )
 
 
+def test_the_step_scale_column_appears_where_runs_recorded_it(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from summary import candidate_tables, largest_step_scale, switch_tables
+
+    def run(lam: float, scales: list[float] | None) -> dict:
+        curve = [{"epoch": e, "ess": 0.9, "val_balanced_accuracy": 0.5} for e in (1, 2, 3)]
+        for e, s in zip(curve, scales or [], strict=False):
+            e["step_scale"] = s
+        return {**_row("ABSGD", 0, lam, 0.5), "param": "objective.lam",
+                "val": {"balanced_accuracy": 0.5}, "curve": curve,
+                "config": {"objective": {"lam_switch": 1}}}  # fmt: skip
+
+    # epoch 1 is before the switch: its scale (9.0) is not the largest after it
+    recorded = run(1.0, [9.0, 4.25, 2.0])
+    assert largest_step_scale(recorded) == 4.25
+    assert largest_step_scale(run(3.0, None)) is None  # a run made before the scale existed
+    path = tmp_path / "g.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in (recorded, run(3.0, None))))
+    text = switch_tables([str(path)])
+    assert (
+        "| method | lowest ESS | largest validation drop (points) | largest step scale | runs |"
+        in text
+    )
+    assert "| ABSGD [lam=1, not selected yet] | 0.900 | none (+0.0) | 4.25 | 1 |" in text
+    assert "| ABSGD [lam=3, not selected yet] | 0.900 | none (+0.0) | – | 1 |" in text
+    table = candidate_tables([str(path)])
+    assert "| 1 | 50.0 | 50.00 | 40.0 | – | 0.900 | none (+0.0) | 4.25 |" in table
+    assert "| 3 | 50.0 | 50.00 | 40.0 | – | 0.900 | none (+0.0) | – |" in table
+    # without any recorded scale the tables keep their columns
+    path.write_text(json.dumps(run(3.0, None)) + "\n")
+    assert "step scale" not in switch_tables([str(path)])
+
+
 def test_candidate_table_lists_each_lambda_on_the_seed_that_chose(tmp_path):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from summary import candidate_tables, drop_text

@@ -94,6 +94,7 @@ def _same_result(a, b) -> None:
         assert ra["train_loss"] == pytest.approx(rb["train_loss"], rel=1e-4, abs=1e-7)
         # the weights' diagnostics are over the global batch, whatever the number of processes
         assert ra["effective_sample_size"] == pytest.approx(rb["effective_sample_size"], rel=1e-5)
+        assert ra["step_scale"] == pytest.approx(rb["step_scale"], rel=1e-5)
         np.testing.assert_allclose(ra["mean_weight_per_class"], rb["mean_weight_per_class"], 1e-5)
 
 

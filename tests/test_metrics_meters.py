@@ -17,6 +17,7 @@ from absgd.metrics import (
     ClassWeightMeter,
     ConfusionMeter,
     EffectiveSampleSizeMeter,
+    MeanMeter,
     evaluate,
     mean_weight_per_class,
 )
@@ -196,7 +197,20 @@ def test_effective_sample_size_meter() -> None:
         meter.update(torch.zeros(0))
 
 
-@pytest.mark.parametrize("kind", ["confusion", "small", "weights", "ess"])
+def test_mean_meter_is_the_mean_of_its_numbers() -> None:
+    meter = MeanMeter()
+    assert math.isnan(meter.compute())
+    values = [0.5, 2.0, 7.25, 1e-3]
+    for v in values:
+        meter.update(torch.tensor(v, dtype=torch.float64))
+    assert meter.compute() == pytest.approx(float(np.mean(values)), rel=1e-12)
+    meter.update(np.float64(3.0))  # anything with one number
+    assert meter.compute() == pytest.approx(float(np.mean([*values, 3.0])), rel=1e-12)
+    with pytest.raises(ValueError, match="single number, got shape"):
+        meter.update(torch.ones(2))
+
+
+@pytest.mark.parametrize("kind", ["confusion", "small", "weights", "ess", "mean"])
 def test_state_dict_resumes_exactly(kind: str, tmp_path) -> None:
     def make():
         return {
@@ -204,6 +218,7 @@ def test_state_dict_resumes_exactly(kind: str, tmp_path) -> None:
             "small": lambda: ConfusionMeter(8, full_matrix=False),
             "weights": lambda: ClassWeightMeter(8, relative=True),
             "ess": lambda: EffectiveSampleSizeMeter(),
+            "mean": lambda: MeanMeter(),
         }[kind]()
 
     def feed(meter, logits, y):
@@ -211,6 +226,8 @@ def test_state_dict_resumes_exactly(kind: str, tmp_path) -> None:
             meter.update(logits, y)
         elif kind == "weights":
             meter.update(logits.softmax(1)[:, 0], y)
+        elif kind == "mean":
+            meter.update(logits.softmax(1)[:, 0].sum())
         else:
             meter.update(logits.softmax(1)[:, 0])
 
@@ -263,13 +280,15 @@ def _worker(rank: int, init_file: str) -> None:
         mine = batches[rank::WORLD]
         meter, weights, ess = ConfusionMeter(8), ClassWeightMeter(8), EffectiveSampleSizeMeter()
         small = ConfusionMeter(8, full_matrix=False)
+        mean = MeanMeter()
         for logits, y in mine:
             meter.update(logits, y)
             small.update(logits, y)
             p = logits.softmax(1)[:, 0]
             weights.update(p, y)
             ess.update(p)
-        for m in (meter, small, weights, ess):
+            mean.update(p.sum())
+        for m in (meter, small, weights, ess, mean):
             m.all_reduce()
         logits = torch.cat([b[0] for b in batches])
         y = torch.cat([b[1] for b in batches])
@@ -284,6 +303,8 @@ def _worker(rank: int, init_file: str) -> None:
             q = step.softmax(1)[:, 0].double().numpy()
             global_ess.append(q.sum() ** 2 / (q.size * (q**2).sum()))
         assert ess.compute() == pytest.approx(np.mean(global_ess), rel=1e-6)
+        sums = [b[0].softmax(1)[:, 0].double().sum().item() for b in batches]
+        assert mean.compute() == pytest.approx(np.mean(sums), rel=1e-6)  # over every rank
         dist.barrier()
     finally:
         dist.destroy_process_group()

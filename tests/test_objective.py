@@ -396,3 +396,77 @@ def test_bad_objective_options_are_refused(kwargs, match):
 def test_objective_refuses_a_reducing_loss():
     with pytest.raises(ValueError, match="reduction='none'"):
         Objective(build_loss("ce"))
+
+
+# -- the step scale: the sum of the objective's coefficients on the per-sample losses ---------
+
+
+class _ShiftedCE(torch.nn.Module):
+    """CE plus a shared parameter ``shift``: the objective's gradient with respect to it is
+    the sum of the coefficients the objective puts on the per-sample losses."""
+
+    reduction = "none"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shift = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, y, reduction="none") + self.shift
+
+
+@pytest.mark.parametrize("normalize", [True, False, "weighted"])
+@pytest.mark.parametrize("placement", ["inside", "outside"])
+@pytest.mark.parametrize(
+    "weighting",
+    [
+        lambda: ABWeighting(0.5),
+        lambda: ABWeighting(2.0, alpha=0.5, gamma=0.7, init="zero"),
+        lambda: ABWeighting(1.0, target_ess=0.5),  # rescaled to the mean loss
+        lambda: RGDWeighting(1.0),
+    ],
+)
+@pytest.mark.parametrize("class_weights", [None, (1.0, 4.0, 9.0, 30.0)])
+def test_step_scale_is_the_gradient_of_a_shared_loss_shift(
+    normalize, placement, weighting, class_weights
+):
+    loss = _ShiftedCE()
+    obj = Objective(
+        loss,
+        class_weighting=None if class_weights is None else DRW(class_weights, switch=0),
+        weighting=weighting(),
+        placement=placement,
+        normalize_class_weights=normalize,
+    )
+    for seed in range(3):  # later batches: the moving average and λ have state
+        logits, y = _batch(seed)
+        loss.zero_grad()
+        obj(logits, y).backward()
+        assert obj.last_step_scale is not None
+        assert obj.last_step_scale.item() == pytest.approx(loss.shift.grad.item(), rel=1e-5)
+
+
+def test_step_scale_by_hand():
+    # _three_samples, class weights (1, 3), λ = 1, outside: q = (6, 2, 3) / 11, c = (1, 3, 3),
+    # Σ q c = 21 / 11, mean c = 7 / 3
+    logits, y = _three_samples()
+    expected = {True: (21 / 11) / (7 / 3), False: 21 / 11, "weighted": 1.0}
+    for normalize, scale in expected.items():
+        obj = Objective(
+            build_loss("ce", reduction="none"),
+            class_weighting=DRW((1.0, 3.0), switch=0),
+            weighting=ABWeighting(1.0),
+            placement="outside",
+            normalize_class_weights=normalize,
+        )
+        obj(logits, y)
+        assert obj.last_step_scale.item() == pytest.approx(scale, rel=1e-6)
+    # plain SGD's uniform weights under the batch mean: the base's step, 1
+    plain = build_objective("ce", class_counts=COUNTS, class_weighting="class_balanced",
+                            weighting="absgd", weighting_options={"lam": math.inf})  # fmt: skip
+    plain(*_batch(1))
+    assert plain.last_step_scale.item() == pytest.approx(1.0, rel=1e-6)
+    # no sample weighting: nothing to report
+    base = build_objective("ce", class_counts=COUNTS, class_weighting="class_balanced")
+    base(*_batch(1))
+    assert base.last_step_scale is None

@@ -19,6 +19,7 @@ from absgd.training.checkpoint import load_checkpoint
 from absgd.training.config import load_config
 from absgd.training.sharpness import (
     batch_ess,
+    batch_step_scale,
     exponent_inputs,
     random_batches,
     sharpness,
@@ -77,6 +78,42 @@ def test_batch_ess_is_the_reference_ess_of_each_batch():
     assert float(low) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="λ must be non-zero, got 0"):
         batch_ess(values, 0.0, rows)
+
+
+def test_batch_step_scale_by_hand():
+    # λ → 0 puts the weight on the two samples of class weight 4 (the largest v)
+    values = torch.tensor([0.0, 0.0, 1.0, 1.0])
+    c = torch.tensor([1.0, 1.0, 4.0, 4.0])
+    row = torch.tensor([[0, 1, 2, 3]])
+    by_mean = batch_step_scale(values, 1e-3, row, c, True, alpha=0.5)
+    assert float(by_mean) == pytest.approx(4 / 2.5 / 0.5)  # (Σ w c / Σ w) / mean c / α
+    assert float(batch_step_scale(values, 1e-3, row, c, False, alpha=0.5)) == pytest.approx(8.0)
+    assert float(batch_step_scale(values, 1e-3, row, c, "weighted", alpha=0.5)) == 2.0
+    assert float(batch_step_scale(values, 1e-3, row, None, True, alpha=0.25)) == 4.0
+    # λ → ∞: uniform weights, the base's step under the batch mean
+    assert float(batch_step_scale(values, 1e9, row, c, True)) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="λ must be non-zero, got 0"):
+        batch_step_scale(values, 0.0, row, c)
+
+
+def test_the_report_step_scale_is_the_class_weighted_reference(drw_run):
+    inputs = exponent_inputs(drw_run, mode="eval")  # the training split in order
+    cfg = load_config(drw_run / "config.yaml")
+    y = torch.as_tensor(prepare_data(cfg.data).train.y).long()
+    counts = np.bincount(y.numpy(), minlength=3)
+    raw = np.array([(1 - 0.9999) / (1 - 0.9999**n) for n in counts])
+    c = torch.as_tensor(raw / raw.sum() * 3)[y]  # class-balanced, summing to 3, by hand
+    assert inputs.class_weights is not None and inputs.normalize is True
+    np.testing.assert_allclose(inputs.class_weights.double().numpy(), c.numpy(), rtol=1e-6)
+    report = sharpness(inputs, lams=[0.5, 1e6], targets=[], batches=50)
+    rows = random_batches(inputs.values.numel(), 8, 50, seed=0)
+    v = inputs.values.double().numpy()
+    expected = []
+    for row in rows.numpy():
+        w = np.exp((v[row] - v[row].max()) / 0.5)
+        expected.append((w * c.numpy()[row]).sum() / w.sum() / c.numpy()[row].mean())
+    assert report["lams"][0]["step_scale"] == pytest.approx(float(np.mean(expected)), rel=1e-9)
+    assert report["lams"][1]["step_scale"] == pytest.approx(1.0, rel=1e-5)  # nearly uniform
 
 
 def test_random_batches_draw_without_replacement_and_repeat_with_the_seed():

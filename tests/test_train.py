@@ -27,7 +27,7 @@ from absgd.training.checkpoint import (
     save_checkpoint,
 )
 from absgd.training.config import load_config
-from absgd.training.reporting import low_ess_warning
+from absgd.training.reporting import large_step_warning, low_ess_warning
 
 FINAL_KEYS = {
     "top1",
@@ -394,6 +394,42 @@ def test_selection_keeps_the_model_of_the_first_best_validation_epoch(
     assert final["top1"] == history[chosen - 1]["test"]["top1"] == short["top1"]
     assert final["val_at_selected_epoch"] == history[chosen - 1]["val"]
     assert final["val_at_selected_epoch"]["balanced_accuracy"] == [0.2, 0.6][chosen - 1]
+
+
+def test_the_large_step_warning_needs_a_finite_lambda_and_a_scale_above_the_ceiling():
+    assert large_step_warning(4, 3.01, 3.0) is not None
+    assert large_step_warning(4, 3.0, 3.0) is None  # at the ceiling: fine
+    assert large_step_warning(4, 0.2, 3.0) is None  # a small step is not what it is about
+    assert large_step_warning(4, 9.0, math.inf) is None  # plain SGD
+    assert large_step_warning(4, None, 3.0) is None  # no scale recorded
+    assert "epoch 5: the objective's step scale was 4.5, above 3" in large_step_warning(4, 4.5, 1)
+
+
+def _drw_absgd_scales(tmp_path, normalize: str) -> tuple[list[float], list[str]]:
+    # class-balanced weights from 4 : 1 ... : 8 images and a sharp λ from the second epoch
+    report = _Messages()
+    cfg = _ce_absgd_cfg(
+        0.3,
+        "data.imbalance_ratio=8",
+        "objective.class_weighting=drw",
+        "objective.class_weighting_options={switch: 1, beta: 0.9999}",
+        f"objective.normalize_class_weights={normalize}",
+    )
+    train(cfg, tmp_path / normalize, reporter=report)
+    scales = [r["step_scale"] for r in _history(tmp_path / normalize)]
+    return scales, [line for line in report.lines if "step scale" in line]
+
+
+def test_a_step_far_beyond_the_base_draws_one_warning_and_weighted_avoids_it(tmp_path):
+    # divided by the batch mean, the weights' move onto the rare class multiplies the step
+    with pytest.warns(UserWarning, match="objective's step scale was"):
+        scales, warned = _drw_absgd_scales(tmp_path, "true")
+    assert scales[0] == pytest.approx(1.0)  # uniform weights before the switch: the base's
+    assert max(scales[1:]) > 3.0 and len(warned) == 1
+    assert "normalize_class_weights=weighted" in warned[0]
+    # divided by the class weights' mean under the sample weights: the weights' sum (≤ 1 here)
+    scales, warned = _drw_absgd_scales(tmp_path, "weighted")
+    assert scales[0] == pytest.approx(1.0) and max(scales[1:]) < 1.5 and warned == []
 
 
 def test_nearly_uniform_weights_draw_no_warning(tmp_path, recwarn):

@@ -21,6 +21,7 @@ from summary.switch import (
     candidate_tables,
     drop_text,
     lam_scale_table,
+    largest_step_scale,
     loss_at_switch,
     switch_tables,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "early_stopped",
     "lam_scale_table",
     "lam_switch",
+    "largest_step_scale",
     "load",
     "loss_at_switch",
     "mean_std",

@@ -30,6 +30,18 @@ def after_switch(row: dict[str, Any]) -> tuple[float | None, float | None]:
     return (min(ess) if ess else None), drop
 
 
+def largest_step_scale(row: dict[str, Any]) -> float | None:
+    """The largest epoch-mean step scale after the ABSGD switch (``None`` where the run did
+    not record it: runs made before the step scale existed)."""
+    switch = lam_switch(row)
+    scales = [
+        e["step_scale"]
+        for e in row.get("curve") or []
+        if switch is not None and e["epoch"] > switch and e.get("step_scale") is not None
+    ]
+    return max(scales) if scales else None
+
+
 def drop_text(drop: float | None) -> str:
     """A validation drop below the switch epoch in points; ``none (+r)`` when validation never
     fell below it (``r``: its smallest rise)."""
@@ -44,19 +56,27 @@ def switch_tables(paths: list[str]) -> str:
     out = []
     for (grid, setting, device), methods in method_groups(paths, None).items():
         rows_out = []
+        any_scale = False
         for method, rows in methods.items():
             stats = [after_switch(r) for r in rows]
             ess = [e for e, _ in stats if e is not None]
             drops = [d for _, d in stats if d is not None]
+            scales = [s for s in map(largest_step_scale, rows) if s is not None]
+            any_scale = any_scale or bool(scales)
             if ess or drops:
                 low = f"{min(ess):.3f}" if ess else "–"
                 worst = drop_text(max(drops)) if drops else "–"
-                rows_out.append(f"| {method} | {low} | {worst} | {len(stats)} |")
+                scale = f"{max(scales):.2f}" if scales else "–"
+                rows_out.append([method, low, worst, scale, str(len(stats))])
         if rows_out:
+            head = ["method", "lowest ESS", "largest validation drop (points)"]
+            head += ["largest step scale"] if any_scale else []
             out.append(f"### {grid}: {setting} ({device}), after the switch\n")
-            out.append("| method | lowest ESS | largest validation drop (points) | runs |")
-            out.append("|---|---|---|---|")
-            out.extend(rows_out)
+            out.append("| " + " | ".join([*head, "runs"]) + " |")
+            out.append("|" + "---|" * (len(head) + 1))
+            for cells in rows_out:
+                kept = cells if any_scale else [*cells[:3], cells[4]]
+                out.append("| " + " | ".join(kept) + " |")
             out.append("")
     return "\n".join(out)
 
@@ -102,9 +122,11 @@ def candidate_tables(paths: list[str]) -> str:
         out.append(
             f"### {grid}: {setting} ({device}), {method}: the {param} candidates, seed {seed}\n"
         )
+        any_scale = any(largest_step_scale(r) is not None for r in candidates)
         head = [param, f"{metric} (chose)", "test balanced", "worst class (test)",
                 "paper-style top-1", "lowest ESS after switch",
                 "largest validation drop"]  # fmt: skip
+        head += ["largest step scale after switch"] if any_scale else []
         out.append("| " + " | ".join(head) + " |")
         out.append("|" + "---|" * len(head))
         for r in candidates:
@@ -122,6 +144,9 @@ def candidate_tables(paths: list[str]) -> str:
                 "–" if ess is None else f"{ess:.3f}",
                 drop_text(drop),
             ]
+            if any_scale:
+                scale = largest_step_scale(r)
+                cells.append("–" if scale is None else f"{scale:.2f}")
             out.append("| " + " | ".join(cells) + " |")
         out.append("")
     return "\n".join(out)

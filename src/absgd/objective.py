@@ -30,6 +30,13 @@ How the class weights are normalised (``normalize_class_weights``):
   to ``True`` for uniform ``q`` (so λ = ∞ is still the baseline) and without a weighting.
   Meant for a fixed λ: with the target-ESS form's rescaling the step is already the base's.
 - ``False``: the raw ``Σ q_i c_i l_i``, as in the ABSGD authors' code.
+
+With a sample weighting, :attr:`Objective.last_step_scale` is the sum of the coefficients the
+last batch's objective put on its per-sample losses, ``Σ_i q_i c_i · r / n`` (``r`` the
+weighting's rescale factor, ``n`` the normaliser above: ``mean c``, ``Σ q c / Σ q`` or 1):
+1 for a mean or a class-weighted mean, so it is the step relative to the base's at equal
+per-sample gradients. ABSGD's weights sum to about ``1/α``; the batch mean multiplies that by
+``Σ q c / (Σ q · mean c)``, which grows as the weights move onto the samples of large ``c``.
 """
 
 from __future__ import annotations
@@ -62,6 +69,7 @@ class SampleWeighting(Protocol):
     :class:`absgd.rgd.RGDWeighting`): detached weights of a batch, and how to sum with them."""
 
     last_weights: Tensor | None
+    last_rescale: Tensor | None
 
     def weights(self, losses: Tensor) -> Tensor: ...
 
@@ -98,6 +106,9 @@ class Objective(nn.Module):
     """
 
     class_weight: Tensor | None
+    last_step_scale: Tensor | None
+    """The sum of the last batch's coefficients on its per-sample losses (detached; ``None``
+    without a sample weighting): see the module docstring."""
 
     def __init__(
         self,
@@ -130,6 +141,7 @@ class Objective(nn.Module):
         self.sync = sync
         # Not persistent: it is a pure function of the epoch, restored by set_epoch on resume.
         self.register_buffer("class_weight", None, persistent=False)
+        self.last_step_scale = None
         self.epoch: float = 0.0
         self.set_epoch(0)
 
@@ -154,22 +166,42 @@ class Objective(nn.Module):
                 f"the loss returned shape {tuple(losses.shape)} for a batch of "
                 f"{target.shape[0]}; it must return one loss per sample (reduction='none')"
             )
+        w = self.weighting
         if self.class_weight is None:
-            return losses.mean() if self.weighting is None else self.weighting(losses)
+            if w is None:
+                return losses.mean()
+            p = w.weights(losses)  # no class weights (c = 1)
+            total = w.weighted_sum(losses, p)
+            self.last_step_scale = self._step_scale(p.sum(), None)
+            return total
         c = self.class_weight.to(losses.device)[target.long()]
         weighted = c * losses
-        if self.weighting is None:
-            q = None
-        elif self.placement == "inside":
-            q = self.weighting.weights(weighted)
+        q: Tensor | None = None
+        if w is None:
+            total = weighted.mean()
         else:
-            q = self.weighting.weights(losses)
-        w = self.weighting
-        total = weighted.mean() if w is None or q is None else w.weighted_sum(weighted, q)
+            q = w.weights(weighted if self.placement == "inside" else losses)
+            total = w.weighted_sum(weighted, q)
+        normaliser = self._normaliser(c, q)
+        if q is not None:
+            self.last_step_scale = self._step_scale((q * c).sum(), normaliser)
+        return total if normaliser is None else total / normaliser
+
+    def _normaliser(self, c: Tensor, q: Tensor | None) -> Tensor | None:
+        """What the class-weighted sum is divided by (``None``: nothing)."""
         if self.normalize_class_weights is False:
-            return total
+            return None
         by = q if self.normalize_class_weights == "weighted" else None
-        return total / self._mean_class_weight(c, by)
+        return self._mean_class_weight(c, by)
+
+    def _step_scale(self, mass: Tensor, normaliser: Tensor | None) -> Tensor:
+        """``mass · r / n``: the coefficient sum of the module docstring (detached)."""
+        assert self.weighting is not None
+        scale = mass.detach().to(torch.float32)
+        rescale = self.weighting.last_rescale
+        if rescale is not None:
+            scale = scale * rescale
+        return scale if normaliser is None else scale / normaliser.detach()
 
     def _mean_class_weight(self, c: Tensor, q: Tensor | None = None) -> Tensor:
         """Mean of ``c`` over the batch (``Σ q c / Σ q`` with sample weights ``q``); over the

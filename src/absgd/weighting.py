@@ -492,6 +492,9 @@ class ABWeighting(nn.Module):
         self._register_load_state_dict_pre_hook(_fill_new_buffers, with_module=True)
         self.register_load_state_dict_post_hook(_refresh_lam_mirror)
         self.last_weights: Tensor | None = None
+        self.last_rescale: Tensor | None = None
+        """The detached factor the last :meth:`weighted_sum` multiplied by (``rescale``), or
+        ``None`` if it did not rescale."""
 
     # -- λ ------------------------------------------------------------------------------
     @property
@@ -630,12 +633,14 @@ class ABWeighting(nn.Module):
         (both over the global batch when synchronised, so every rank scales alike)."""
         values = values.to(torch.float32)
         total = (weights * values).sum()
+        self.last_rescale = None
         if not self.rescale or math.isinf(self._lam):
             return total
         stats = torch.stack([values.detach().mean(), total.detach()])
         if self._should_sync():
             dist.all_reduce(stats, op=dist.ReduceOp.SUM, group=self.process_group)
         ratio = torch.where(stats[1] > 0, stats[0] / stats[1], torch.ones_like(stats[0]))
+        self.last_rescale = ratio
         return total * ratio
 
     def forward(self, losses: Tensor) -> Tensor:

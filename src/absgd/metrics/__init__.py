@@ -7,8 +7,8 @@ returns all of them in one JSON-serialisable dict; :func:`mean_weight_per_class`
 weights.
 
 Streaming accumulators that stay on the device (no host synchronisation per batch):
-:class:`ConfusionMeter` (→ the :func:`evaluate` dict), :class:`ClassWeightMeter` and
-:class:`EffectiveSampleSizeMeter`.
+:class:`ConfusionMeter` (→ the :func:`evaluate` dict), :class:`ClassWeightMeter`,
+:class:`EffectiveSampleSizeMeter` and :class:`MeanMeter`.
 
 Conventions (details in :mod:`absgd.metrics.classification`): accuracies are fractions in
 ``[0, 1]``; a class absent from the labels has per-class accuracy NaN (``None`` in the dict)
@@ -30,6 +30,7 @@ from absgd.metrics.meters import (
     ClassWeightMeter,
     ConfusionMeter,
     EffectiveSampleSizeMeter,
+    MeanMeter,
     mean_weight_per_class,
 )
 
@@ -37,6 +38,7 @@ __all__ = [
     "ClassWeightMeter",
     "ConfusionMeter",
     "EffectiveSampleSizeMeter",
+    "MeanMeter",
     "balanced_accuracy",
     "confusion_matrix",
     "evaluate",

@@ -10,9 +10,11 @@ Invalid labels are counted on the device and reported by ``compute()``.
 - :class:`ClassWeightMeter`: mean ABSGD weight of each class (:func:`mean_weight_per_class`
   batch by batch);
 - :class:`EffectiveSampleSizeMeter`: mean over batches of the normalised effective sample size
-  ``(Σ p)² / (B Σ p²)`` of the ABSGD weights (1 = uniform, ``1/B`` = one sample has it all).
+  ``(Σ p)² / (B Σ p²)`` of the ABSGD weights (1 = uniform, ``1/B`` = one sample has it all);
+- :class:`MeanMeter`: mean of one number per batch (e.g. the objective's step scale,
+  :attr:`absgd.Objective.last_step_scale`), over the batches of every rank.
 
-All three have ``reset()``; ``state_dict()`` / ``load_state_dict()`` (an exact mid-epoch
+All four have ``reset()``; ``state_dict()`` / ``load_state_dict()`` (an exact mid-epoch
 resume); and ``all_reduce(group)``, which sums the state over the ranks of a
 ``torch.distributed`` process group (every rank must call it), so ``compute()`` then gives the
 metrics of the whole, sharded evaluation set.
@@ -35,6 +37,7 @@ __all__ = [
     "ClassWeightMeter",
     "ConfusionMeter",
     "EffectiveSampleSizeMeter",
+    "MeanMeter",
     "NaNLogitsError",
     "mean_weight_per_class",
 ]
@@ -461,4 +464,59 @@ class EffectiveSampleSizeMeter(_Meter):
         if self._state is None:
             return math.nan
         total, batches = self._folded(self._state[0]).cpu().tolist()
+        return total / batches if batches else math.nan
+
+
+class MeanMeter(_Meter):
+    """Mean of one number per batch, on the device. Under torch.distributed, :meth:`all_reduce`
+    makes it the mean over the global steps of the mean over the ranks (for a per-rank quantity
+    that the gradient average averages, such as the objective's step scale, the value of the
+    global batch), so it does not depend on the number of processes. Every rank must then have
+    added the same number of batches.
+
+    >>> meter = MeanMeter()
+    >>> meter.update(torch.tensor(1.0))
+    >>> meter.update(torch.tensor(2.5))
+    >>> meter.compute()
+    1.75
+    """
+
+    def __init__(self, *, device: torch.device | str | None = None) -> None:
+        super().__init__(device)
+
+    def _new_state(self, device: torch.device) -> list[Tensor]:
+        # [Σ value, batches] folded in (summed over ranks), and this rank's since then
+        dtype = _state_dtype(device)
+        return [torch.zeros(2, dtype=dtype, device=device) for _ in range(2)]
+
+    def update(self, value: ArrayLike) -> None:
+        """Add one batch's number (a scalar)."""
+        v = _as_tensor(value)
+        if v.numel() != 1:
+            raise ValueError(f"value must be a single number, got shape {tuple(v.shape)}")
+        _, pending = self._ensure(v.device)
+        v = v.reshape(()).to(self._device, dtype=pending.dtype, non_blocking=True)
+        pending += torch.stack([v, torch.ones_like(v)])
+
+    def state_dict(self) -> dict[str, Any]:
+        """The accumulated state, this rank's batches folded in (call :meth:`all_reduce`
+        first in a multi-process run)."""
+        if self._state is None:
+            return {**self._config(), "state": None}
+        folded, pending = self._state
+        return {**self._config(), "state": [(folded + pending).clone(), torch.zeros_like(folded)]}
+
+    def all_reduce(self, group: dist.ProcessGroup | None = None) -> None:
+        """Fold in each rank's batches as its ``1/world`` share of the global steps, then sum
+        over the ranks (a collective)."""
+        folded, pending = self._state_to_reduce()
+        folded += pending / dist.get_world_size(group)
+        pending.zero_()
+        dist.all_reduce(folded, op=dist.ReduceOp.SUM, group=group)
+
+    def compute(self) -> float:
+        """The mean over the batches added (NaN if none)."""
+        if self._state is None:
+            return math.nan
+        total, batches = (self._state[0] + self._state[1]).cpu().tolist()
         return total / batches if batches else math.nan

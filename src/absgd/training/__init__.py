@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from absgd.training.build import PreparedData, prepare_data
     from absgd.training.config import RunConfig, load_config
-    from absgd.training.reporting import LOW_ESS, Reporter
+    from absgd.training.reporting import LARGE_STEP, LOW_ESS, Reporter
     from absgd.training.run_dir import paper_style
     from absgd.training.runner import train
     from absgd.training.stopping import RunInterrupted, TrainingDiverged
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 # Imported on first use, so that `absgd --help` or `absgd configs` does not load the models,
 # the data pipeline and the loop.
 _HOMES = {
+    "LARGE_STEP": "reporting",
     "LOW_ESS": "reporting",
     "PreparedData": "build",
     "Reporter": "reporting",
@@ -59,6 +60,7 @@ _HOMES = {
     "train": "runner",
 }
 __all__ = [
+    "LARGE_STEP",
     "LOW_ESS",
     "PreparedData",
     "Reporter",

@@ -1,12 +1,13 @@
 """What a training run tells its user: the progress hooks of :func:`~absgd.training.train`
-and the warning when ABSGD's weights concentrate on a few samples."""
+and the warnings when ABSGD's weights concentrate on a few samples or its step grows far
+beyond its base's."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
-__all__ = ["LOW_ESS", "Reporter", "low_ess_warning"]
+__all__ = ["LARGE_STEP", "LOW_ESS", "Reporter", "large_step_warning", "low_ess_warning"]
 
 
 class Reporter:
@@ -38,7 +39,7 @@ LDAM-DRW, docs/results.md, sections 6–7), though not every one: ABSGD + CE at 
 label noise, with the step rescaled to the mean loss, collapsed at 0.10 (section 8). It flags
 concentrated weights, not a step that is too large: unrescaled target-ESS runs collapsed at
 0.57–0.65, and class-weighted runs under the batch-mean normalisation at 0.36–0.91 (sections 7
-and 9)."""
+and 9): :data:`LARGE_STEP` watches the step."""
 
 
 def low_ess_warning(
@@ -59,4 +60,31 @@ def low_ess_warning(
         f"below {LOW_ESS}: λ = {lam:.3g} puts most of each batch's weight on a few samples, "
         "where runs with class weights (DRW, LDAM) collapsed in the benchmarks (CE with λ > 0 "
         f"did not). Check validation accuracy after the switch; if it fell, {advice}"
+    )
+
+
+LARGE_STEP = 3.0
+"""An epoch whose mean step scale (:attr:`absgd.Objective.last_step_scale`: the sum of the
+objective's coefficients on the per-sample losses, 1 for its base's mean) exceeds this draws a
+warning (once per run): the step is then that many times the base's on the same per-sample
+gradients. ABSGD's weights alone sum to about ``1/α`` (2 with the authors' α = 0.5); dividing
+class weights by their batch mean multiplies that as the weights move onto the rare classes,
+whose class weights are largest, which the effective sample size does not show."""
+
+
+def large_step_warning(epoch: int, step_scale: float | None, lam: float | None) -> str | None:
+    """The warning for an epoch (0-based) of a sample weighting with λ ``lam`` whose mean step
+    scale was ``step_scale``, or ``None`` (no scale recorded, λ infinite, or at most
+    :data:`LARGE_STEP`)."""
+    if step_scale is None or lam is None or not math.isfinite(lam):
+        return None
+    if not step_scale > LARGE_STEP:
+        return None
+    return (
+        f"epoch {epoch + 1}: the objective's step scale was {step_scale:.3g}, above "
+        f"{LARGE_STEP:g}: the sample weights make each step {step_scale:.3g} times the base "
+        "objective's on the same per-sample gradients. With class weights divided by their "
+        "batch mean this grows as the weights move onto rare classes; "
+        "objective.normalize_class_weights=weighted keeps it at the weights' sum (about 1/α). "
+        "Check validation accuracy after the switch"
     )

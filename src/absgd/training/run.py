@@ -57,7 +57,7 @@ from absgd.training.evaluation import (
 )
 from absgd.training.loggers import build_loggers
 from absgd.training.meters import EpochMeters
-from absgd.training.reporting import Reporter, low_ess_warning
+from absgd.training.reporting import Reporter, large_step_warning, low_ess_warning
 from absgd.training.run_dir import (
     FINAL_TEST_KEYS,
     compact,
@@ -186,7 +186,7 @@ class TrainingRun:
         self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] = {"score": -math.inf, "epoch": None}
         self.epoch, self.step, self.wall_before = 0, 0, 0.0
-        self.warned_low_ess = False
+        self.warned: set[str] = set()  # the kinds of warning given (once per run each)
         self.branched_from: dict[str, Any] | None = None
         if checkpoint is not None:
             self._restore(checkpoint)
@@ -214,7 +214,7 @@ class TrainingRun:
             self.scaler.load_state_dict(state["scaler"])
         self.train_loader.load_state_dict(state["loader"])
         self.history = list(state["history"])
-        self.warned_low_ess = any(self._low_ess_text(r) is not None for r in self.history)
+        self.warned = {kind for r in self.history for kind, _ in self._warnings(r)}
         self.best = dict(state["best"])
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         self.wall_before = float(state["wall_seconds"])
@@ -325,6 +325,9 @@ class TrainingRun:
             return self.meta_weight_net.last_weights
         return self.objective.last_weights
 
+    def _last_step_scale(self) -> torch.Tensor | None:
+        return None if self.meta_weight_net is not None else self.objective.last_step_scale
+
     def evaluate(self, split: str) -> dict[str, Any]:
         """Metrics of ``split`` over all of it (each rank evaluates its shard)."""
         t = self.cfg.train
@@ -370,7 +373,7 @@ class TrainingRun:
                         raise diverged(
                             epoch, self.step, "the per-sample losses are NaN or infinite"
                         ) from err
-                    self.meters.update(loss, y, self._last_weights())
+                    self.meters.update(loss, y, self._last_weights(), self._last_step_scale())
                     self.step += 1
                     steps_this_call += 1
                     self.report.step()
@@ -421,7 +424,7 @@ class TrainingRun:
             for logger in self.loggers:
                 logger.log(self.history)
         self.report.epoch_end(record)
-        self._warn_low_ess(record)
+        self._warn(record)
         if (
             self.epoch == t.epochs
             or self.epoch % t.checkpoint_every == 0
@@ -429,28 +432,30 @@ class TrainingRun:
         ):
             self.save()
 
-    def _low_ess_text(self, record: dict[str, Any]) -> str | None:
+    def _warnings(self, record: dict[str, Any]) -> list[tuple[str, str]]:
+        """``(kind, text)`` of each warning an epoch's record calls for."""
         weighting = self.objective.weighting
         if not isinstance(weighting, ABWeighting):
-            return None
+            return []
         lam = record.get("lam")
-        return low_ess_warning(
-            int(record["epoch"]) - 1,
-            record.get("effective_sample_size"),
-            None if lam is None else float(lam),  # json_number writes ∞ as "inf"
-            weighting.target_ess,
-        )
+        lam_value = None if lam is None else float(lam)  # json_number writes ∞ as "inf"
+        epoch = int(record["epoch"]) - 1
+        texts = {
+            "low_ess": low_ess_warning(
+                epoch, record.get("effective_sample_size"), lam_value, weighting.target_ess
+            ),
+            "large_step": large_step_warning(epoch, record.get("step_scale"), lam_value),
+        }
+        return [(kind, text) for kind, text in texts.items() if text is not None]
 
-    def _warn_low_ess(self, record: dict[str, Any]) -> None:
-        """Warn once per run, on every rank (the Reporter speaks on rank 0 only)."""
-        if self.warned_low_ess:
-            return
-        text = self._low_ess_text(record)
-        if text is None:
-            return
-        self.warned_low_ess = True
-        warnings.warn(text, UserWarning, stacklevel=2)
-        self.report.message(f"warning: {text}")
+    def _warn(self, record: dict[str, Any]) -> None:
+        """Warn once per run and kind, on every rank (the Reporter speaks on rank 0 only)."""
+        for kind, text in self._warnings(record):
+            if kind in self.warned:
+                continue
+            self.warned.add(kind)
+            warnings.warn(text, UserWarning, stacklevel=2)
+            self.report.message(f"warning: {text}")
 
     # -- the end -------------------------------------------------------------------------------
     def finish(self) -> dict[str, Any]:

@@ -10,7 +10,11 @@ stopped there), computes ``v`` for every training sample as training sees it, an
 random batches of the run's batch size,
 
 - for each λ: the mean normalised effective sample size ``ESS = (Σ w)² / (B · Σ w²)`` (1:
-  uniform, plain SGD; ``1/B``: one sample carries the batch);
+  uniform, plain SGD; ``1/B``: one sample carries the batch), and the step scale a fixed λ
+  would give the objective once its moving average has settled (weights summing to ``1/α``):
+  ``(1/α) · (Σ w c / Σ w) / n`` with ``c`` the class weights and ``n`` the run's
+  normalisation (``mean c`` of the batch, ``Σ w c / Σ w`` for ``weighted``, 1 for none); 1 is
+  the base's step (see :attr:`absgd.Objective.last_step_scale`);
 - for each target ESS: the λ that reaches it in a batch (:func:`absgd.temperature.solve_lam`),
   as the median and the 10–90 % range over the batches: a λ grid on the scale of the loss.
 
@@ -49,6 +53,7 @@ from absgd.training.run import set_train_mode
 __all__ = [
     "ExponentInputs",
     "batch_ess",
+    "batch_step_scale",
     "exponent_inputs",
     "format_sharpness",
     "random_batches",
@@ -77,6 +82,13 @@ class ExponentInputs:
     """The epochs the checkpoint's model had trained."""
     sign: float
     """``sign(λ)``: -1 for label noise (λ < 0), +1 otherwise."""
+    class_weights: Tensor | None = None
+    """``c_i`` of every sample (float32, the order of ``values``), ``None`` without class
+    weights."""
+    normalize: bool | str = True
+    """The run's ``objective.normalize_class_weights``."""
+    alpha: float = 1.0
+    """The run's ABSGD α: its weights sum to about ``1/α``."""
 
 
 def random_batches(n: int, batch_size: int, batches: int, seed: int = 0) -> Tensor:
@@ -97,6 +109,29 @@ def batch_ess(values: Tensor, lam: float, rows: Tensor) -> Tensor:
     z = values.double()[rows] / lam
     w = torch.exp(z - z.max(dim=1, keepdim=True).values)
     return w.sum(dim=1) ** 2 / (rows.shape[1] * (w * w).sum(dim=1))
+
+
+def batch_step_scale(
+    values: Tensor,
+    lam: float,
+    rows: Tensor,
+    class_weights: Tensor | None = None,
+    normalize: bool | str = True,
+    alpha: float = 1.0,
+) -> Tensor:
+    """The step scale of ``w ∝ exp(v / λ)`` summing to ``1/α`` in each batch ``values[row]``
+    (float64, shape ``(len(rows),)``): ``(1/α) · (Σ w c / Σ w) / n``, ``n`` = the batch mean of
+    ``c`` (``normalize=True``), ``Σ w c / Σ w`` (``"weighted"``) or 1 (``False``)."""
+    if lam == 0 or math.isnan(lam):
+        raise ValueError(f"λ must be non-zero, got {lam}")
+    total = torch.full((rows.shape[0],), 1.0 / alpha, dtype=torch.float64)
+    if class_weights is None or normalize == "weighted":
+        return total
+    z = values.double()[rows] / lam
+    w = torch.exp(z - z.max(dim=1, keepdim=True).values)
+    c = class_weights.double()[rows]
+    scale = total * (w * c).sum(dim=1) / w.sum(dim=1)
+    return scale / c.mean(dim=1) if normalize is True else scale
 
 
 def solved_lams(values: Tensor, target: float, rows: Tensor, sign: float = 1.0) -> Tensor:
@@ -191,7 +226,7 @@ def exponent_inputs(
         raise ValueError(f"epoch must be >= 0 (0-based), got {epoch}")
     device = resolve_device(cfg.train.device)
     with seeded_from_run(cfg.train.seed, device):
-        values, wrong = _exponent_values(cfg, state, epoch, mode, device)
+        values, wrong, class_weights = _exponent_values(cfg, state, epoch, mode, device)
     if sign is None:
         sign = -1.0 if o.lam is not None and o.lam < 0 else 1.0
     v = torch.cat(values)
@@ -212,27 +247,34 @@ def exponent_inputs(
         epoch,
         checkpoint_epoch,
         1.0 if sign > 0 else -1.0,
+        torch.cat(class_weights) if class_weights else None,
+        o.normalize_class_weights,
+        float(o.weighting_options.get("alpha", 1.0)),
     )
 
 
 def _exponent_values(
     cfg: RunConfig, state: dict[str, Any], epoch: int, mode: str, device: torch.device
-) -> tuple[list[Tensor], list[Tensor]]:
-    """Per batch: ``v`` and whether the top-1 prediction was wrong (under ``no_grad``)."""
+) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+    """Per batch: ``v``, whether the top-1 prediction was wrong, and the class weights (none
+    without class weights); under ``no_grad``."""
     data = prepare_data(cfg.data)
     model = build_model_for(cfg, data)
     model.load_state_dict(state["model"])
     model.to(device)
     objective = build_objective_for(cfg.objective, data.train_counts).to(device)
     objective.set_epoch(epoch)
-    values, wrong = [], []
+    values, wrong, weights = [], [], []
     for logits, y in training_batches(cfg, data, model, mode, device):
         v = objective.loss(logits, y).float()
-        if objective.class_weight is not None and objective.placement == "inside":
-            v = objective.class_weight.to(v.device)[y.long()] * v
+        if objective.class_weight is not None:
+            c = objective.class_weight.to(v.device)[y.long()]
+            weights.append(c.cpu())
+            if objective.placement == "inside":
+                v = c * v
         values.append(v.cpu())
         wrong.append((logits.argmax(dim=1) != y).cpu())
-    return values, wrong
+    return values, wrong, weights
 
 
 def sharpness(
@@ -259,6 +301,8 @@ def sharpness(
         "epoch": inputs.epoch,
         "checkpoint_epoch": inputs.checkpoint_epoch,
         "sign": inputs.sign,
+        "normalize_class_weights": inputs.normalize,
+        "alpha": inputs.alpha,
         "misclassified": float(inputs.misclassified.double().mean()),
         "mean": float(v.double().mean()),
         "median": quantiles[0],
@@ -270,7 +314,16 @@ def sharpness(
     for lam in lams:
         ess = batch_ess(v, lam, rows)
         low, high = torch.quantile(ess, torch.tensor([0.1, 0.9], dtype=ess.dtype)).tolist()
-        report["lams"].append({"lam": lam, "ess": float(ess.mean()), "q10": low, "q90": high})
+        scale = batch_step_scale(v, lam, rows, inputs.class_weights, inputs.normalize, inputs.alpha)
+        report["lams"].append(
+            {
+                "lam": lam,
+                "ess": float(ess.mean()),
+                "q10": low,
+                "q90": high,
+                "step_scale": float(scale.mean()),
+            }
+        )
     for target in targets:
         solved = solved_lams(v, target, rows, inputs.sign).double()
         probs = torch.tensor([0.1, 0.5, 0.9], dtype=solved.dtype)
@@ -300,10 +353,19 @@ def format_sharpness(report: dict[str, Any], name: str = "") -> str:
         f"{100 * report['misclassified']:.1f} % misclassified",
     ]
     if report["lams"]:
-        lines += ["", f"{'λ':>10}  {'ESS':>6}  {'ESS 10–90 % of batches':>23}"]
+        lines += [
+            "",
+            f"{'λ':>10}  {'ESS':>6}  {'ESS 10–90 % of batches':>23}  {'step ×':>7}",
+        ]
         for row in report["lams"]:
             span = f"{row['q10']:.3f}–{row['q90']:.3f}"
-            lines.append(f"{row['lam']:>10.4g}  {row['ess']:>6.3f}  {span:>23}")
+            lines.append(
+                f"{row['lam']:>10.4g}  {row['ess']:>6.3f}  {span:>23}  {row['step_scale']:>7.3g}"
+            )
+        lines.append(
+            f"step ×: a fixed λ's step over the base's once its weights sum to 1/α (α = "
+            f"{report['alpha']:g}, normalize_class_weights: {report['normalize_class_weights']})"
+        )
     if report["targets"]:
         lines += ["", f"{'target ESS':>10}  {'λ':>9}  {'λ 10–90 % of batches':>23}"]
         for row in report["targets"]:

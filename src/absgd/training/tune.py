@@ -101,7 +101,8 @@ def run_trial(cfg: RunConfig, run_dir: Path, *, reporter: Any = None) -> dict[st
 
 
 def _curve(path: Path) -> list[dict[str, Any]]:
-    """Per epoch: λ in force, effective sample size, training loss, validation balanced /
+    """Per epoch: λ in force, effective sample size (and step scale, where the run recorded
+    it), training loss, validation balanced /
     top-1 / worst-class accuracy (what shows a collapse after a switch) and, on the epochs
     that evaluated it (``train.test_every``), test top-1 and balanced accuracy: the curve of
     a report (e.g. a clean test set falling as the noisy labels are memorised), never read
@@ -116,11 +117,13 @@ def _curve(path: Path) -> list[dict[str, Any]]:
         val = r.get("val") or {}
         test = r.get("test") or {}
         per_class = val.get("per_class_accuracy")
+        scale = {"step_scale": r["step_scale"]} if "step_scale" in r else {}
         curve.append(
             {
                 "epoch": r.get("epoch"),
                 "lam": r.get("lam"),
                 "ess": r.get("effective_sample_size"),
+                **scale,
                 "train_loss": r.get("train_loss"),
                 "val_balanced_accuracy": val.get("balanced_accuracy"),
                 "val_top1": val.get("top1"),
