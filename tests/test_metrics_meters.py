@@ -314,3 +314,19 @@ def _worker(rank: int, init_file: str) -> None:
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
 def test_all_reduce_over_two_ranks_equals_one_process(tmp_path) -> None:
     mp.spawn(_worker, args=(os.fspath(tmp_path / "rendezvous"),), nprocs=WORLD, join=True)
+
+
+def test_epoch_meters_load_a_checkpoint_saved_before_the_step_scale() -> None:
+    from absgd.training.meters import EpochMeters
+
+    cpu = torch.device("cpu")
+    saved = EpochMeters(3, cpu)
+    saved.update(torch.tensor(2.0), torch.tensor([0, 1]), torch.tensor([0.25, 0.75]))
+    old = saved.state_dict()
+    del old["step_scale"]  # what a mid-epoch checkpoint of an earlier version holds
+    meters = EpochMeters(3, cpu)
+    meters.load_state_dict(old)
+    meters.update(torch.tensor(1.0), torch.tensor([2]), torch.tensor([1.0]), torch.tensor(1.5))
+    summary = meters.summary()
+    assert summary["train_loss"] == pytest.approx((2.0 * 2 + 1.0) / 3)
+    assert summary["step_scale"] == pytest.approx(1.5)  # the steps it saw since the resume

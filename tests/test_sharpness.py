@@ -90,6 +90,10 @@ def test_batch_step_scale_by_hand():
     assert float(batch_step_scale(values, 1e-3, row, c, False, alpha=0.5)) == pytest.approx(8.0)
     assert float(batch_step_scale(values, 1e-3, row, c, "weighted", alpha=0.5)) == 2.0
     assert float(batch_step_scale(values, 1e-3, row, None, True, alpha=0.25)) == 4.0
+    # u/B on every sample adds u times the batch's mean class weight: (2 · 4 + 1 · 2.5) / 2.5
+    with_u = batch_step_scale(values, 1e-3, row, c, True, alpha=0.5, uniform=1.0)
+    assert float(with_u) == pytest.approx((2 * 4 + 2.5) / 2.5)
+    assert float(batch_step_scale(values, 1e-3, row, c, "weighted", 0.5, 1.0)) == 3.0
     # λ → ∞: uniform weights, the base's step under the batch mean
     assert float(batch_step_scale(values, 1e9, row, c, True)) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="λ must be non-zero, got 0"):

@@ -402,7 +402,11 @@ def test_the_large_step_warning_needs_a_finite_lambda_and_a_scale_above_the_ceil
     assert large_step_warning(4, 0.2, 3.0) is None  # a small step is not what it is about
     assert large_step_warning(4, 9.0, math.inf) is None  # plain SGD
     assert large_step_warning(4, None, 3.0) is None  # no scale recorded
-    assert "epoch 5: the objective's step scale was 4.5, above 3" in large_step_warning(4, 4.5, 1)
+    text = large_step_warning(4, 4.5, 1.0)
+    assert "epoch 5: the objective's step scale was 4.5, 4.5 times the 1 that" in text
+    # relative to what the weights sum to: α = 0.5 with uniform = 1 sums to 3 by design
+    assert large_step_warning(4, 3.01, 1.0, weights_sum=3.0) is None
+    assert "3.33 times the 3 that ABSGD's weights sum" in large_step_warning(4, 10, 1, 3.0)
 
 
 def _drw_absgd_scales(tmp_path, normalize: str) -> tuple[list[float], list[str]]:

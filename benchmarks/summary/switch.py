@@ -32,7 +32,7 @@ def after_switch(row: dict[str, Any]) -> tuple[float | None, float | None]:
 
 def largest_step_scale(row: dict[str, Any]) -> float | None:
     """The largest epoch-mean step scale after the ABSGD switch (``None`` where the run did
-    not record it: runs made before the step scale existed)."""
+    not record it, runs made before the step scale existed, or has no λ switch)."""
     switch = lam_switch(row)
     scales = [
         e["step_scale"]

@@ -33,10 +33,13 @@ How the class weights are normalised (``normalize_class_weights``):
 
 With a sample weighting, :attr:`Objective.last_step_scale` is the sum of the coefficients the
 last batch's objective put on its per-sample losses, ``Σ_i q_i c_i · r / n`` (``r`` the
-weighting's rescale factor, ``n`` the normaliser above: ``mean c``, ``Σ q c / Σ q`` or 1):
-1 for a mean or a class-weighted mean, so it is the step relative to the base's at equal
-per-sample gradients. ABSGD's weights sum to about ``1/α``; the batch mean multiplies that by
-``Σ q c / (Σ q · mean c)``, which grows as the weights move onto the samples of large ``c``.
+weighting's rescale factor, ``last_rescale``, 1 if it does not rescale; ``n`` the normaliser
+above: ``mean c``, ``Σ q c / Σ q`` or 1): 1 for a mean or a class-weighted mean, so with
+``True`` or ``"weighted"`` it is the step relative to the base's at equal per-sample gradients
+(with ``False`` relative to a plain mean: it includes the class weights' own mean). ABSGD's
+weights sum to about ``1/α + u`` (``u`` its ``uniform`` option); ``"weighted"`` keeps the
+scale at ``Σ q · r``, while the batch mean multiplies it by ``Σ q c / (Σ q · mean c)``, which
+grows as the weights move onto the samples of large ``c``.
 """
 
 from __future__ import annotations
@@ -69,7 +72,6 @@ class SampleWeighting(Protocol):
     :class:`absgd.rgd.RGDWeighting`): detached weights of a batch, and how to sum with them."""
 
     last_weights: Tensor | None
-    last_rescale: Tensor | None
 
     def weights(self, losses: Tensor) -> Tensor: ...
 
@@ -170,9 +172,9 @@ class Objective(nn.Module):
         if self.class_weight is None:
             if w is None:
                 return losses.mean()
-            p = w.weights(losses)  # no class weights (c = 1)
-            total = w.weighted_sum(losses, p)
-            self.last_step_scale = self._step_scale(p.sum(), None)
+            total = w(losses)  # no class weights (c = 1)
+            assert w.last_weights is not None
+            self.last_step_scale = self._step_scale(w.last_weights.sum(), None)
             return total
         c = self.class_weight.to(losses.device)[target.long()]
         weighted = c * losses
@@ -198,7 +200,8 @@ class Objective(nn.Module):
         """``mass · r / n``: the coefficient sum of the module docstring (detached)."""
         assert self.weighting is not None
         scale = mass.detach().to(torch.float32)
-        rescale = self.weighting.last_rescale
+        # a weighting without ``last_rescale`` (written before it existed) does not rescale
+        rescale = getattr(self.weighting, "last_rescale", None)
         if rescale is not None:
             scale = scale * rescale
         return scale if normaliser is None else scale / normaliser.detach()

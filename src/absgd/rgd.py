@@ -50,7 +50,6 @@ class RGDWeighting(nn.Module):
         self.tau = _check_tau(tau)
         self.normalize = bool(normalize)
         self.last_weights: Tensor | None = None
-        self.last_rescale: Tensor | None = None  # RGD never rescales its sum
 
     def weights(self, losses: Tensor) -> Tensor:
         self.last_weights = rgd_weights(losses, self.tau, normalize=self.normalize)

@@ -510,6 +510,14 @@ class MeanMeter(_Meter):
         """Fold in each rank's batches as its ``1/world`` share of the global steps, then sum
         over the ranks (a collective)."""
         folded, pending = self._state_to_reduce()
+        counts = torch.stack([pending[1], -pending[1]])
+        dist.all_reduce(counts, op=dist.ReduceOp.MAX, group=group)
+        most, fewest = float(counts[0]), -float(counts[1])
+        if most != fewest:
+            raise ValueError(
+                f"the ranks added {fewest:g} to {most:g} numbers since the last all_reduce; the "
+                "mean over global steps needs the same number on every rank"
+            )
         folded += pending / dist.get_world_size(group)
         pending.zero_()
         dist.all_reduce(folded, op=dist.ReduceOp.SUM, group=group)

@@ -65,26 +65,28 @@ def low_ess_warning(
 
 LARGE_STEP = 3.0
 """An epoch whose mean step scale (:attr:`absgd.Objective.last_step_scale`: the sum of the
-objective's coefficients on the per-sample losses, 1 for its base's mean) exceeds this draws a
-warning (once per run): the step is then that many times the base's on the same per-sample
-gradients. ABSGD's weights alone sum to about ``1/α`` (2 with the authors' α = 0.5); dividing
-class weights by their batch mean multiplies that as the weights move onto the rare classes,
-whose class weights are largest, which the effective sample size does not show."""
+objective's coefficients on the per-sample losses, 1 for its base's mean) exceeds this many
+times the sum of ABSGD's weights (``1/α + u``, what its options choose) draws a warning (once
+per run). The excess comes from the class weights: divided by their batch mean, the scale
+grows as the weights move onto the rare classes, whose class weights are largest, which the
+effective sample size does not show."""
 
 
-def large_step_warning(epoch: int, step_scale: float | None, lam: float | None) -> str | None:
-    """The warning for an epoch (0-based) of a sample weighting with λ ``lam`` whose mean step
-    scale was ``step_scale``, or ``None`` (no scale recorded, λ infinite, or at most
-    :data:`LARGE_STEP`)."""
+def large_step_warning(
+    epoch: int, step_scale: float | None, lam: float | None, weights_sum: float = 1.0
+) -> str | None:
+    """The warning for an epoch (0-based) of ABSGD with λ ``lam`` whose mean step scale was
+    ``step_scale`` where its weights sum to ``weights_sum``, or ``None`` (no scale recorded,
+    λ infinite, or at most :data:`LARGE_STEP` times ``weights_sum``)."""
     if step_scale is None or lam is None or not math.isfinite(lam):
         return None
-    if not step_scale > LARGE_STEP:
+    if not step_scale > LARGE_STEP * weights_sum:
         return None
     return (
-        f"epoch {epoch + 1}: the objective's step scale was {step_scale:.3g}, above "
-        f"{LARGE_STEP:g}: the sample weights make each step {step_scale:.3g} times the base "
-        "objective's on the same per-sample gradients. With class weights divided by their "
-        "batch mean this grows as the weights move onto rare classes; "
-        "objective.normalize_class_weights=weighted keeps it at the weights' sum (about 1/α). "
-        "Check validation accuracy after the switch"
+        f"epoch {epoch + 1}: the objective's step scale was {step_scale:.3g}, "
+        f"{step_scale / weights_sum:.3g} times the {weights_sum:.3g} that ABSGD's weights sum "
+        f"to (more than {LARGE_STEP:g} times): dividing the class weights by their batch mean "
+        "multiplies the step as the weights move onto rare classes. "
+        "objective.normalize_class_weights=weighted keeps it at the weights' sum. Check "
+        "validation accuracy after the switch"
     )

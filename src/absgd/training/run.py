@@ -444,7 +444,12 @@ class TrainingRun:
             "low_ess": low_ess_warning(
                 epoch, record.get("effective_sample_size"), lam_value, weighting.target_ess
             ),
-            "large_step": large_step_warning(epoch, record.get("step_scale"), lam_value),
+            "large_step": large_step_warning(
+                epoch,
+                record.get("step_scale"),
+                lam_value,
+                1.0 / weighting.alpha + weighting.uniform,
+            ),
         }
         return [(kind, text) for kind, text in texts.items() if text is not None]
 

@@ -11,10 +11,12 @@ random batches of the run's batch size,
 
 - for each λ: the mean normalised effective sample size ``ESS = (Σ w)² / (B · Σ w²)`` (1:
   uniform, plain SGD; ``1/B``: one sample carries the batch), and the step scale a fixed λ
-  would give the objective once its moving average has settled (weights summing to ``1/α``):
-  ``(1/α) · (Σ w c / Σ w) / n`` with ``c`` the class weights and ``n`` the run's
-  normalisation (``mean c`` of the batch, ``Σ w c / Σ w`` for ``weighted``, 1 for none); 1 is
-  the base's step (see :attr:`absgd.Objective.last_step_scale`);
+  would give the objective once its moving average has settled (weights summing to ``1/α``,
+  plus ``u`` with ``weighting_options.uniform``): ``(1/α + u) · (Σ w c / Σ w) / n`` with ``c``
+  the class weights and ``n`` the run's normalisation (``mean c`` of the batch, ``Σ w c / Σ w``
+  for ``weighted``, 1 for none); 1 is the base's step (see
+  :attr:`absgd.Objective.last_step_scale`). A rescaled objective (the target-ESS form,
+  ``rescale: true``) is not modelled;
 - for each target ESS: the λ that reaches it in a batch (:func:`absgd.temperature.solve_lam`),
   as the median and the 10–90 % range over the batches: a λ grid on the scale of the loss.
 
@@ -88,7 +90,9 @@ class ExponentInputs:
     normalize: bool | str = True
     """The run's ``objective.normalize_class_weights``."""
     alpha: float = 1.0
-    """The run's ABSGD α: its weights sum to about ``1/α``."""
+    """The run's ABSGD α: its weights sum to about ``1/α`` (+ ``uniform``)."""
+    uniform: float = 0.0
+    """The run's ABSGD ``uniform`` option (added to every weight's ``B·p``)."""
 
 
 def random_batches(n: int, batch_size: int, batches: int, seed: int = 0) -> Tensor:
@@ -118,19 +122,22 @@ def batch_step_scale(
     class_weights: Tensor | None = None,
     normalize: bool | str = True,
     alpha: float = 1.0,
+    uniform: float = 0.0,
 ) -> Tensor:
-    """The step scale of ``w ∝ exp(v / λ)`` summing to ``1/α`` in each batch ``values[row]``
-    (float64, shape ``(len(rows),)``): ``(1/α) · (Σ w c / Σ w) / n``, ``n`` = the batch mean of
-    ``c`` (``normalize=True``), ``Σ w c / Σ w`` (``"weighted"``) or 1 (``False``)."""
+    """The step scale of the weights ``exp(v / λ)`` summing to ``1/α``, plus ``u/B`` each
+    (``uniform``), in each batch ``values[row]`` (float64, shape ``(len(rows),)``):
+    ``((1/α) · Σ w c / Σ w + u · mean c) / n``, ``n`` = the batch mean of ``c``
+    (``normalize=True``) or 1 (``False``); ``1/α + u`` without class weights or with
+    ``"weighted"``."""
     if lam == 0 or math.isnan(lam):
         raise ValueError(f"λ must be non-zero, got {lam}")
-    total = torch.full((rows.shape[0],), 1.0 / alpha, dtype=torch.float64)
+    total = torch.full((rows.shape[0],), 1.0 / alpha + uniform, dtype=torch.float64)
     if class_weights is None or normalize == "weighted":
         return total
     z = values.double()[rows] / lam
     w = torch.exp(z - z.max(dim=1, keepdim=True).values)
     c = class_weights.double()[rows]
-    scale = total * (w * c).sum(dim=1) / w.sum(dim=1)
+    scale = (w * c).sum(dim=1) / (alpha * w.sum(dim=1)) + uniform * c.mean(dim=1)
     return scale / c.mean(dim=1) if normalize is True else scale
 
 
@@ -250,6 +257,7 @@ def exponent_inputs(
         torch.cat(class_weights) if class_weights else None,
         o.normalize_class_weights,
         float(o.weighting_options.get("alpha", 1.0)),
+        float(o.weighting_options.get("uniform", 0.0)),
     )
 
 
@@ -303,6 +311,7 @@ def sharpness(
         "sign": inputs.sign,
         "normalize_class_weights": inputs.normalize,
         "alpha": inputs.alpha,
+        "uniform": inputs.uniform,
         "misclassified": float(inputs.misclassified.double().mean()),
         "mean": float(v.double().mean()),
         "median": quantiles[0],
@@ -314,7 +323,9 @@ def sharpness(
     for lam in lams:
         ess = batch_ess(v, lam, rows)
         low, high = torch.quantile(ess, torch.tensor([0.1, 0.9], dtype=ess.dtype)).tolist()
-        scale = batch_step_scale(v, lam, rows, inputs.class_weights, inputs.normalize, inputs.alpha)
+        scale = batch_step_scale(
+            v, lam, rows, inputs.class_weights, inputs.normalize, inputs.alpha, inputs.uniform
+        )
         report["lams"].append(
             {
                 "lam": lam,
@@ -362,9 +373,11 @@ def format_sharpness(report: dict[str, Any], name: str = "") -> str:
             lines.append(
                 f"{row['lam']:>10.4g}  {row['ess']:>6.3f}  {span:>23}  {row['step_scale']:>7.3g}"
             )
+        uniform = f" + u (u = {report['uniform']:g})" if report["uniform"] else ""
         lines.append(
-            f"step ×: a fixed λ's step over the base's once its weights sum to 1/α (α = "
-            f"{report['alpha']:g}, normalize_class_weights: {report['normalize_class_weights']})"
+            f"step ×: a fixed λ's step over the base's once its weights sum to 1/α{uniform} "
+            f"(α = {report['alpha']:g}, normalize_class_weights: "
+            f"{report['normalize_class_weights']}; a rescaled objective is not modelled)"
         )
     if report["targets"]:
         lines += ["", f"{'target ESS':>10}  {'λ':>9}  {'λ 10–90 % of batches':>23}"]
