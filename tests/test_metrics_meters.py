@@ -305,6 +305,12 @@ def _worker(rank: int, init_file: str) -> None:
         assert ess.compute() == pytest.approx(np.mean(global_ess), rel=1e-6)
         sums = [b[0].softmax(1)[:, 0].double().sum().item() for b in batches]
         assert mean.compute() == pytest.approx(np.mean(sums), rel=1e-6)  # over every rank
+        # a global step needs one batch per rank: unequal counts are refused on every rank
+        uneven = MeanMeter()
+        for _ in range(rank + 1):
+            uneven.update(torch.tensor(9.0))
+        with pytest.raises(ValueError, match="added 1 to 2 batches since the last all_reduce"):
+            uneven.all_reduce()
         dist.barrier()
     finally:
         dist.destroy_process_group()

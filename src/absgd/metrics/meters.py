@@ -83,6 +83,20 @@ def _state_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64
 
 
+def _same_count_on_every_rank(count: Tensor, group: dist.ProcessGroup | None, what: str) -> int:
+    """The number of batches this rank added since the last all-reduce, checked to be the same
+    on every rank of ``group`` (a collective): ``what`` needs one batch per rank per step."""
+    counts = torch.stack([count, -count])
+    dist.all_reduce(counts, op=dist.ReduceOp.MAX, group=group)
+    most, fewest = int(counts[0]), -int(counts[1])
+    if most != fewest:
+        raise ValueError(
+            f"the ranks added {fewest} to {most} batches since the last all_reduce; {what} "
+            "needs the same number on every rank"
+        )
+    return most
+
+
 class _Meter:
     """Lazily allocated device state (a list of tensors) with reset, all-reduce and
     ``state_dict`` / ``load_state_dict`` for exact resumption."""
@@ -441,14 +455,8 @@ class EffectiveSampleSizeMeter(_Meter):
         """Fold in each batch's ESS over the global batch, then sum the state over the ranks
         (a collective; every rank must have added the same number of batches)."""
         (state,) = self._state_to_reduce()
-        counts = torch.tensor([len(self._steps), -len(self._steps)], device=state.device)
-        dist.all_reduce(counts, op=dist.ReduceOp.MAX, group=group)
-        most, fewest = int(counts[0]), -int(counts[1])
-        if most != fewest:
-            raise ValueError(
-                f"the ranks added {fewest} to {most} batches since the last all_reduce; the "
-                "ESS of a global batch needs the same number on every rank"
-            )
+        count = torch.tensor(float(len(self._steps)), dtype=state.dtype, device=state.device)
+        most = _same_count_on_every_rank(count, group, "the ESS of a global batch")
         if most:
             sums = torch.stack(self._steps)
             dist.all_reduce(sums, op=dist.ReduceOp.SUM, group=group)
@@ -510,14 +518,7 @@ class MeanMeter(_Meter):
         """Fold in each rank's batches as its ``1/world`` share of the global steps, then sum
         over the ranks (a collective)."""
         folded, pending = self._state_to_reduce()
-        counts = torch.stack([pending[1], -pending[1]])
-        dist.all_reduce(counts, op=dist.ReduceOp.MAX, group=group)
-        most, fewest = float(counts[0]), -float(counts[1])
-        if most != fewest:
-            raise ValueError(
-                f"the ranks added {fewest:g} to {most:g} numbers since the last all_reduce; the "
-                "mean over global steps needs the same number on every rank"
-            )
+        _same_count_on_every_rank(pending[1], group, "the mean over global steps")
         folded += pending / dist.get_world_size(group)
         pending.zero_()
         dist.all_reduce(folded, op=dist.ReduceOp.SUM, group=group)
