@@ -65,11 +65,11 @@ def low_ess_warning(
 
 LARGE_STEP = 2.0
 """An epoch whose mean step scale (:attr:`absgd.Objective.last_step_scale`: the sum of the
-objective's coefficients on the per-sample losses, 1 for its base's mean) exceeds this many
-times the sum of ABSGD's weights (``1/α + u``, what its options choose) draws a warning (once
-per run). The excess comes from the class weights: divided by their batch mean, the scale
-grows as the weights move onto the rare classes, whose class weights are largest, which the
-effective sample size does not show. Set from five runs on CIFAR-10-LT (docs/results.md §7,
+objective's coefficients on the per-sample losses, 1 for its base's mean) exceeds this many times
+the sum of ABSGD's weights (``1/α + u``, what its options choose) draws a warning (once per run)
+when class weights are on. The excess comes from the class weights: divided by their batch mean,
+the scale grows as the weights move onto the rare classes, whose class weights are largest, which
+the effective sample size does not show. Set from five runs on CIFAR-10-LT (docs/results.md §7,
 the authors' preset at exp ratio 100 at the base's step, α = 1, the batch mean; the first epoch
 after the switch): the two that collapsed ran at 6.07 (LDAM-DRW, λ = 10, effective sample size
 0.33) and 2.69 (CB-DRW, λ = 3, effective sample size 0.69), the three that did not at 1.75 and

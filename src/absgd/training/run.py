@@ -444,12 +444,16 @@ class TrainingRun:
             "low_ess": low_ess_warning(
                 epoch, record.get("effective_sample_size"), lam_value, weighting.target_ess
             ),
+            # about class weights' growth only: without them the scale is the weights' sum
+            # (times a rescaling to the mean loss, larger than 1 with λ < 0, by design)
             "large_step": large_step_warning(
                 epoch,
                 record.get("step_scale"),
                 lam_value,
                 1.0 / weighting.alpha + weighting.uniform,
-            ),
+            )
+            if self.objective.class_weight is not None
+            else None,
         }
         return [(kind, text) for kind, text in texts.items() if text is not None]
 
