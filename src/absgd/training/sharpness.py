@@ -105,13 +105,19 @@ def random_batches(n: int, batch_size: int, batches: int, seed: int = 0) -> Tens
     return torch.stack([torch.randperm(n, generator=gen)[:batch_size] for _ in range(batches)])
 
 
-def batch_ess(values: Tensor, lam: float, rows: Tensor) -> Tensor:
-    """ESS of ``w ∝ exp(v / λ)`` in each batch ``values[row]``, in float64, shape
-    ``(len(rows),)``."""
+def _batch_weights(values: Tensor, lam: float, rows: Tensor) -> Tensor:
+    """``exp(v / λ)`` of each batch ``values[row]`` up to a factor per batch, float64,
+    shape ``(len(rows), B)``."""
     if lam == 0 or math.isnan(lam):
         raise ValueError(f"λ must be non-zero, got {lam}")
     z = values.double()[rows] / lam
-    w = torch.exp(z - z.max(dim=1, keepdim=True).values)
+    return torch.exp(z - z.max(dim=1, keepdim=True).values)
+
+
+def batch_ess(values: Tensor, lam: float, rows: Tensor) -> Tensor:
+    """ESS of ``w ∝ exp(v / λ)`` in each batch ``values[row]``, in float64, shape
+    ``(len(rows),)``."""
+    w = _batch_weights(values, lam, rows)
     return w.sum(dim=1) ** 2 / (rows.shape[1] * (w * w).sum(dim=1))
 
 
@@ -129,13 +135,10 @@ def batch_step_scale(
     ``((1/α) · Σ w c / Σ w + u · mean c) / n``, ``n`` = the batch mean of ``c``
     (``normalize=True``) or 1 (``False``); ``1/α + u`` without class weights or with
     ``"weighted"``."""
-    if lam == 0 or math.isnan(lam):
-        raise ValueError(f"λ must be non-zero, got {lam}")
+    w = _batch_weights(values, lam, rows)
     total = torch.full((rows.shape[0],), 1.0 / alpha + uniform, dtype=torch.float64)
     if class_weights is None or normalize == "weighted":
         return total
-    z = values.double()[rows] / lam
-    w = torch.exp(z - z.max(dim=1, keepdim=True).values)
     c = class_weights.double()[rows]
     scale = (w * c).sum(dim=1) / (alpha * w.sum(dim=1)) + uniform * c.mean(dim=1)
     return scale / c.mean(dim=1) if normalize is True else scale
