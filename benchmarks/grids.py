@@ -632,7 +632,10 @@ GRIDS: dict[str, Grid] = {
             # chosen on seed 0's validation: `ABSGD + LDAM-DRW, base step, branched` (λ 10-300)
             # and `ABSGD-ESS + LDAM-DRW, base step, branched` (above), and the same λ grid
             # divided by the class weights' mean under ABSGD's weights (`weighted`), all
-            # branched off LDAM-DRW re-run at this setting keeping its checkpoints.
+            # branched off LDAM-DRW re-run at this setting keeping its checkpoints. Then,
+            # stated before running (2026-12-06, twelfth session): LDAM-DRW seeds 3-4 and the
+            # three methods' branches off them with the λ / target seed 0 chose (a second look,
+            # on the paired 97.5 % interval over seeds 0-4).
             "ABSGD + LDAM-DRW, weighted norm, branched": replace(
                 _with(_LDAM_BASE_STEP, "objective.normalize_class_weights=weighted"),
                 branch_from="LDAM-DRW",
