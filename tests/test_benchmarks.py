@@ -571,6 +571,37 @@ def test_the_step_scale_column_appears_where_runs_recorded_it(tmp_path):
     assert "step scale" not in switch_tables([str(path)])
 
 
+def test_the_warnings_column_counts_the_runs_that_drew_each_kind(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from summary import candidate_tables, switch_tables, warning_kinds
+
+    def run(lam: float, seed: int, kinds: list[str] | None) -> dict:
+        curve = [{"epoch": e, "ess": 0.9, "val_balanced_accuracy": 0.5} for e in (1, 2)]
+        drawn = None if kinds is None else [{"kind": k, "epoch": 2, "text": "…"} for k in kinds]
+        return {**_row("ABSGD", seed, lam, 0.5), "param": "objective.lam", "curve": curve,
+                "val": {"balanced_accuracy": 0.5}, "warnings": drawn,
+                "config": {"objective": {"lam_switch": 1}}}  # fmt: skip
+
+    assert warning_kinds(run(1.0, 0, ["large_step", "low_ess"])) == ["large step", "low ESS"]
+    assert warning_kinds(run(1.0, 0, [])) == [] and warning_kinds(run(1.0, 0, None)) is None
+    rows = [run(1.0, 0, ["large_step", "low_ess"]), run(1.0, 1, ["low_ess"]),
+            run(1.0, 2, []), run(3.0, 0, []), run(10.0, 0, None)]  # fmt: skip
+    path = tmp_path / "g.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = switch_tables([str(path)])
+    head = "| method | lowest ESS | largest validation drop (points) | warnings (runs) | runs |"
+    assert head in text
+    # low ESS in two of the three seeds of λ = 1, large step in one
+    lam1 = "| ABSGD [lam=1, not selected yet] | 0.900 | none (+0.0) | low ESS 2, large step 1 | 3 |"
+    assert lam1 in text
+    assert "| ABSGD [lam=3, not selected yet] | 0.900 | none (+0.0) | none | 1 |" in text
+    assert "| ABSGD [lam=10, not selected yet] | 0.900 | none (+0.0) | – | 1 |" in text
+    table = candidate_tables([str(path)])
+    assert "| 1 | 50.0 | 50.00 | 40.0 | – | 0.900 | none (+0.0) | large step, low ESS |" in table
+    assert "| 3 | 50.0 | 50.00 | 40.0 | – | 0.900 | none (+0.0) | none |" in table
+    assert "| 10 | 50.0 | 50.00 | 40.0 | – | 0.900 | none (+0.0) | – |" in table
+
+
 def test_candidate_table_lists_each_lambda_on_the_seed_that_chose(tmp_path):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from summary import candidate_tables, drop_text

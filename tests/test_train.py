@@ -337,8 +337,12 @@ def test_a_resumed_run_does_not_warn_again(tmp_path):
     with pytest.warns(UserWarning, match="effective sample size"), pytest.raises(RunInterrupted):
         train(cfg, tmp_path / "run", reporter=first, stop_after_steps=2 * TINY_STEPS_PER_EPOCH + 1)
     assert len(_ess_warnings(first)) == 1  # at epoch 2
-    train(cfg, tmp_path / "run", resume=True, reporter=then)
+    final = train(cfg, tmp_path / "run", resume=True, reporter=then)
     assert _ess_warnings(then) == []
+    # final.json still lists the warning drawn before the interruption, at its epoch
+    (drawn,) = final["warnings"]
+    assert drawn["kind"] == "low_ess" and drawn["epoch"] == 2
+    assert "warning: " + drawn["text"] == _ess_warnings(first)[0]
 
 
 def test_a_low_target_ess_draws_advice_about_the_target(tmp_path):
@@ -431,9 +435,26 @@ def test_a_step_far_beyond_the_base_draws_one_warning_and_weighted_avoids_it(tmp
     assert scales[0] == pytest.approx(1.0)  # uniform weights before the switch: the base's
     assert max(scales[1:]) > 2.0 and len(warned) == 1
     assert "normalize_class_weights=weighted" in warned[0]
+    # final.json names it, at the first epoch whose scale passed twice the weights' sum (1)
+    final = json.loads((tmp_path / "true/final.json").read_text())
+    (drawn,) = [w for w in final["warnings"] if w["kind"] == "large_step"]
+    assert drawn["epoch"] == 1 + next(i for i, s in enumerate(scales) if s > 2.0)
+    assert "warning: " + drawn["text"] == warned[0]
     # divided by the class weights' mean under the sample weights: the weights' sum (≤ 1 here)
     scales, warned = _drw_absgd_scales(tmp_path, "weighted")
     assert scales[0] == pytest.approx(1.0) and max(scales[1:]) < 1.5 and warned == []
+
+
+def test_without_class_weights_a_rescaled_step_draws_no_large_step_warning(tmp_path):
+    # λ < 0 rescaled to the mean loss multiplies the step by mean(l) / Σ p·l, above 1 by
+    # design; the warning is about class weights divided by their batch mean, which are off
+    report = _Messages()
+    cfg = _ce_absgd_cfg(-0.1, "objective.weighting_options={rescale: true}")
+    final = train(cfg, tmp_path / "run", reporter=report)
+    scales = [r["step_scale"] for r in _history(tmp_path / "run")]
+    assert max(scales[1:]) > 2.0
+    assert not [line for line in report.lines if "step scale" in line]
+    assert "large_step" not in [w["kind"] for w in final["warnings"]]
 
 
 def test_nearly_uniform_weights_draw_no_warning(tmp_path, recwarn):

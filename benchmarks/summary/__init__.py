@@ -24,6 +24,7 @@ from summary.switch import (
     largest_step_scale,
     loss_at_switch,
     switch_tables,
+    warning_kinds,
 )
 
 __all__ = [
@@ -53,4 +54,5 @@ __all__ = [
     "t_quantile",
     "tables",
     "test_curve",
+    "warning_kinds",
 ]

@@ -42,6 +42,17 @@ def largest_step_scale(row: dict[str, Any]) -> float | None:
     return max(scales) if scales else None
 
 
+WARNING_LABELS = {"low_ess": "low ESS", "large_step": "large step"}
+"""How the tables name the kinds of ``final.json["warnings"]``."""
+
+
+def warning_kinds(row: dict[str, Any]) -> list[str] | None:
+    """The kinds of warning a run drew (``[]``: none), or ``None`` where its line does not say
+    (runs made before the warnings were recorded, or that diverged)."""
+    drawn = row.get("warnings")
+    return None if drawn is None else [WARNING_LABELS.get(w["kind"], w["kind"]) for w in drawn]
+
+
 def drop_text(drop: float | None) -> str:
     """A validation drop below the switch epoch in points; ``none (+r)`` when validation never
     fell below it (``r``: its smallest rise)."""
@@ -52,31 +63,35 @@ def drop_text(drop: float | None) -> str:
 
 def switch_tables(paths: list[str]) -> str:
     """Per ABSGD method: the worst over seeds of the lowest post-switch ESS and of the largest
-    post-switch drop of validation balanced accuracy (what a collapse looks like)."""
+    post-switch drop of validation balanced accuracy (what a collapse looks like), the largest
+    step scale and how many runs drew each warning, where runs recorded them."""
     out = []
     for (grid, setting, device), methods in method_groups(paths, None).items():
         rows_out = []
-        any_scale = False
         for method, rows in methods.items():
             stats = [after_switch(r) for r in rows]
             ess = [e for e, _ in stats if e is not None]
             drops = [d for _, d in stats if d is not None]
             scales = [s for s in map(largest_step_scale, rows) if s is not None]
-            any_scale = any_scale or bool(scales)
+            kinds = [k for k in map(warning_kinds, rows) if k is not None]
             if ess or drops:
-                low = f"{min(ess):.3f}" if ess else "–"
-                worst = drop_text(max(drops)) if drops else "–"
-                scale = f"{max(scales):.2f}" if scales else "–"
-                rows_out.append([method, low, worst, scale, str(len(stats))])
+                drawn = [f"{label} {sum(label in k for k in kinds)}" for label in
+                         WARNING_LABELS.values() if any(label in k for k in kinds)]  # fmt: skip
+                rows_out.append({
+                    "method": method,
+                    "lowest ESS": f"{min(ess):.3f}" if ess else "–",
+                    "largest validation drop (points)": drop_text(max(drops)) if drops else "–",
+                    "largest step scale": f"{max(scales):.2f}" if scales else None,
+                    "warnings (runs)": (", ".join(drawn) or "none") if kinds else None,
+                    "runs": str(len(stats)),
+                })  # fmt: skip
         if rows_out:
-            head = ["method", "lowest ESS", "largest validation drop (points)"]
-            head += ["largest step scale"] if any_scale else []
+            head = [k for k in rows_out[0] if any(r[k] is not None for r in rows_out)]
             out.append(f"### {grid}: {setting} ({device}), after the switch\n")
-            out.append("| " + " | ".join([*head, "runs"]) + " |")
-            out.append("|" + "---|" * (len(head) + 1))
-            for cells in rows_out:
-                kept = cells if any_scale else [*cells[:3], cells[4]]
-                out.append("| " + " | ".join(kept) + " |")
+            out.append("| " + " | ".join(head) + " |")
+            out.append("|" + "---|" * len(head))
+            for r in rows_out:
+                out.append("| " + " | ".join(r[k] or "–" for k in head) + " |")
             out.append("")
     return "\n".join(out)
 
@@ -123,10 +138,12 @@ def candidate_tables(paths: list[str]) -> str:
             f"### {grid}: {setting} ({device}), {method}: the {param} candidates, seed {seed}\n"
         )
         any_scale = any(largest_step_scale(r) is not None for r in candidates)
+        any_kinds = any(warning_kinds(r) is not None for r in candidates)
         head = [param, f"{metric} (chose)", "test balanced", "worst class (test)",
                 "paper-style top-1", "lowest ESS after switch",
                 "largest validation drop"]  # fmt: skip
         head += ["largest step scale after switch"] if any_scale else []
+        head += ["warnings"] if any_kinds else []
         out.append("| " + " | ".join(head) + " |")
         out.append("|" + "---|" * len(head))
         for r in candidates:
@@ -147,6 +164,9 @@ def candidate_tables(paths: list[str]) -> str:
             if any_scale:
                 scale = largest_step_scale(r)
                 cells.append("–" if scale is None else f"{scale:.2f}")
+            if any_kinds:
+                kinds = warning_kinds(r)
+                cells.append("–" if kinds is None else ", ".join(kinds) or "none")
             out.append("| " + " | ".join(cells) + " |")
         out.append("")
     return "\n".join(out)

@@ -457,6 +457,16 @@ class TrainingRun:
         }
         return [(kind, text) for kind, text in texts.items() if text is not None]
 
+    def warnings_drawn(self) -> list[dict[str, Any]]:
+        """The first warning of each kind over the run's history, as ``{"kind", "epoch",
+        "text"}`` (``final.json["warnings"]``; rebuilt from ``metrics.jsonl``, so a resumed run
+        lists what it warned about before the interruption)."""
+        first: dict[str, dict[str, Any]] = {}
+        for record in self.history:
+            for kind, text in self._warnings(record):
+                first.setdefault(kind, {"kind": kind, "epoch": int(record["epoch"]), "text": text})
+        return list(first.values())
+
     def _warn(self, record: dict[str, Any]) -> None:
         """Warn once per run and kind, on every rank (the Reporter speaks on rank 0 only)."""
         for kind, text in self._warnings(record):
@@ -510,6 +520,7 @@ class TrainingRun:
             "val_at_selected_epoch": self.history[selected_epoch - 1].get("val"),
             "epochs": t.epochs,
             "paper_style": paper_style(self.history),
+            "warnings": self.warnings_drawn(),
             "wall_seconds": self.elapsed(),
             "processes": self.ctx.world_size,
             "branched_from": self.branched_from,

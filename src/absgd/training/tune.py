@@ -94,6 +94,7 @@ def run_trial(cfg: RunConfig, run_dir: Path, *, reporter: Any = None) -> dict[st
         "train_wall_seconds": None if final is None else final.get("wall_seconds"),
         "environment": None if final is None else final.get("environment"),
         "branched_from": None if final is None else final.get("branched_from"),
+        "warnings": None if final is None else final.get("warnings"),
     }
     if diverged is not None:
         record["diverged"] = diverged
