@@ -354,6 +354,9 @@ GRIDS: dict[str, Grid] = {
     # Does dividing by the class weights' mean under ABSGD's weights (instead of their batch
     # mean) stop the collapses of a fixed λ on DRW's class weights? Bases re-run at the same
     # commit so that every pair is like for like (same schedule as fmnist_lt).
+    # Re-run (2026-12-06, twelfth session; stated before running, results.md §9): its ABSGD
+    # methods with the step scale and the warnings recorded, a test of both warnings on runs
+    # they were not set from.
     "fmnist_lt_norm": Grid(
         config="cpu/fashion_mnist_lt_exp100_ce",
         settings={"exp, ratio 100": ("data.imbalance_ratio=100", "data.profile=exp")},
