@@ -26,6 +26,10 @@ method's run (else the first listed, marked †), and a line under the table nam
 partner. It pairs a method with base runs from more than one session without pairing across
 stage-1 models.
 ``--confidence LEVEL`` sets the paired intervals' level (default 0.95).
+``--train-prior`` adds to the paired table top-1 at the training prior: the per-class test
+accuracies weighted by the training set's class counts, the accuracy on a test set as skewed
+as the training set (balanced accuracy weighs the classes equally; a method that moves accuracy
+from the head classes to the tail can gain there and lose here).
 ``--per-class`` adds, for each pair, a table by class: both methods' mean accuracy, the
 paired difference with its interval (95 % unless ``--confidence``) and in how many seeds the
 method was higher.
@@ -88,6 +92,12 @@ def main(argv: list[str] | None = None) -> int:
         "e.g. 0.975 for the second of two looks at one comparison)",
     )
     p.add_argument(
+        "--train-prior",
+        action="store_true",
+        help="with --pair: also pair top-1 at the training prior (per-class accuracies "
+        "weighted by the training class counts)",
+    )
+    p.add_argument(
         "--per-class",
         action="store_true",
         help="with --pair: also tabulate each pair's accuracy and paired difference per class",
@@ -123,11 +133,13 @@ def main(argv: list[str] | None = None) -> int:
     shots = tuple(args.shots) if args.shots else None
     if not 0 < args.confidence < 1:
         p.error(f"--confidence must lie strictly between 0 and 1, got {args.confidence}")
-    if args.per_class and not args.pair:
-        p.error("--per-class tabulates the pairs given with --pair; give at least one --pair")
+    for flag, on in (("--per-class", args.per_class), ("--train-prior", args.train_prior)):
+        if on and not args.pair:
+            p.error(f"{flag} tabulates the pairs given with --pair; give at least one --pair")
     print(tables(args.files, shots))
     if args.pair:
-        print(pair_tables(args.files, [tuple(p) for p in args.pair], shots, args.confidence))
+        pairs = [tuple(p) for p in args.pair]
+        print(pair_tables(args.files, pairs, shots, args.confidence, args.train_prior))
     if args.per_class:
         print(per_class_tables(args.files, [tuple(p) for p in args.pair], args.confidence))
     if args.after_switch:

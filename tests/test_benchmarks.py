@@ -503,6 +503,36 @@ def test_per_class_table_pairs_each_class_by_seed_largest_class_first(tmp_path):
         main([str(path), "--per-class"])
 
 
+def test_train_prior_pairs_top1_with_the_classes_weighted_as_in_training(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from summarize import main
+    from summary import pair_tables, train_prior_top1
+
+    # 10 and 90 training images: a_0 = 0.5, a_1 = 0.9 gives (10·0.5 + 90·0.9) / 100 = 0.86
+    assert train_prior_top1({"per_class_accuracy": [0.5, 0.9], "train_class_counts": [10, 90]}) == (
+        pytest.approx(0.86)
+    )
+    assert train_prior_top1({"per_class_accuracy": [0.5, 0.9]}) is None  # counts not recorded
+
+    def run(method: str, seed: int, per_class: list[float]) -> dict:
+        row = _row(method, seed, None, 0.5)
+        row["metrics"].update(per_class_accuracy=per_class, train_class_counts=[10, 90])
+        return row
+
+    # AB moves accuracy to the rare class: +20 points there, −10 in the common one, so its
+    # balanced accuracy rises while top-1 at the training prior falls by 0.1·20 − 0.9·10 = −7
+    rows = [run("CE", s, [0.40 + 0.1 * s, 0.90]) for s in range(3)]
+    rows += [run("AB", s, [0.60 + 0.1 * s, 0.80]) for s in range(3)]
+    path = tmp_path / "r.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = pair_tables([str(path)], [("CE", "AB")], train_prior=True)
+    assert "| worst class | top-1 at the training prior | paper-style top-1 |" in text
+    assert "| -7.00 [-7.00, -7.00] | – |" in text
+    assert "training prior" not in pair_tables([str(path)], [("CE", "AB")])
+    with pytest.raises(SystemExit):  # --train-prior without a pair to tabulate
+        main([str(path), "--train-prior"])
+
+
 def test_candidates_of_an_unfinished_selection_are_not_averaged_together(tmp_path):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from summary import tables

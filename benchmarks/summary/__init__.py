@@ -14,6 +14,7 @@ from summary.runs import (
     same_stage_one,
     shot_accuracies,
     stage_one_end,
+    train_prior_top1,
 )
 from summary.stats import mean_std, paired, t_central, t_quantile
 from summary.switch import (
@@ -54,5 +55,6 @@ __all__ = [
     "t_quantile",
     "tables",
     "test_curve",
+    "train_prior_top1",
     "warning_kinds",
 ]

@@ -9,6 +9,8 @@ from summary.runs import level_note, method_groups, same_stage_one
 from summary.stats import mean_std, paired
 
 PAIRED = (("top-1", "top1"), ("balanced", "balanced_accuracy"), ("worst class", "worst_class"))
+TRAIN_PRIOR = ("top-1 at the training prior", "train_prior_top1")
+"""The optional column (``--train-prior``): top-1 with the classes weighted as in training."""
 
 
 def pair_tables(
@@ -16,16 +18,19 @@ def pair_tables(
     pairs: list[tuple[str, str]],
     shots: tuple[int, int] | None = None,
     level: float = 0.95,
+    train_prior: bool = False,
 ) -> str:
     """Paired differences METHOD − BASE (points), matched by seed, per grid and setting, with
-    ``level`` t intervals."""
+    ``level`` t intervals; ``train_prior`` adds top-1 at the training prior
+    (:func:`summary.runs.train_prior_top1`)."""
+    columns = (*PAIRED, TRAIN_PRIOR) if train_prior else PAIRED
     out = []
     for (grid, setting, device), methods in method_groups(paths, shots).items():
         present = [(b, m) for b, m in pairs if _has_base(methods, b) and m in methods]
         if not present:
             continue
         out.append(f"### {grid}: {setting} ({device}), paired by seed{level_note(level)}\n")
-        head = ["method − base", "seeds", *(name for name, _ in PAIRED), "paper-style top-1"]
+        head = ["method − base", "seeds", *(name for name, _ in columns), "paper-style top-1"]
         head.append("balanced by seed (* chose λ / target, † stage 1 differs)")
         marked = False
         partners = []
@@ -36,7 +41,7 @@ def pair_tables(
             cells = [f"{method} − {base_label(base)}", str(len(both))]
             if len(base_names(base)) > 1:
                 partners.append(f"{method}: {partners_text(both)}")
-            for _, key in (*PAIRED, ("", "paper_top1")):
+            for _, key in (*columns, ("", "paper_top1")):
                 diffs = [
                     100 * (m["metrics"][key] - b["metrics"][key])
                     for b, m in both

@@ -91,6 +91,17 @@ def same_stage_one(base: dict[str, Any], method: dict[str, Any]) -> bool | None:
     return None if not common else all(math.isclose(a[e], b[e], rel_tol=1e-6) for e in common)
 
 
+def train_prior_top1(metrics: dict[str, Any]) -> float | None:
+    """Top-1 on a test set whose classes occur as often as in training: the per-class
+    accuracies ``a_k`` weighted by the training counts ``n_k``, ``Σ n_k a_k / Σ n_k`` (what a
+    user whose data keep the training skew would see; ``None`` without the counts)."""
+    counts = metrics.get("train_class_counts")
+    accuracy = metrics.get("per_class_accuracy")
+    if not counts or not accuracy or len(counts) != len(accuracy) or sum(counts) <= 0:
+        return None
+    return sum(n * a for n, a in zip(counts, accuracy, strict=True)) / sum(counts)
+
+
 def method_groups(
     paths: list[str], shots: tuple[int, int] | None
 ) -> dict[tuple[str, str, str], dict[str, list[dict[str, Any]]]]:
@@ -101,7 +112,10 @@ def method_groups(
     runs, chosen = load(paths)
     for row in (r for r in runs if r.get("metrics") is not None):
         m = row["metrics"]
-        extra: dict[str, Any] = {"worst_class": min(m["per_class_accuracy"])}
+        extra: dict[str, Any] = {
+            "worst_class": min(m["per_class_accuracy"]),
+            "train_prior_top1": train_prior_top1(m),
+        }
         if shots is not None:
             extra.update(shot_accuracies(m, *shots))
         style = m.get("paper_style") or {}
