@@ -521,6 +521,16 @@ GRIDS: dict[str, Grid] = {
             "ABSGD + LDAM-DRW, λ = 30, re-run": _with(
                 Method(_REPRO_OURS_CPU["ABSGD + LDAM-DRW"].overrides), "objective.lam=30"
             ),
+            # Stated before running (2026-12-06, twelfth session; results.md §9, "The two
+            # warnings on runs they were not set from"): the batch mean's λ grids on CB-DRW and
+            # LDAM-DRW branched off CE and LDAM-DRW re-run at this setting, one epoch past the
+            # switch (--set train.epochs=17), a test of the large-step threshold 1.5.
+            "ABSGD + CB-DRW, branched": replace(
+                _REPRO_OURS_CPU["ABSGD + CB-DRW"], branch_from="CE"
+            ),
+            "ABSGD + LDAM-DRW, branched": replace(
+                _REPRO_OURS_CPU["ABSGD + LDAM-DRW"], branch_from="LDAM-DRW"
+            ),
         },
         common=(*_REPRO_COMMON, *_REPRO_CPU["ours"], "train.device=cpu"),
     ),
