@@ -35,9 +35,11 @@ paired difference with its interval (95 % unless ``--confidence``) and in how ma
 method was higher.
 ``--after-switch`` adds, per ABSGD method, the lowest effective sample size after the switch
 and the largest fall of validation balanced accuracy below the switch epoch (worst seed; "none
-(+r)" when it never fell below it, r its smallest rise).
+(+r)" when it never fell below it, r its smallest rise), and where runs recorded them the largest
+step scale and how many runs drew each warning ("(of n)" when only n of the runs recorded them).
 ``--candidates`` adds, per ABSGD method, every λ (or target) candidate on the seed that chose
-among them: the validation score that chose, and the test numbers, which only report.
+among them: the validation score that chose, and the test numbers, which only report (with the
+largest step scale and the warnings each drew, where recorded).
 ``--lam-scale`` adds one table over all files: every fixed-λ candidate on that seed with the
 training loss at the switch, λ divided by it, and the effective sample size after the switch
 (first epoch, lowest, last), to compare how sharp a λ was across losses and schedules.

@@ -445,6 +445,28 @@ def test_a_step_far_beyond_the_base_draws_one_warning_and_weighted_avoids_it(tmp
     assert scales[0] == pytest.approx(1.0) and max(scales[1:]) < 1.5 and warned == []
 
 
+def test_a_resumed_drw_run_keeps_its_large_step_warning_and_does_not_repeat_it(tmp_path):
+    # DRW's class weights start at the switch: when the run resumes, the objective is rebuilt
+    # without them, yet the warning drawn after the switch counts as drawn
+    cfg = _ce_absgd_cfg(
+        0.3,
+        "data.imbalance_ratio=8",
+        "objective.class_weighting=drw",
+        "objective.class_weighting_options={switch: 1, beta: 0.9999}",
+        "train.epochs=3",
+    )
+    first, then = _Messages(), _Messages()
+    with pytest.warns(UserWarning, match="step scale"), pytest.raises(RunInterrupted):
+        train(cfg, tmp_path / "run", reporter=first, stop_after_steps=2 * TINY_STEPS_PER_EPOCH + 1)
+    assert len([line for line in first.lines if "step scale" in line]) == 1  # at epoch 2
+    final = train(cfg, tmp_path / "run", resume=True, reporter=then)
+    scales = [r["step_scale"] for r in _history(tmp_path / "run")]
+    assert scales[2] > 1.5  # epoch 3 would warn again if the first had been forgotten
+    assert not [line for line in then.lines if "step scale" in line]
+    drawn = [(w["kind"], w["epoch"]) for w in final["warnings"] if w["kind"] == "large_step"]
+    assert drawn == [("large_step", 2)]
+
+
 def test_without_class_weights_a_rescaled_step_draws_no_large_step_warning(tmp_path):
     # λ < 0 rescaled to the mean loss multiplies the step by mean(l) / Σ p·l, above 1 by
     # design; the warning is about class weights divided by their batch mean, which are off

@@ -47,10 +47,17 @@ WARNING_LABELS = {"low_ess": "low ESS", "large_step": "large step"}
 
 
 def warning_kinds(row: dict[str, Any]) -> list[str] | None:
-    """The kinds of warning a run drew (``[]``: none), or ``None`` where its line does not say
-    (runs made before the warnings were recorded, or that diverged)."""
+    """The kinds of warning a run drew, in :data:`WARNING_LABELS`' order (``[]``: none), or
+    ``None`` where its line does not say (runs made before the warnings were recorded)."""
     drawn = row.get("warnings")
-    return None if drawn is None else [WARNING_LABELS.get(w["kind"], w["kind"]) for w in drawn]
+    if drawn is None:
+        return None
+    order = list(WARNING_LABELS)
+    kinds = sorted(
+        {w["kind"] for w in drawn},
+        key=lambda k: (k not in order, order.index(k) if k in order else 0, k),
+    )
+    return [WARNING_LABELS.get(k, k) for k in kinds]
 
 
 def drop_text(drop: float | None) -> str:
@@ -74,15 +81,17 @@ def switch_tables(paths: list[str]) -> str:
             drops = [d for _, d in stats if d is not None]
             scales = [s for s in map(largest_step_scale, rows) if s is not None]
             kinds = [k for k in map(warning_kinds, rows) if k is not None]
+            labels = list(dict.fromkeys([*WARNING_LABELS.values(), *(x for k in kinds for x in k)]))
             if ess or drops:
-                drawn = [f"{label} {sum(label in k for k in kinds)}" for label in
-                         WARNING_LABELS.values() if any(label in k for k in kinds)]  # fmt: skip
+                drawn = [f"{label} {sum(label in k for k in kinds)}" for label in labels
+                         if any(label in k for k in kinds)]  # fmt: skip
+                of = f" (of {len(kinds)})" if len(kinds) < len(rows) else ""
                 rows_out.append({
                     "method": method,
                     "lowest ESS": f"{min(ess):.3f}" if ess else "–",
                     "largest validation drop (points)": drop_text(max(drops)) if drops else "–",
                     "largest step scale": f"{max(scales):.2f}" if scales else None,
-                    "warnings (runs)": (", ".join(drawn) or "none") if kinds else None,
+                    "warnings (runs)": (", ".join(drawn) or "none") + of if kinds else None,
                     "runs": str(len(stats)),
                 })  # fmt: skip
         if rows_out:

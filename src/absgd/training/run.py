@@ -214,7 +214,10 @@ class TrainingRun:
             self.scaler.load_state_dict(state["scaler"])
         self.train_loader.load_state_dict(state["loader"])
         self.history = list(state["history"])
-        self.warned = {kind for r in self.history for kind, _ in self._warnings(r)}
+        # what the history says it warned about, and for lines written before warnings were
+        # recorded, what their numbers call for
+        self.warned = {w["kind"] for r in self.history for w in r.get("warnings", ())}
+        self.warned |= {kind for r in self.history for kind, _ in self._warnings(r)}
         self.best = dict(state["best"])
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         self.wall_before = float(state["wall_seconds"])
@@ -411,6 +414,9 @@ class TrainingRun:
                 record["test"] = compact(self.evaluate("test"))
         except NaNLogitsError as err:  # finite but huge parameters overflow in the forward
             raise diverged(epoch, self.step, f"evaluating the model gave NaN ({err})") from err
+        drawn = [(kind, text) for kind, text in self._warnings(record) if kind not in self.warned]
+        if drawn:  # in metrics.jsonl, so a diverged or resumed run keeps them
+            record["warnings"] = [{"kind": kind, "text": text} for kind, text in drawn]
         self.history.append(record)
         score = _selection_score(record, t.select)
         improved = t.select != "last" and score is not None and score > self.best["score"]
@@ -424,7 +430,7 @@ class TrainingRun:
             for logger in self.loggers:
                 logger.log(self.history)
         self.report.epoch_end(record)
-        self._warn(record)
+        self._warn(drawn)
         if (
             self.epoch == t.epochs
             or self.epoch % t.checkpoint_every == 0
@@ -440,6 +446,8 @@ class TrainingRun:
         lam = record.get("lam")
         lam_value = None if lam is None else float(lam)  # json_number writes ∞ as "inf"
         epoch = int(record["epoch"]) - 1
+        schedule = self.objective.class_weighting  # the class weights of that epoch, not now's
+        class_weights_on = schedule is not None and schedule(epoch) is not None
         texts = {
             "low_ess": low_ess_warning(
                 epoch, record.get("effective_sample_size"), lam_value, weighting.target_ess
@@ -452,26 +460,25 @@ class TrainingRun:
                 lam_value,
                 1.0 / weighting.alpha + weighting.uniform,
             )
-            if self.objective.class_weight is not None
+            if class_weights_on
             else None,
         }
         return [(kind, text) for kind, text in texts.items() if text is not None]
 
     def warnings_drawn(self) -> list[dict[str, Any]]:
-        """The first warning of each kind over the run's history, as ``{"kind", "epoch",
-        "text"}`` (``final.json["warnings"]``; rebuilt from ``metrics.jsonl``, so a resumed run
-        lists what it warned about before the interruption)."""
-        first: dict[str, dict[str, Any]] = {}
-        for record in self.history:
-            for kind, text in self._warnings(record):
-                first.setdefault(kind, {"kind": kind, "epoch": int(record["epoch"]), "text": text})
-        return list(first.values())
+        """The warnings the run drew, as ``{"kind", "epoch", "text"}`` (``final.json``), from
+        the history's records (``metrics.jsonl``), so a resumed run lists those it drew before
+        the interruption."""
+        return [
+            {"kind": w["kind"], "epoch": int(r["epoch"]), "text": w["text"]}
+            for r in self.history
+            for w in r.get("warnings", ())
+        ]
 
-    def _warn(self, record: dict[str, Any]) -> None:
-        """Warn once per run and kind, on every rank (the Reporter speaks on rank 0 only)."""
-        for kind, text in self._warnings(record):
-            if kind in self.warned:
-                continue
+    def _warn(self, drawn: list[tuple[str, str]]) -> None:
+        """Warn about what an epoch drew (once per run and kind), on every rank (the Reporter
+        speaks on rank 0 only)."""
+        for kind, text in drawn:
             self.warned.add(kind)
             warnings.warn(text, UserWarning, stacklevel=2)
             self.report.message(f"warning: {text}")

@@ -94,11 +94,23 @@ def run_trial(cfg: RunConfig, run_dir: Path, *, reporter: Any = None) -> dict[st
         "train_wall_seconds": None if final is None else final.get("wall_seconds"),
         "environment": None if final is None else final.get("environment"),
         "branched_from": None if final is None else final.get("branched_from"),
-        "warnings": None if final is None else final.get("warnings"),
+        "warnings": final.get("warnings") if final is not None else _drawn(run_dir),
     }
     if diverged is not None:
         record["diverged"] = diverged
     return record
+
+
+def _drawn(run_dir: Path) -> list[dict[str, Any]]:
+    """The warnings a run without ``final.json`` (it diverged) drew, from its
+    ``metrics.jsonl`` (as ``final.json["warnings"]`` lists them)."""
+    path = run_dir / "metrics.jsonl"
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    return [
+        {"kind": w["kind"], "epoch": r.get("epoch"), "text": w["text"]}
+        for r in map(json.loads, filter(str.strip, lines))
+        for w in r.get("warnings", ())
+    ]
 
 
 def _curve(path: Path) -> list[dict[str, Any]]:
