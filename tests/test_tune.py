@@ -77,7 +77,7 @@ def test_tune_selects_on_validation_and_resumes(tmp_path: Path):
 
 
 def test_the_curve_carries_test_accuracy_only_on_the_epochs_that_evaluated_it(tmp_path: Path):
-    from absgd.training.tune import _curve
+    from absgd.training.tune import _curve, _history
 
     lines = [
         {"epoch": 1, "lam": "inf", "train_loss": 2.0,
@@ -88,7 +88,7 @@ def test_the_curve_carries_test_accuracy_only_on_the_epochs_that_evaluated_it(tm
     ]  # fmt: skip
     path = tmp_path / "metrics.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in lines))
-    first, second = _curve(path)
+    first, second = _curve(_history(path))
     assert first["test_top1"] is None and first["test_balanced_accuracy"] is None
     assert first["val_worst_class"] == 0.2 and first["ess"] is None
     assert second == {

@@ -52,10 +52,9 @@ def warning_kinds(row: dict[str, Any]) -> list[str] | None:
     drawn = row.get("warnings")
     if drawn is None:
         return None
-    order = list(WARNING_LABELS)
+    order = list(WARNING_LABELS)  # known kinds first, in this order; others after, by name
     kinds = sorted(
-        {w["kind"] for w in drawn},
-        key=lambda k: (k not in order, order.index(k) if k in order else 0, k),
+        {w["kind"] for w in drawn}, key=lambda k: (order.index(k) if k in order else len(order), k)
     )
     return [WARNING_LABELS.get(k, k) for k in kinds]
 

@@ -5,9 +5,17 @@ beyond its base's."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["LARGE_STEP", "LOW_ESS", "Reporter", "large_step_warning", "low_ess_warning"]
+__all__ = [
+    "LARGE_STEP",
+    "LOW_ESS",
+    "Reporter",
+    "drawn_warnings",
+    "large_step_warning",
+    "low_ess_warning",
+]
 
 
 class Reporter:
@@ -98,3 +106,14 @@ def large_step_warning(
         "objective.normalize_class_weights=weighted keeps it at the weights' sum. Check "
         "validation accuracy after the switch"
     )
+
+
+def drawn_warnings(history: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The warnings a run drew, ``{"kind", "epoch", "text"}`` each, from its per-epoch records
+    (``metrics.jsonl``, where the epoch that drew a warning keeps it under ``warnings``): what
+    ``final.json["warnings"]`` lists."""
+    return [
+        {"kind": w["kind"], "epoch": int(r["epoch"]), "text": w["text"]}
+        for r in history
+        for w in r.get("warnings", ())
+    ]

@@ -57,7 +57,12 @@ from absgd.training.evaluation import (
 )
 from absgd.training.loggers import build_loggers
 from absgd.training.meters import EpochMeters
-from absgd.training.reporting import Reporter, large_step_warning, low_ess_warning
+from absgd.training.reporting import (
+    Reporter,
+    drawn_warnings,
+    large_step_warning,
+    low_ess_warning,
+)
 from absgd.training.run_dir import (
     FINAL_TEST_KEYS,
     compact,
@@ -465,16 +470,6 @@ class TrainingRun:
         }
         return [(kind, text) for kind, text in texts.items() if text is not None]
 
-    def warnings_drawn(self) -> list[dict[str, Any]]:
-        """The warnings the run drew, as ``{"kind", "epoch", "text"}`` (``final.json``), from
-        the history's records (``metrics.jsonl``), so a resumed run lists those it drew before
-        the interruption."""
-        return [
-            {"kind": w["kind"], "epoch": int(r["epoch"]), "text": w["text"]}
-            for r in self.history
-            for w in r.get("warnings", ())
-        ]
-
     def _warn(self, drawn: list[tuple[str, str]]) -> None:
         """Warn about what an epoch drew (once per run and kind), on every rank (the Reporter
         speaks on rank 0 only)."""
@@ -527,7 +522,7 @@ class TrainingRun:
             "val_at_selected_epoch": self.history[selected_epoch - 1].get("val"),
             "epochs": t.epochs,
             "paper_style": paper_style(self.history),
-            "warnings": self.warnings_drawn(),
+            "warnings": drawn_warnings(self.history),  # a resumed run's too
             "wall_seconds": self.elapsed(),
             "processes": self.ctx.world_size,
             "branched_from": self.branched_from,

@@ -26,6 +26,7 @@ from typing import Any
 from absgd.fileio import write_json, write_text
 from absgd.training.checkpoint import CHECKPOINT_NAME
 from absgd.training.config import RunConfig, comparable, config_to_dict, dump_yaml, load_config
+from absgd.training.reporting import drawn_warnings
 
 __all__ = [
     "METRICS",
@@ -85,48 +86,41 @@ def run_trial(cfg: RunConfig, run_dir: Path, *, reporter: Any = None) -> dict[st
     except TrainingDiverged as err:
         diverged = str(err)
     o = cfg.objective
+    history = _history(run_dir / "metrics.jsonl")
     record: dict[str, Any] = {
         "metrics": None if final is None else {k: final.get(k) for k in METRICS},
         "val": None if final is None else final.get("val_at_selected_epoch"),
         "switch_epoch": o.lam_switch if o.weighting == "absgd" else None,
-        "curve": _curve(run_dir / "metrics.jsonl"),
+        "curve": _curve(history),
         "run_wall_seconds": time.perf_counter() - started,
         "train_wall_seconds": None if final is None else final.get("wall_seconds"),
         "environment": None if final is None else final.get("environment"),
         "branched_from": None if final is None else final.get("branched_from"),
-        "warnings": final.get("warnings") if final is not None else _drawn(run_dir),
+        # a diverged run has no final.json; its metrics.jsonl keeps what it warned about
+        "warnings": final.get("warnings") if final is not None else drawn_warnings(history),
     }
     if diverged is not None:
         record["diverged"] = diverged
     return record
 
 
-def _drawn(run_dir: Path) -> list[dict[str, Any]]:
-    """The warnings a run without ``final.json`` (it diverged) drew, from its
-    ``metrics.jsonl`` (as ``final.json["warnings"]`` lists them)."""
-    path = run_dir / "metrics.jsonl"
-    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
-    return [
-        {"kind": w["kind"], "epoch": r.get("epoch"), "text": w["text"]}
-        for r in map(json.loads, filter(str.strip, lines))
-        for w in r.get("warnings", ())
-    ]
+def _history(path: Path) -> list[dict[str, Any]]:
+    """A run's per-epoch records (``metrics.jsonl``; none if it has not ended an epoch)."""
+    if not path.is_file():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
 
 
-def _curve(path: Path) -> list[dict[str, Any]]:
+def _curve(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per epoch: λ in force, effective sample size (and step scale, where the run recorded
     it), training loss, validation balanced /
     top-1 / worst-class accuracy (what shows a collapse after a switch) and, on the epochs
     that evaluated it (``train.test_every``), test top-1 and balanced accuracy: the curve of
     a report (e.g. a clean test set falling as the noisy labels are memorised), never read
     for selection."""
-    if not path.is_file():
-        return []
     curve = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        r = json.loads(line)
+    for r in history:
         val = r.get("val") or {}
         test = r.get("test") or {}
         per_class = val.get("per_class_accuracy")
