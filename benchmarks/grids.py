@@ -653,6 +653,20 @@ GRIDS: dict[str, Grid] = {
                 _with(_LDAM_BASE_STEP, "objective.normalize_class_weights=weighted"),
                 branch_from="LDAM-DRW",
             ),
+            # Stated before running (2026-12-06, thirteenth session; results.md §7, "A milder
+            # λ at LDAM-DRW's step"): the pairs above paid 3.5 to 30 points of top-1 at the
+            # training prior for their balanced gain. Two fixed settings validation did not
+            # choose, neither selected on anything: λ = 300 under the batch mean (the
+            # `λ = 300, base step` method above, branched the same way) and λ = 100 under
+            # `weighted`, seeds 0-4, each branched off its seed's LDAM-DRW run.
+            "ABSGD + LDAM-DRW, weighted norm, λ = 100, branched": Method(
+                (
+                    *_LDAM_BASE_STEP.overrides,
+                    "objective.normalize_class_weights=weighted",
+                    "objective.lam=100.0",
+                ),
+                branch_from="LDAM-DRW",
+            ),
             # The authors' README command for CIFAR-10 (exp, ratio 10): ABSGD + CB-DRW with
             # λ = 5, γ = 0.7, α = 0.5, their λ for exactly this setting. Stated before
             # running: a fixed method, no grid, 3 seeds, paired with CB-DRW.
