@@ -248,6 +248,59 @@ def test_state_dict_resumes_exactly(kind: str, tmp_path) -> None:
         assert ra == rb
 
 
+@pytest.mark.parametrize("kind", ["ess", "mean"])
+def test_a_resumed_meter_equals_the_left_fold_of_its_batches_at_every_split(kind, tmp_path):
+    # A float sum depends on its order. Both meters fold their batches in the order they were
+    # added, as a Python loop would, so a meter saved after any batch and resumed ends on the
+    # same bits as one that never stopped (the resumed-run test compares final.json exactly).
+    g = torch.Generator().manual_seed(3)
+    weights = [torch.rand(3 + n % 40, generator=g, dtype=torch.float64) ** 3 for n in range(200)]
+    per_batch = [
+        float(w.sum() ** 2 / (len(w) * (w * w).sum())) if kind == "ess" else float(w.sum())
+        for w in weights
+    ]
+    expected = 0.0
+    for value in per_batch:  # the reference: a left fold in float64
+        expected += value
+    expected /= len(per_batch)
+
+    def make():
+        return EffectiveSampleSizeMeter() if kind == "ess" else MeanMeter()
+
+    def feed(meter, w):
+        meter.update(w if kind == "ess" else w.sum())
+
+    straight = make()
+    for w in weights:
+        feed(straight, w)
+    assert straight.compute() == expected
+    splits = {0, 1, 2, 7, 13, 64, 101, 150, len(weights) - 1, len(weights)}
+    for split in sorted(splits):
+        first = make()
+        for w in weights[:split]:
+            feed(first, w)
+        torch.save(first.state_dict(), tmp_path / "meter.pt")
+        resumed = make()
+        resumed.load_state_dict(torch.load(tmp_path / "meter.pt", weights_only=True))
+        for w in weights[split:]:
+            feed(resumed, w)
+        assert resumed.compute() == expected, split
+        # saved twice without a batch between: the same state (a save folds nothing twice)
+        again = make()
+        again.load_state_dict(resumed.state_dict())
+        again.load_state_dict(again.state_dict())
+        assert again.compute() == expected, split
+
+
+def test_mean_meter_loads_a_state_saved_in_the_two_part_form() -> None:
+    # checkpoints written before the batches were folded in order keep [total, zeros]
+    meter = MeanMeter()
+    saved = [torch.tensor([7.5, 3.0], dtype=torch.float64), torch.zeros(2, dtype=torch.float64)]
+    meter.load_state_dict({"state": saved})
+    meter.update(torch.tensor(0.5, dtype=torch.float64))
+    assert meter.compute() == 2.0
+
+
 def test_load_state_dict_checks_the_options() -> None:
     meter = ConfusionMeter(4)
     meter.update(torch.tensor([0, 1]), torch.tensor([0, 1]))

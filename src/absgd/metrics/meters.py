@@ -97,6 +97,14 @@ def _same_count_on_every_rank(count: Tensor, group: dist.ProcessGroup | None, wh
     return most
 
 
+def _fold_in_order(total: Tensor, values: Tensor) -> Tensor:
+    """``((total + v_1) + v_2) + …``, one value at a time in the order given. A float sum
+    depends on its order; folded this way, a meter saved after any batch and resumed ends on
+    the bits of one that never stopped (on the CPU, whose scan is sequential; a GPU scan may
+    associate otherwise)."""
+    return torch.cat([total.reshape(1), values.to(total.dtype)]).cumsum(0)[-1]
+
+
 class _Meter:
     """Lazily allocated device state (a list of tensors) with reset, all-reduce and
     ``state_dict`` / ``load_state_dict`` for exact resumption."""
@@ -431,11 +439,13 @@ class EffectiveSampleSizeMeter(_Meter):
         return torch.where(positive, ess, torch.zeros_like(ess))
 
     def _folded(self, state: Tensor) -> Tensor:
-        """``state`` plus this rank's batches not yet folded in, each taken on its own."""
+        """``state`` plus this rank's batches not yet folded in, each taken on its own and
+        added in order."""
         if not self._steps:
             return state
         ess = self._ess(torch.stack(self._steps))
-        return state + torch.stack([ess.sum(), torch.full_like(ess.sum(), len(self._steps))])
+        total = _fold_in_order(state[0], ess)
+        return torch.stack([total, state[1] + len(self._steps)])
 
     def reset(self) -> None:
         super().reset()
@@ -463,7 +473,8 @@ class EffectiveSampleSizeMeter(_Meter):
             ess = self._ess(sums)
             world = dist.get_world_size(group)
             # every rank adds its 1/world share, so that the sum below counts each batch once
-            state += torch.stack([ess.sum(), torch.full_like(ess.sum(), most)]) / world
+            state[0] = _fold_in_order(state[0], ess / world)
+            state[1] += most / world
             self._steps.clear()
         dist.all_reduce(state, op=dist.ReduceOp.SUM, group=group)
 
@@ -476,11 +487,12 @@ class EffectiveSampleSizeMeter(_Meter):
 
 
 class MeanMeter(_Meter):
-    """Mean of one number per batch, on the device. Under torch.distributed, :meth:`all_reduce`
-    makes it the mean over the global steps of the mean over the ranks (for a per-rank quantity
-    that the gradient average averages, such as the objective's step scale, the value of the
-    global batch), so it does not depend on the number of processes. Every rank must then have
-    added the same number of batches.
+    """Mean of one number per batch, on the device, the numbers added in the order they came
+    (so that a resumed meter ends on the bits of one that never stopped). Under
+    torch.distributed, :meth:`all_reduce` makes it the mean over the global steps of the mean
+    over the ranks (for a per-rank quantity that the gradient average averages, such as the
+    objective's step scale, the value of the global batch), so it does not depend on the number
+    of processes. Every rank must then have added the same number of batches.
 
     >>> meter = MeanMeter()
     >>> meter.update(torch.tensor(1.0))
@@ -491,41 +503,60 @@ class MeanMeter(_Meter):
 
     def __init__(self, *, device: torch.device | str | None = None) -> None:
         super().__init__(device)
+        self._values: list[Tensor] = []  # this rank's numbers not yet folded in
 
     def _new_state(self, device: torch.device) -> list[Tensor]:
-        # [Σ value, batches] folded in (summed over ranks), and this rank's since then
-        dtype = _state_dtype(device)
-        return [torch.zeros(2, dtype=dtype, device=device) for _ in range(2)]
+        return [torch.zeros(2, dtype=_state_dtype(device), device=device)]  # [Σ value, batches]
 
     def update(self, value: ArrayLike) -> None:
         """Add one batch's number (a scalar)."""
         v = _as_tensor(value)
         if v.numel() != 1:
             raise ValueError(f"value must be a single number, got shape {tuple(v.shape)}")
-        _, pending = self._ensure(v.device)
-        v = v.reshape(()).to(self._device, dtype=pending.dtype, non_blocking=True)
-        pending += torch.stack([v, torch.ones_like(v)])
+        (state,) = self._ensure(v.device)
+        self._values.append(v.reshape(()).to(self._device, dtype=state.dtype, non_blocking=True))
+
+    def _folded(self, state: Tensor) -> Tensor:
+        if not self._values:
+            return state
+        total = _fold_in_order(state[0], torch.stack(self._values))
+        return torch.stack([total, state[1] + len(self._values)])
+
+    def reset(self) -> None:
+        super().reset()
+        self._values.clear()
 
     def state_dict(self) -> dict[str, Any]:
         """The accumulated state, this rank's batches folded in (call :meth:`all_reduce`
         first in a multi-process run)."""
-        if self._state is None:
-            return {**self._config(), "state": None}
-        folded, pending = self._state
-        return {**self._config(), "state": [(folded + pending).clone(), torch.zeros_like(folded)]}
+        state = None if self._state is None else [self._folded(self._state[0]).detach().clone()]
+        return {**self._config(), "state": state}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        tensors = state_dict["state"]
+        if tensors is not None and len(tensors) == 2:
+            # saved before the numbers were folded in order: [Σ folded, batches] and the
+            # unfolded rest (zero in every saved state)
+            state_dict = {**state_dict, "state": [tensors[0] + tensors[1]]}
+        super().load_state_dict(state_dict)
+        self._values.clear()
 
     def all_reduce(self, group: dist.ProcessGroup | None = None) -> None:
-        """Fold in each rank's batches as its ``1/world`` share of the global steps, then sum
+        """Fold in each rank's numbers as its ``1/world`` share of the global steps, then sum
         over the ranks (a collective)."""
-        folded, pending = self._state_to_reduce()
-        _same_count_on_every_rank(pending[1], group, "the mean over global steps")
-        folded += pending / dist.get_world_size(group)
-        pending.zero_()
-        dist.all_reduce(folded, op=dist.ReduceOp.SUM, group=group)
+        (state,) = self._state_to_reduce()
+        count = torch.tensor(float(len(self._values)), dtype=state.dtype, device=state.device)
+        _same_count_on_every_rank(count, group, "the mean over global steps")
+        world = dist.get_world_size(group)
+        if self._values:
+            state[0] = _fold_in_order(state[0], torch.stack(self._values) / world)
+            state[1] += len(self._values) / world
+            self._values.clear()
+        dist.all_reduce(state, op=dist.ReduceOp.SUM, group=group)
 
     def compute(self) -> float:
         """The mean over the batches added (NaN if none)."""
         if self._state is None:
             return math.nan
-        total, batches = (self._state[0] + self._state[1]).cpu().tolist()
+        total, batches = self._folded(self._state[0]).cpu().tolist()
         return total / batches if batches else math.nan
