@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import signal
@@ -38,6 +39,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -105,54 +107,90 @@ def launch(plan: list[dict[str, Any]], work: Path, budget: float) -> dict[str, A
     return {"launched": now, "finish_by": now + budget, "jobs": jobs}
 
 
+def rate(samples: list[tuple[float, int]], now: float, epochs: int, window: float) -> float | None:
+    """Add the sample ``(now, epochs)`` to a job's ``samples``, forget those older than
+    ``window`` seconds, and return its epochs per second over what is left (``None`` until an
+    epoch has ended within the window)."""
+    samples.append((now, epochs))
+    while samples and now - samples[0][0] > window:
+        samples.pop(0)
+    if len(samples) >= 2 and samples[-1][1] > samples[0][1]:
+        return (samples[-1][1] - samples[0][1]) / (samples[-1][0] - samples[0][0])
+    return None
+
+
+def choose_stop(
+    jobs: list[dict[str, Any]],
+    *,
+    since_launch: float,
+    budget: float,
+    window: float,
+    protect: int,
+    since_last_stop: float,
+    waiting: Callable[[dict[str, Any]], bool],
+) -> dict[str, Any] | None:
+    """The job to stop now, if any. ``jobs`` are all of the plan's jobs in priority order,
+    each with its ``fate`` and, where measured, ``projected_end_s`` (seconds from the launch).
+    A job is stopped only after two windows, while some running job is projected past
+    ``budget``, at most one every 0.75 window: the lowest-priority running job that is not
+    among the first ``protect``, unless every such job only ``waiting`` (``grid.py --wait``),
+    which takes no GPU."""
+    running = [j for j in jobs if j["fate"] == "running"]
+    late = since_launch > 2 * window and any(
+        j.get("projected_end_s", 0.0) > budget for j in running
+    )
+    victims = [j for j in running if jobs.index(j) >= protect]
+    if not late or not victims or since_last_stop <= 0.75 * window:
+        return None
+    if all(waiting(j) for j in victims):
+        return None
+    return victims[-1]
+
+
 def watch(
     work: Path, state: dict[str, Any], stop_in: float, protect: int, epochs: int, window: float
 ) -> None:
     stop_at = time.time() + stop_in
     samples: dict[str, list[tuple[float, int]]] = {j["name"]: [] for j in state["jobs"]}
-    last_kill = 0.0
+    last_stop = -math.inf
+    budget = state["finish_by"] - state["launched"]
     while True:
         now = time.time()
-        running = []
+        since_launch = now - state["launched"]
         for job in state["jobs"]:
             job["epochs"] = _epochs(work / "runs" / job["name"])
             if job["fate"] == "running" and not _alive(job["pid"]):
                 job["fate"] = "ended"
             if job["fate"] == "running":
-                running.append(job)
-                s = samples[job["name"]]
-                s.append((now, job["epochs"]))
-                while s and now - s[0][0] > window:
-                    s.pop(0)
-                if len(s) >= 2 and s[-1][1] > s[0][1]:
-                    job["rate"] = (s[-1][1] - s[0][1]) / (s[-1][0] - s[0][0])
-                    job["projected_end_s"] = (
-                        now - state["launched"] + ((epochs - job["epochs"]) / job["rate"])
-                    )
-        late = [
-            j for j in running
-            if j.get("projected_end_s", 0.0) > state["finish_by"] - state["launched"]
-            and now - state["launched"] > 2 * window
-        ]  # fmt: skip
-        # the lowest-priority job goes first, waiting (grid.py --wait) or not, while some
-        # job that may be stopped trains; jobs that only wait take no GPU, so none of them is
-        # stopped when no such job trains
-        victims = [j for j in running if state["jobs"].index(j) >= protect]
-        if all(_waiting(work / f"{j['name']}.log") for j in victims):
-            victims = []
-        if late and victims and now - last_kill > 0.75 * window:
-            victim = victims[-1]
+                measured = rate(samples[job["name"]], now, job["epochs"], window)
+                if measured is not None:
+                    job["rate"] = measured
+                    job["projected_end_s"] = since_launch + (epochs - job["epochs"]) / measured
+        victim = choose_stop(
+            state["jobs"],
+            since_launch=since_launch,
+            budget=budget,
+            window=window,
+            protect=protect,
+            since_last_stop=now - last_stop,
+            waiting=lambda job: _waiting(work / f"{job['name']}.log"),
+        )
+        if victim is not None:
+            late = [
+                j["name"] for j in state["jobs"]
+                if j["fate"] == "running" and j.get("projected_end_s", 0.0) > budget
+            ]  # fmt: skip
             os.killpg(victim["pid"], signal.SIGTERM)
-            victim["fate"] = f"stopped at {now - state['launched']:.1f} s (budget)"
-            last_kill = now
-            print(f"stopped {victim['name']}: {[j['name'] for j in late]} ran late", flush=True)
-            for job in running:  # the others' rates change: measure again, project anew
+            victim["fate"] = f"stopped at {since_launch:.1f} s (budget)"
+            last_stop = now
+            print(f"stopped {victim['name']}: {late} ran late", flush=True)
+            for job in state["jobs"]:  # the others' rates change: measure again, project anew
                 samples[job["name"]].clear()
                 job.pop("projected_end_s", None)
         _write_state(work, state)
         line = " ".join(f"{j['name']}:{j['epochs']}" for j in state["jobs"])
-        print(f"[{now - state['launched']:4.0f} s] {line}", flush=True)
-        if not running or now >= stop_at:
+        print(f"[{since_launch:4.0f} s] {line}", flush=True)
+        if not any(j["fate"] == "running" for j in state["jobs"]) or now >= stop_at:
             return
         time.sleep(min(window / 6, max(0.0, stop_at - now)))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 import signal
 import subprocess
@@ -888,34 +889,78 @@ def test_gpu_wave_tells_a_waiting_job_by_its_last_output_line(tmp_path):
     assert not _waiting(log)
 
 
-def test_gpu_wave_stops_no_job_while_those_it_may_stop_only_wait(tmp_path):
-    slow = ["--set", "train.epochs=100000"]
-    nowhere = ["--base-runs", "{work}/runs/nowhere", "--wait", "60"]
-    plan = _wave_plan(
-        tmp_path,
-        [
-            ("first", ["--methods", "CE", "--only-seeds", "0", *slow]),
-            ("waiter", ["--methods", "ABSGD, branched", "--lams", "1", *nowhere]),
-            ("third", ["--methods", "ABSGD", "--lams", "1", *slow]),
-        ],
-        grid="smoke_branch",
-    )
-    work = tmp_path / "w"
-    # stops begin after two windows (8 s), once the waiting job has said that it waits
-    common = ("--work", str(work), "--budget", "5", "--window", "4", "--epochs", "100000")
-    state: dict = {}
+def _gpu_wave():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
-        _run("gpu_wave.py", str(plan), *common, "--stop-in", "25")
-        state = json.loads((work / "state.json").read_text())
-        fates = {j["name"]: j["fate"] for j in state["jobs"]}
-        # the last-listed job trained and was stopped; then only the waiting one was left to
-        # stop, and it takes no GPU
-        assert fates["third"].startswith("stopped")
-        assert fates["first"] == fates["waiter"] == "running"
+        import gpu_wave
     finally:
-        for job in state.get("jobs", []):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(job["pid"], signal.SIGKILL)
+        sys.path.remove(str(ROOT / "benchmarks"))
+    return gpu_wave
+
+
+def test_gpu_wave_measures_a_rate_over_its_window_only():
+    rate = _gpu_wave().rate
+    samples: list = []
+    assert rate(samples, 0.0, 0, window=10) is None  # one sample
+    assert rate(samples, 4.0, 0, window=10) is None  # no epoch ended yet
+    assert rate(samples, 8.0, 2, window=10) == 2 / 8
+    # the sample at 0 s falls out of the window: (5 - 0) epochs over 12 - 4 seconds
+    assert rate(samples, 12.0, 5, window=10) == 5 / 8
+    assert [t for t, _ in samples] == [4.0, 8.0, 12.0]
+
+
+def test_gpu_wave_chooses_which_job_to_stop_on_a_scripted_clock():
+    choose = _gpu_wave().choose_stop
+
+    def jobs(*specs):  # (name, fate, projected end or None)
+        out = []
+        for name, fate, end in specs:
+            job = {"name": name, "fate": fate}
+            if end is not None:
+                job["projected_end_s"] = end
+            out.append(job)
+        return out
+
+    never = lambda job: False  # noqa: E731
+    plan = jobs(("a", "running", 50.0), ("b", "running", 120.0), ("c", "running", 90.0))
+    kw = dict(budget=100.0, window=10.0, protect=1, waiting=never)
+    # b is projected past the budget; nothing is stopped during the first two windows
+    assert choose(plan, since_launch=20.0, since_last_stop=math.inf, **kw) is None
+    # then the last-listed running job goes first, though b is the late one
+    assert choose(plan, since_launch=21.0, since_last_stop=math.inf, **kw)["name"] == "c"
+    # at most one every 0.75 window
+    plan[2]["fate"] = "stopped"
+    assert choose(plan, since_launch=25.0, since_last_stop=7.5, **kw) is None
+    assert choose(plan, since_launch=29.0, since_last_stop=7.6, **kw)["name"] == "b"
+    # the protected first job is never stopped, however late
+    plan[1]["fate"] = "stopped"
+    plan[0]["projected_end_s"] = 1e9
+    assert choose(plan, since_launch=60.0, since_last_stop=math.inf, **kw) is None
+    # no projection yet (no epoch ended in the window): not late
+    fresh = jobs(("a", "running", None), ("b", "running", None))
+    assert choose(fresh, since_launch=60.0, since_last_stop=math.inf, **kw) is None
+    # ended jobs are not stopped and their stale projections do not count
+    done = jobs(("a", "running", 50.0), ("b", "ended", 500.0), ("c", "running", 60.0))
+    assert choose(done, since_launch=60.0, since_last_stop=math.inf, **kw) is None
+
+
+def test_gpu_wave_stops_no_job_while_those_it_may_stop_only_wait():
+    choose = _gpu_wave().choose_stop
+    plan = [
+        {"name": "first", "fate": "running", "projected_end_s": 1e6},
+        {"name": "waiter", "fate": "running"},
+        {"name": "third", "fate": "running", "projected_end_s": 1e6},
+    ]
+    waits = lambda job: job["name"] == "waiter"  # noqa: E731
+    kw = dict(since_launch=100.0, budget=5.0, window=4.0, protect=1, waiting=waits)
+    # a job that may be stopped trains: the last listed goes, waiting or not
+    assert choose(plan, since_last_stop=math.inf, **kw)["name"] == "third"
+    plan[2]["fate"] = "stopped at 9.0 s (budget)"
+    # then only the waiting one is left to stop, and it takes no GPU: none is stopped
+    assert choose(plan, since_last_stop=math.inf, **kw) is None
+    # once it trains, it is stopped
+    kw["waiting"] = lambda job: False
+    assert choose(plan, since_last_stop=math.inf, **kw) == plan[1]
 
 
 def test_gpu_wave_stops_the_last_listed_job_first_and_keeps_the_protected_one(tmp_path):
@@ -929,12 +974,21 @@ def test_gpu_wave_stops_the_last_listed_job_first_and_keeps_the_protected_one(tm
         ],
     )
     work, packed = tmp_path / "w", tmp_path / "out"
-    common = ("--work", str(work), "--budget", "5", "--window", "1", "--epochs", "100000")
+    # A rate needs an epoch to end within the window. Short calls, each watching the jobs the
+    # first launched, until both stops happened: a slow start under load only takes longer.
+    common = ("--work", str(work), "--budget", "5", "--window", "3", "--epochs", "100000")
     state: dict = {}
     try:
-        _run("gpu_wave.py", str(plan), *common, "--stop-in", "25", "--pack", str(packed),
-             "--checkpoints")  # fmt: skip
-        state = json.loads((work / "state.json").read_text())
+        pids = None
+        for _ in range(40):
+            _run("gpu_wave.py", str(plan), *common, "--stop-in", "8", "--pack", str(packed),
+                 "--checkpoints")  # fmt: skip
+            state = json.loads((work / "state.json").read_text())
+            # later calls watch the same jobs: nothing is launched again
+            assert pids is None or [j["pid"] for j in state["jobs"]] == pids
+            pids = [j["pid"] for j in state["jobs"]]
+            if sum(j["fate"].startswith("stopped") for j in state["jobs"]) == 2:
+                break
         fates = {j["name"]: j["fate"] for j in state["jobs"]}
         assert fates["first"] == "running"  # protected (--protect 1), outlives the call
         stopped = {n: float(f.split()[2]) for n, f in fates.items() if f.startswith("stopped")}
@@ -956,10 +1010,6 @@ def test_gpu_wave_stops_the_last_listed_job_first_and_keeps_the_protected_one(tm
         names = {n.split("/")[1] for n in saved}
         assert with_epochs <= names
         assert names - with_epochs <= set(stopped)
-        # A later call watches the same jobs: nothing is launched again.
-        _run("gpu_wave.py", str(plan), *common, "--stop-in", "0")
-        again = json.loads((work / "state.json").read_text())
-        assert [j["pid"] for j in again["jobs"]] == [j["pid"] for j in state["jobs"]]
     finally:
         for job in state.get("jobs", []):
             with contextlib.suppress(ProcessLookupError):
