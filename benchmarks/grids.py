@@ -590,6 +590,18 @@ GRIDS: dict[str, Grid] = {
                 (*_REPRO_AUTHORS_CPU["ABSGD + CE"].overrides, _ALPHA_1, "objective.lam=1.0"),
                 branch_from="CE",
             ),
+            # Stated before running (2026-12-06, thirteenth session; results.md §7, step ratio
+            # 100): is the fixed λ = 3's +0.31 over CE at step ratio 100 its step? λ = 3 as the
+            # preset runs it and with α = 1, fixed, 3 seeds, both branched off CE re-run at that
+            # setting keeping its checkpoints (a new results file).
+            "ABSGD + CE, λ = 3, branched": Method(
+                (*_REPRO_AUTHORS_CPU["ABSGD + CE"].overrides, "objective.lam=3.0"),
+                branch_from="CE",
+            ),
+            "ABSGD + CE, λ = 3, α = 1, branched": Method(
+                (*_REPRO_AUTHORS_CPU["ABSGD + CE"].overrides, _ALPHA_1, "objective.lam=3.0"),
+                branch_from="CE",
+            ),
             # Stated before running (2026-12-05, ninth session; results.md §7), before the two
             # above had finished: the target-ESS form at the target validation chose here (0.7),
             # branched off the same CE runs, against λ = 1 at CE's step and against CE.
