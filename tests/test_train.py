@@ -345,6 +345,31 @@ def test_a_resumed_run_does_not_warn_again(tmp_path):
     assert "warning: " + drawn["text"] == _ess_warnings(first)[0]
 
 
+def test_a_run_that_diverges_after_a_warning_keeps_it_in_its_grid_record(tmp_path, monkeypatch):
+    # λ = 0.001 draws the low-ESS warning at epoch 2; then the losses turn non-finite in epoch 3
+    # (forced here). The run leaves no final.json; the record a grid writes for it still lists
+    # the warning, read back from metrics.jsonl.
+    from absgd.training.tune import run_trial
+    from absgd.weighting import NonFiniteLossError
+
+    real_step = run_module.TrainingRun._step
+
+    def step(self, x, y):
+        if self.epoch == 2:
+            raise NonFiniteLossError("forced")
+        return real_step(self, x, y)
+
+    monkeypatch.setattr(run_module.TrainingRun, "_step", step)
+    with pytest.warns(UserWarning, match="effective sample size"):
+        record = run_trial(_ce_absgd_cfg(0.001, "train.epochs=4"), tmp_path / "run")
+    assert record["metrics"] is None and "diverged in epoch 3" in record["diverged"]
+    assert not (tmp_path / "run/final.json").exists()
+    (drawn,) = record["warnings"]
+    assert (drawn["kind"], drawn["epoch"]) == ("low_ess", 2)
+    assert "effective sample size" in drawn["text"]
+    assert [point["epoch"] for point in record["curve"]] == [1, 2]
+
+
 def test_a_low_target_ess_draws_advice_about_the_target(tmp_path):
     report = _Messages()
     with pytest.warns(UserWarning, match=r"objective.target_ess \(now 0.2\)"):
