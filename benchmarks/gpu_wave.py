@@ -153,6 +153,7 @@ def watch(
     stop_at = time.time() + stop_in
     samples: dict[str, list[tuple[float, int]]] = {j["name"]: [] for j in state["jobs"]}
     last_stop = -math.inf
+    stopped: list[dict[str, Any]] = []
     budget = state["finish_by"] - state["launched"]
     while True:
         now = time.time()
@@ -184,13 +185,20 @@ def watch(
             victim["fate"] = f"stopped at {since_launch:.1f} s (budget)"
             last_stop = now
             print(f"stopped {victim['name']}: {late} ran late", flush=True)
+            stopped.append(victim)
             for job in state["jobs"]:  # the others' rates change: measure again, project anew
-                samples[job["name"]].clear()
-                job.pop("projected_end_s", None)
+                if job["fate"] == "running":
+                    samples[job["name"]].clear()
+                    job.pop("projected_end_s", None)
         _write_state(work, state)
         line = " ".join(f"{j['name']}:{j['epochs']}" for j in state["jobs"])
         print(f"[{since_launch:4.0f} s] {line}", flush=True)
         if not any(j["fate"] == "running" for j in state["jobs"]) or now >= stop_at:
+            # the jobs stopped by this call write their checkpoint on SIGTERM: let them finish
+            # before the results are packed
+            deadline = time.time() + 120
+            while any(_alive(j["pid"]) for j in stopped) and time.time() < deadline:
+                time.sleep(0.5)
             return
         time.sleep(min(window / 6, max(0.0, stop_at - now)))
 

@@ -940,7 +940,11 @@ def test_gpu_wave_chooses_which_job_to_stop_on_a_scripted_clock():
     fresh = jobs(("a", "running", None), ("b", "running", None))
     assert choose(fresh, since_launch=60.0, since_last_stop=math.inf, **kw) is None
     # ended jobs are not stopped and their stale projections do not count
-    done = jobs(("a", "running", 50.0), ("b", "ended", 500.0), ("c", "running", 60.0))
+    done = jobs(("a", "running", 50.0), ("b", "ended", 500.0), ("c", "ended", 60.0))
+    assert choose(done, since_launch=60.0, since_last_stop=math.inf, **kw) is None
+    done[1]["fate"], done[2]["fate"] = "running", "ended"  # b is late and may be stopped
+    assert choose(done, since_launch=60.0, since_last_stop=math.inf, **kw)["name"] == "b"
+    done[1]["fate"], done[2]["projected_end_s"] = "ended", 1e9  # only an ended job is late
     assert choose(done, since_launch=60.0, since_last_stop=math.inf, **kw) is None
 
 
@@ -977,7 +981,6 @@ def test_gpu_wave_stops_the_last_listed_job_first_and_keeps_the_protected_one(tm
     # A rate needs an epoch to end within the window. Short calls, each watching the jobs the
     # first launched, until both stops happened: a slow start under load only takes longer.
     common = ("--work", str(work), "--budget", "5", "--window", "3", "--epochs", "100000")
-    state: dict = {}
     try:
         pids = None
         for _ in range(40):
@@ -989,6 +992,11 @@ def test_gpu_wave_stops_the_last_listed_job_first_and_keeps_the_protected_one(tm
             pids = [j["pid"] for j in state["jobs"]]
             if sum(j["fate"].startswith("stopped") for j in state["jobs"]) == 2:
                 break
+        else:
+            pytest.fail(f"two jobs were not stopped in 40 calls: {state['jobs']}")
+        _run("gpu_wave.py", str(plan), *common, "--stop-in", "0")  # one more call: no launch
+        again = json.loads((work / "state.json").read_text())
+        assert [j["pid"] for j in again["jobs"]] == pids
         fates = {j["name"]: j["fate"] for j in state["jobs"]}
         assert fates["first"] == "running"  # protected (--protect 1), outlives the call
         stopped = {n: float(f.split()[2]) for n, f in fates.items() if f.startswith("stopped")}
@@ -1011,9 +1019,16 @@ def test_gpu_wave_stops_the_last_listed_job_first_and_keeps_the_protected_one(tm
         assert with_epochs <= names
         assert names - with_epochs <= set(stopped)
     finally:
-        for job in state.get("jobs", []):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(job["pid"], signal.SIGKILL)
+        _kill_wave(work)
+
+
+def _kill_wave(work: Path) -> None:
+    """Kill every job a wave launched (its state.json names them), whatever the test did."""
+    if not (work / "state.json").exists():
+        return
+    for job in json.loads((work / "state.json").read_text())["jobs"]:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(job["pid"], signal.SIGKILL)
 
 
 def test_gpu_wave_refuses_a_plan_whose_job_names_repeat(tmp_path):

@@ -110,6 +110,7 @@ def test_updates_do_not_synchronise_with_the_host() -> None:
     small = ConfusionMeter(10, full_matrix=False)
     weights = ClassWeightMeter(10, relative=True)
     ess = EffectiveSampleSizeMeter()
+    mean = MeanMeter()
     for _ in range(2):
         logits = torch.randn(16, 10, device="meta")
         y = torch.randint(0, 10, (16,), device="meta")
@@ -118,7 +119,8 @@ def test_updates_do_not_synchronise_with_the_host() -> None:
         small.update(logits, y)
         weights.update(torch.rand(16, device="meta"), y)
         ess.update(torch.rand(16, device="meta"))
-    assert meter._state[0].device.type == "meta"
+        mean.update(torch.rand((), device="meta"))
+    assert meter._state[0].device.type == "meta" and mean._state[0].device.type == "meta"
     assert weights._state[0].device.type == "meta" and ess._state[0].device.type == "meta"
 
 
@@ -290,6 +292,14 @@ def test_a_resumed_meter_equals_the_left_fold_of_its_batches_at_every_split(kind
         again.load_state_dict(resumed.state_dict())
         again.load_state_dict(again.state_dict())
         assert again.compute() == expected, split
+
+
+def test_mean_meter_keeps_the_value_it_was_given_not_the_callers_tensor() -> None:
+    meter, value = MeanMeter(), torch.zeros((), dtype=torch.float64)
+    for v in (1.0, 2.0, 3.0):
+        value.fill_(v)  # one tensor, changed in place between updates
+        meter.update(value)
+    assert meter.compute() == 2.0
 
 
 def test_mean_meter_loads_a_state_saved_in_the_two_part_form() -> None:

@@ -514,7 +514,9 @@ class MeanMeter(_Meter):
         if v.numel() != 1:
             raise ValueError(f"value must be a single number, got shape {tuple(v.shape)}")
         (state,) = self._ensure(v.device)
-        self._values.append(v.reshape(()).to(self._device, dtype=state.dtype, non_blocking=True))
+        # a copy: the caller may change its tensor in place after this call
+        v = v.reshape(()).to(self._device, dtype=state.dtype, non_blocking=True, copy=True)
+        self._values.append(v)
 
     def _folded(self, state: Tensor) -> Tensor:
         if not self._values:
