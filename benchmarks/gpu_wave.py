@@ -119,6 +119,11 @@ def rate(samples: list[tuple[float, int]], now: float, epochs: int, window: floa
     return None
 
 
+def late_jobs(jobs: list[dict[str, Any]], budget: float) -> list[dict[str, Any]]:
+    """The running jobs projected to end past ``budget`` seconds from the launch."""
+    return [j for j in jobs if j["fate"] == "running" and j.get("projected_end_s", 0.0) > budget]
+
+
 def choose_stop(
     jobs: list[dict[str, Any]],
     *,
@@ -136,9 +141,7 @@ def choose_stop(
     among the first ``protect``, unless every such job only ``waiting`` (``grid.py --wait``),
     which takes no GPU."""
     running = [j for j in jobs if j["fate"] == "running"]
-    late = since_launch > 2 * window and any(
-        j.get("projected_end_s", 0.0) > budget for j in running
-    )
+    late = since_launch > 2 * window and bool(late_jobs(jobs, budget))
     victims = [j for j in running if jobs.index(j) >= protect]
     if not late or not victims or since_last_stop <= 0.75 * window:
         return None
@@ -177,10 +180,7 @@ def watch(
             waiting=lambda job: _waiting(work / f"{job['name']}.log"),
         )
         if victim is not None:
-            late = [
-                j["name"] for j in state["jobs"]
-                if j["fate"] == "running" and j.get("projected_end_s", 0.0) > budget
-            ]  # fmt: skip
+            late = [j["name"] for j in late_jobs(state["jobs"], budget)]
             os.killpg(victim["pid"], signal.SIGTERM)
             victim["fate"] = f"stopped at {since_launch:.1f} s (budget)"
             last_stop = now
