@@ -688,6 +688,34 @@ GRIDS: dict[str, Grid] = {
         },
         common=(*_REPRO_COMMON, *_REPRO_CPU["authors"], "train.device=cpu"),
     ),
+    # Stated before running (2026-12-06, fourteenth session; results.md §7, "Choosing λ as the
+    # deployment is scored"): the authors' preset with the validation split carved from the
+    # long-tailed training set (stratified, 10 % of every class held out of training), so
+    # validation top-1 keeps the training skew. LDAM-DRW keeps its checkpoint at the switch,
+    # and two fixed λs at its step branch off it; per seed, validation top-1 chooses among
+    # LDAM-DRW (λ = ∞), λ = 300 and λ = 100 (summarize --choose), seeds 0-2.
+    "cifar10_lt_repro_cpu_authors_stratval": Grid(
+        config="cifar_lt/cifar10_lt_exp100/authors/ce",
+        settings={"exp, ratio 100": ()},
+        methods={
+            "LDAM-DRW": _REPRO_AUTHORS_CPU["LDAM-DRW"],
+            **{
+                f"ABSGD + LDAM-DRW, λ = {lam}, base step, branched": Method(
+                    (*_LDAM_BASE_STEP.overrides, f"objective.lam={lam}.0"),
+                    branch_from="LDAM-DRW",
+                )
+                for lam in (300, 100)
+            },
+        },
+        common=(
+            *_REPRO_COMMON,
+            *_REPRO_CPU["authors"],
+            "train.device=cpu",
+            "data.val_source=split",
+            "data.val_per_class=null",
+            "data.val_fraction=0.1",
+        ),
+    ),
     # Fashion-MNIST with 40 % label noise (clean test set), small CNN, 8 epochs; the
     # validation split is carved from the noisy labels.
     "fmnist_noise": Grid(
