@@ -43,6 +43,12 @@ largest step scale and the warnings each drew, where recorded).
 ``--lam-scale`` adds one table over all files: every fixed-λ candidate on that seed with the
 training loss at the switch, λ divided by it, and the effective sample size after the switch
 (first epoch, lowest, last), to compare how sharp a λ was across losses and schedules.
+``--choose NAME "A | B | C" METRIC`` adds the method NAME to every table that has the candidate
+methods A, B, C: on each seed, the run of the candidate with the highest validation METRIC
+(``balanced_accuracy``, ``top1`` or ``top1_train_prior``; ties to the first listed), what
+``absgd tune`` over them would keep on that seed. It pairs like any method (``--pair BASE
+NAME``), which tests a selection rule on test numbers it did not choose on; a table shows each
+seed's scores and choice.
 ``--curve K`` adds, where runs evaluated the test split every epoch, the mean test top-1 every
 K epochs, its fall from each run's best test epoch to its last (how much of what the model
 once knew about the clean test set it lost, e.g. by memorising noisy labels), and the test
@@ -56,9 +62,12 @@ import argparse
 
 from summary import (
     candidate_tables,
+    choice_tables,
     curve_tables,
     lam_scale_table,
+    method_groups,
     pair_tables,
+    parse_choice,
     per_class_tables,
     switch_tables,
     tables,
@@ -84,6 +93,16 @@ def main(argv: list[str] | None = None) -> int:
         help="also tabulate METHOD − BASE paired by seed, with 95 %% intervals unless "
         "--confidence (repeatable); BASE may list base methods separated by '|', and each seed "
         "pairs with the first whose run shares its stage 1",
+    )
+    p.add_argument(
+        "--choose",
+        nargs=3,
+        action="append",
+        default=[],
+        metavar=("NAME", "CANDIDATES", "METRIC"),
+        help="add the method NAME: per seed, the run of the candidate method (CANDIDATES "
+        "separated by '|') with the best validation METRIC (balanced_accuracy, top1, "
+        "top1_train_prior), ties to the first listed (repeatable)",
     )
     p.add_argument(
         "--confidence",
@@ -133,17 +152,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.shots is not None and not 0 < args.shots[1] <= args.shots[0]:
         p.error(f"--shots needs 0 < FEW <= MANY, got MANY={args.shots[0]} FEW={args.shots[1]}")
     shots = tuple(args.shots) if args.shots else None
+    try:
+        choices = [parse_choice(*c) for c in args.choose]
+    except ValueError as err:
+        p.error(str(err))
     if not 0 < args.confidence < 1:
         p.error(f"--confidence must lie strictly between 0 and 1, got {args.confidence}")
     for flag, on in (("--per-class", args.per_class), ("--train-prior", args.train_prior)):
         if on and not args.pair:
             p.error(f"{flag} tabulates the pairs given with --pair; give at least one --pair")
-    print(tables(args.files, shots))
+    print(tables(args.files, shots, choices))
+    if choices:
+        print(choice_tables(method_groups(args.files, shots, choices), choices))
     if args.pair:
         pairs = [tuple(p) for p in args.pair]
-        print(pair_tables(args.files, pairs, shots, args.confidence, args.train_prior))
+        print(pair_tables(args.files, pairs, shots, args.confidence, args.train_prior, choices))
     if args.per_class:
-        print(per_class_tables(args.files, [tuple(p) for p in args.pair], args.confidence))
+        pairs = [tuple(p) for p in args.pair]
+        print(per_class_tables(args.files, pairs, args.confidence, choices))
     if args.after_switch:
         print(switch_tables(args.files))
     if args.candidates:

@@ -534,6 +534,44 @@ def test_train_prior_pairs_top1_with_the_classes_weighted_as_in_training(tmp_pat
         main([str(path), "--train-prior"])
 
 
+def test_choose_evaluates_a_selection_rule_per_seed_as_a_method(tmp_path, capsys):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from summarize import main
+
+    def run(method: str, seed: int, test: float, val: list[float]) -> dict:
+        row = _row(method, seed, None, test)
+        row["metrics"]["train_class_counts"] = [90, 10]
+        row["val"] = {"per_class_accuracy": val, "balanced_accuracy": sum(val) / 2}
+        return row
+
+    # validation per class (90 and 10 training images) -> at the training prior / balanced:
+    vals = {
+        "L": ([0.9, 0.1], [0.8, 0.2], [0.8, 0.2]),  # .82 / .50, .74 / .50, .74 / .50
+        "A300": ([0.85, 0.3], [0.82, 0.3], [0.78, 0.38]),  # .795, .768, .74 (a tie: L wins)
+        "A100": ([0.8, 0.5], [0.7, 0.6], [0.7, 0.6]),  # balanced .65 in every seed
+    }
+    tests = {"L": 0.50, "A300": 0.60, "A100": 0.45}
+    rows = [run(m, s, tests[m], v[s]) for m, v in vals.items() for s in range(3)]
+    rows.append(run("L", 3, 0.5, [0.9, 0.1]))  # seed 3 lacks the other candidates: left out
+    path = tmp_path / "r.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = [str(path), "--choose", "prior", "L | A300 | A100", "top1_train_prior"]
+    args += ["--choose", "bal", "L | A300 | A100", "balanced_accuracy"]
+    assert main([*args, "--pair", "L", "prior", "--pair", "L", "bal"]) == 0
+    text = capsys.readouterr().out
+    assert "| 1 | 74.00 | **76.80** | 69.00 | A300 |" in text
+    assert "| 2 | **74.00** | 74.00 | 69.00 | L |" in text
+    assert "Chosen: L 2 of 3, A300 1 of 3, A100 0 of 3." in text
+    assert "Chosen: L 0 of 3, A300 0 of 3, A100 3 of 3." in text
+    # prior chose L, A300, L: differences 0, +10, 0 -> mean 3.33, sd 5.77, t(2) = 4.303
+    assert "| prior − L | 3 | +3.33 [-11.01, +17.68] |" in text
+    assert "| bal − L | 3 | -5.00 [-5.00, -5.00] |" in text
+    assert "| prior | 53.33 ± 5.77 |" in text and "per seed (val top1_train_prior)" in text
+    for bad in (["--choose", "x", "L", "top1"], ["--choose", "x", "L | A300", "loss"]):
+        with pytest.raises(SystemExit):
+            main([str(path), *bad])
+
+
 def test_candidates_of_an_unfinished_selection_are_not_averaged_together(tmp_path):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from summary import tables

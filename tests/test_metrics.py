@@ -16,6 +16,7 @@ from absgd.metrics import (
     evaluate,
     macro_f1,
     per_class_accuracy,
+    prior_accuracy,
     shot_accuracy,
     to_jsonable,
     top_k_accuracy,
@@ -254,9 +255,42 @@ def test_evaluate_everything_at_once() -> None:
         "few",
         "shot_thresholds",
         "shot_num_classes",
+        "top1_train_prior",
         "per_class_accuracy",
         "confusion_matrix",
     ]
+
+
+def test_top1_at_the_training_prior_is_top1_on_data_skewed_like_training() -> None:
+    # An evaluation set whose classes occur exactly in the training proportions: accuracy at
+    # the training prior must equal its plain top-1 (an equivalence, not the formula again).
+    rng = np.random.default_rng(1)
+    counts = [600, 300, 90, 10]
+    y = np.repeat(np.arange(4), [c // 5 for c in counts])
+    logits = rng.normal(size=(len(y), 4)) + 1.5 * np.eye(4)[y]
+    out = evaluate(logits, y, counts)
+    assert out["top1_train_prior"] == pytest.approx(out["top1"], abs=1e-12)
+    # and on a balanced set it is not top-1 but the counts-weighted per-class accuracy
+    yb = np.repeat(np.arange(4), 25)
+    pred = np.array([0] * 25 + [0] * 10 + [1] * 15 + [2] * 5 + [0] * 20 + [3] * 25)
+    out = evaluate(pred, yb, counts)
+    assert out["top1_train_prior"] == pytest.approx((600 * 1 + 300 * 0.6 + 90 * 0.2 + 10) / 1000)
+    assert evaluate(pred, yb, num_classes=4)["top1_train_prior"] is None
+
+
+@pytest.mark.parametrize(
+    ("acc", "prior", "match"),
+    [
+        ([0.5, 0.5], [1, 2, 3], "one entry per class"),
+        ([0.5, 0.5], [1, -1], "finite and >= 0"),
+        ([0.5, 0.5], [1, float("inf")], "finite and >= 0"),
+        ([0.5, float("nan")], [0, 3], "no mass"),
+        ([], [], "non-empty"),
+    ],
+)
+def test_prior_accuracy_rejects_bad_input(acc, prior, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        prior_accuracy(acc, prior)
 
 
 def test_evaluate_with_predictions_absent_classes_and_no_counts() -> None:

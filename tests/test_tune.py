@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from absgd.cli import SHIPPED_CONFIGS, main
+from absgd.cli import SHIPPED_CONFIGS, TUNE_SCORES, main
 from absgd.training.config import ConfigError, load_config
-from absgd.training.tune import TrialLog, select_value, tune
+from absgd.training.tune import SCORES, TrialLog, select_value, tune, val_score
 
 CONFIG = SHIPPED_CONFIGS / "cpu/fashion_mnist_lt_exp100_ce.yaml"
 TINY = [
@@ -74,6 +74,44 @@ def test_tune_selects_on_validation_and_resumes(tmp_path: Path):
     # the same folder with another config is refused, not silently mixed
     with pytest.raises(ValueError, match="another config"):
         tune(CONFIG, "objective.target_ess", [0.9], out, overrides=[*TINY, "optim.lr=0.2"])
+
+
+def test_validation_top1_at_the_training_prior_weighs_classes_by_training_counts():
+    # hand case: a balanced validation split, 3 classes trained on 600 / 300 / 100 images
+    record = {
+        "val": {"top1": 0.5, "balanced_accuracy": 0.5, "per_class_accuracy": [0.8, 0.5, 0.2]},
+        "metrics": {"train_class_counts": [600, 300, 100]},
+    }
+    assert val_score(record, "top1_train_prior") == pytest.approx(0.65)  # .48 + .15 + .02
+    assert val_score(record, "top1") == 0.5
+    # a class absent from validation is left out, the others reweighted: (480 + 20) / 700
+    absent = {**record, "val": {"per_class_accuracy": [0.8, None, 0.2]}}
+    assert val_score(absent, "top1_train_prior") == pytest.approx(500 / 700)
+    assert val_score({"val": None, "metrics": None}, "top1_train_prior") is None
+    with pytest.raises(ValueError, match="metric must be one of"):
+        val_score(record, "loss")
+
+
+def test_cli_tune_offers_every_score_the_engine_has():
+    assert TUNE_SCORES == SCORES
+
+
+def test_tune_selects_on_validation_top1_at_the_training_prior(tmp_path: Path):
+    out = tmp_path / "search"
+    result = tune(
+        CONFIG, "objective.target_ess", [0.9, 0.5], out, overrides=TINY,
+        metric="top1_train_prior",
+    )  # fmt: skip
+    means = {}
+    for value in (0.9, 0.5):
+        final = json.loads((out / f"target_ess={value!r}-s0" / "final.json").read_text())
+        acc = final["val_at_selected_epoch"]["per_class_accuracy"]
+        counts = final["train_class_counts"]
+        means[value] = sum(n * a for n, a in zip(counts, acc, strict=True)) / sum(counts)
+        # a run's own validation record carries the same number
+        assert final["val_at_selected_epoch"]["top1_train_prior"] == pytest.approx(means[value])
+    assert result.means == pytest.approx(means)
+    assert json.loads((out / "selection.json").read_text())["metric"] == "val top1_train_prior"
 
 
 def test_the_curve_carries_test_accuracy_only_on_the_epochs_that_evaluated_it(tmp_path: Path):

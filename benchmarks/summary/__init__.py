@@ -1,7 +1,9 @@
 """The tables of ``benchmarks/summarize.py``, by concept: :mod:`summary.runs` reads the result
 lines, :mod:`summary.stats` holds the t intervals, and each other module makes one kind of table
-(:mod:`summary.means`, :mod:`summary.pairs`, :mod:`summary.switch`, :mod:`summary.curves`)."""
+(:mod:`summary.means`, :mod:`summary.pairs`, :mod:`summary.switch`, :mod:`summary.curves`);
+:mod:`summary.choose` evaluates a selection rule as a method."""
 
+from summary.choose import Choice, choice_tables, chosen_runs, parse_choice
 from summary.curves import curve_tables, early_stopped, test_curve
 from summary.means import tables
 from summary.pairs import base_names, pair_tables, per_class_tables
@@ -29,10 +31,13 @@ from summary.switch import (
 )
 
 __all__ = [
+    "Choice",
     "after_switch",
     "base_names",
     "before_switch",
     "candidate_tables",
+    "choice_tables",
+    "chosen_runs",
     "curve_tables",
     "device_label",
     "drop_text",
@@ -46,6 +51,7 @@ __all__ = [
     "method_groups",
     "pair_tables",
     "paired",
+    "parse_choice",
     "per_class_tables",
     "same_stage_one",
     "shot_accuracies",

@@ -4,7 +4,9 @@ time and the paper-style column."""
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 
+from summary.choose import Choice
 from summary.runs import before_switch, lam_switch, method_groups
 from summary.stats import mean_std
 
@@ -18,10 +20,13 @@ COLUMNS = (
 )
 
 
-def tables(paths: list[str], shots: tuple[int, int] | None = None) -> str:
-    """Markdown tables of the runs in ``paths``; ``shots=(many, few)`` regroups the classes
-    into many / medium / few by those training-set sizes (default: as each run recorded)."""
-    groups = method_groups(paths, shots)
+def tables(
+    paths: list[str], shots: tuple[int, int] | None = None, choices: Sequence[Choice] = ()
+) -> str:
+    """Markdown tables of the runs in ``paths`` (and the methods of ``choices``);
+    ``shots=(many, few)`` regroups the classes into many / medium / few by those training-set
+    sizes (default: as each run recorded)."""
+    groups = method_groups(paths, shots, choices)
     out = []
     for (grid, setting, device), methods in groups.items():
         out.append(f"### {grid}: {setting} ({device})\n")
@@ -51,7 +56,10 @@ def tables(paths: list[str], shots: tuple[int, int] | None = None) -> str:
             kind = (
                 "" if rows[0]["_tuned"] else " (candidate)" if rows[0]["_candidate"] else " (fixed)"
             )
-            cells.append("–" if lam is None else f"{lam:g}{kind}")
+            if rows[0].get("_chosen_from"):
+                cells.append(f"per seed (val {rows[0]['_choice_metric']})")
+            else:
+                cells.append("–" if lam is None else f"{lam:g}{kind}")
             switch = lam_switch(rows[0])
             cells.append("–" if switch is None else f"{early} of {len(rows)}")
             times = [r["train_wall_seconds"] for r in rows if r["train_wall_seconds"] is not None]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
+from summary.choose import Choice
 from summary.runs import level_note, method_groups, same_stage_one
 from summary.stats import mean_std, paired
 
@@ -19,13 +21,14 @@ def pair_tables(
     shots: tuple[int, int] | None = None,
     level: float = 0.95,
     train_prior: bool = False,
+    choices: Sequence[Choice] = (),
 ) -> str:
     """Paired differences METHOD − BASE (points), matched by seed, per grid and setting, with
     ``level`` t intervals; ``train_prior`` adds top-1 at the training prior
-    (:func:`summary.runs.train_prior_top1`)."""
+    (:func:`summary.runs.train_prior_top1`); ``choices`` add methods (:mod:`summary.choose`)."""
     columns = (*PAIRED, TRAIN_PRIOR) if train_prior else PAIRED
     out = []
-    for (grid, setting, device), methods in method_groups(paths, shots).items():
+    for (grid, setting, device), methods in method_groups(paths, shots, choices).items():
         present = [(b, m) for b, m in pairs if _has_base(methods, b) and m in methods]
         if not present:
             continue
@@ -120,13 +123,18 @@ def partners_text(both: list[tuple[dict[str, Any], dict[str, Any]]]) -> str:
     return "; ".join(f"{name} for {', '.join(s)}" for name, s in seeds.items())
 
 
-def per_class_tables(paths: list[str], pairs: list[tuple[str, str]], level: float = 0.95) -> str:
+def per_class_tables(
+    paths: list[str],
+    pairs: list[tuple[str, str]],
+    level: float = 0.95,
+    choices: Sequence[Choice] = (),
+) -> str:
     """Per pair, per class (largest training class first): the mean test accuracy of base and
     method over the paired seeds, METHOD − BASE (points) with its ``level`` interval, and in how
     many seeds the method was higher. Where a gain or loss sits (head or tail), which the
     balanced mean hides."""
     out = []
-    for (grid, setting, device), methods in method_groups(paths, None).items():
+    for (grid, setting, device), methods in method_groups(paths, None, choices).items():
         for pair_base, method in pairs:
             if not _has_base(methods, pair_base) or method not in methods:
                 continue

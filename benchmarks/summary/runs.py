@@ -7,8 +7,12 @@ import json
 import math
 import statistics
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from absgd.metrics import prior_accuracy
+from summary.choose import Choice, chosen_runs
 
 
 def device_label(row: dict[str, Any]) -> str:
@@ -99,16 +103,17 @@ def train_prior_top1(metrics: dict[str, Any]) -> float | None:
     accuracy = metrics.get("per_class_accuracy")
     if not counts or not accuracy or len(counts) != len(accuracy) or sum(counts) <= 0:
         return None
-    return sum(n * a for n, a in zip(counts, accuracy, strict=True)) / sum(counts)
+    return prior_accuracy([math.nan if a is None else a for a in accuracy], counts)
 
 
 def method_groups(
-    paths: list[str], shots: tuple[int, int] | None
+    paths: list[str], shots: tuple[int, int] | None, choices: Sequence[Choice] = ()
 ) -> dict[tuple[str, str, str], dict[str, list[dict[str, Any]]]]:
     """The runs of ``paths`` per table (grid, setting, device) and method, each with its worst
     class and paper-style number (and the ``shots`` regrouping) among its metrics; a selected
     method keeps only its chosen value's runs, and candidates whose selection has not run yet
-    get a row each."""
+    get a row each. Each of ``choices`` adds a method to every table that has its candidates
+    (:func:`summary.choose.chosen_runs`)."""
     runs, chosen = load(paths)
     for row in (r for r in runs if r.get("metrics") is not None):
         m = row["metrics"]
@@ -137,6 +142,10 @@ def method_groups(
             name = f"{name} [{row['param'].split('.')[-1]}={row['lam']:g}, not selected yet]"
         key = (row["grid"], row["setting"], device_label(row))
         groups[key].setdefault(name, []).append(row)
+    for methods in groups.values():
+        for choice in choices:
+            if rows := chosen_runs(methods, choice):
+                methods[choice.name] = rows
     return groups
 
 

@@ -19,6 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 import absgd
 
+TUNE_SCORES = ("balanced_accuracy", "top1", "top1_train_prior")
+"""``absgd tune --metric`` choices: :data:`absgd.training.tune.SCORES`, written out so that the
+parser does not import the training system."""
+
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 SHIPPED_CONFIGS = Path(__file__).resolve().parent / "configs"
 
@@ -77,9 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_overrides(p, "override a config value for every trial (repeatable)")
     p.add_argument(
         "--metric",
-        choices=("balanced_accuracy", "top1"),
+        choices=TUNE_SCORES,
         default="balanced_accuracy",
-        help="validation metric to select on (default: balanced_accuracy)",
+        help="validation metric to select on (default: balanced_accuracy; top1_train_prior: "
+        "validation top-1 at the training class counts, where the deployment keeps the "
+        "training skew)",
     )
     p.add_argument("--out", required=True, help="folder of the search (its state: resumable)")
     p.add_argument("--quiet", action="store_true", help="no progress output")

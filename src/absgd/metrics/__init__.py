@@ -2,7 +2,8 @@
 
 Pure functions (numpy or torch inputs, host results): :func:`confusion_matrix`,
 :func:`top_k_accuracy`, :func:`per_class_accuracy`, :func:`balanced_accuracy`,
-:func:`macro_f1`, :func:`shot_accuracy` (many / medium / few-shot) and :func:`evaluate`, which
+:func:`macro_f1`, :func:`prior_accuracy` (accuracy at another class prior, e.g. the training
+skew), :func:`shot_accuracy` (many / medium / few-shot) and :func:`evaluate`, which
 returns all of them in one JSON-serialisable dict; :func:`mean_weight_per_class` for the ABSGD
 weights.
 
@@ -22,6 +23,7 @@ from absgd.metrics.classification import (
     evaluate,
     macro_f1,
     per_class_accuracy,
+    prior_accuracy,
     shot_accuracy,
     to_jsonable,
     top_k_accuracy,
@@ -45,6 +47,7 @@ __all__ = [
     "macro_f1",
     "mean_weight_per_class",
     "per_class_accuracy",
+    "prior_accuracy",
     "shot_accuracy",
     "to_jsonable",
     "top_k_accuracy",

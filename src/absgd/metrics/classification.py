@@ -14,6 +14,10 @@ With ``M`` the confusion matrix (``M[i, j]`` = samples of true class ``i`` predi
   predicted samples but no correct ones has F1 0 (the "0/0 → 0" convention for an undefined
   precision or recall, sklearn's ``zero_division=0``); macro-F1 is the mean over the classes
   that occur in ``y_true`` or ``y_pred`` (sklearn's ``f1_score(average="macro")``),
+- accuracy at a prior ``π`` ``= Σ_i π_i r_i / Σ_i π_i`` over the classes with ``t_i > 0``: the
+  accuracy expected on data whose classes occur in proportions ``π`` (with ``π`` the training
+  counts, top-1 on data as skewed as the training set, estimated from any evaluation split,
+  balanced or not; balanced accuracy is the uniform prior),
 - many / medium / few-shot accuracy (Liu et al., "Large-Scale Long-Tailed Recognition in an
   Open World", CVPR 2019): mean per-class accuracy over the classes with more than ``many``
   (100) training images, between ``few`` and ``many`` inclusive, and fewer than ``few`` (20).
@@ -46,6 +50,7 @@ __all__ = [
     "evaluate",
     "macro_f1",
     "per_class_accuracy",
+    "prior_accuracy",
     "shot_accuracy",
     "to_jsonable",
     "top_k_accuracy",
@@ -159,6 +164,38 @@ def balanced_accuracy(y_true: ArrayLike, y_pred: ArrayLike, num_classes: int) ->
     return float(np.nanmean(recall))
 
 
+def prior_accuracy(per_class_acc: ArrayLike, prior: ArrayLike) -> float:
+    """The accuracy expected where class ``i`` occurs with probability ``π_i ∝ prior[i]``:
+    ``Σ_i π_i r_i / Σ_i π_i`` over the classes whose accuracy ``r_i`` is known.
+
+    ``prior`` may be unnormalised (e.g. training counts: then it is top-1 on data as skewed as
+    the training set, from the per-class accuracies of any evaluation split). A class with NaN
+    accuracy (absent from the evaluation set) is left out and the prior renormalised over the
+    rest, as every mean of this module leaves it out.
+
+    >>> prior_accuracy([1.0, 0.5, 0.0], [6, 3, 1])  # (6 + 1.5) / 10
+    0.75
+    >>> prior_accuracy([1.0, float("nan"), 0.0], [6, 3, 1])  # class 1 left out: 6 / 7
+    0.8571428571428571
+    """
+    acc = to_numpy(per_class_acc).astype(np.float64)
+    if acc.ndim != 1 or acc.size == 0:
+        raise ValueError(f"per_class_acc must be a non-empty 1-D array, got shape {acc.shape}")
+    p = to_numpy(prior)
+    if p.shape != acc.shape:
+        raise ValueError(f"prior must have one entry per class ({acc.size}), got shape {p.shape}")
+    if not np.issubdtype(p.dtype, np.number) or not np.all(np.isfinite(p)) or np.any(p < 0):
+        raise ValueError(f"prior must be finite and >= 0, got {p.tolist()[:10]}")
+    known = ~np.isnan(acc)
+    mass = float(p[known].sum())
+    if mass <= 0:
+        raise ValueError(
+            "prior puts no mass on a class with a known accuracy "
+            f"(prior {p.tolist()[:10]}, accuracies {acc.tolist()[:10]})"
+        )
+    return float((p[known] * acc[known]).sum() / mass)
+
+
 def macro_f1(y_true: ArrayLike, y_pred: ArrayLike, num_classes: int) -> float:
     """Mean per-class F1 over the classes occurring in ``y_true`` or ``y_pred``, with F1 = 0
     for a class that has no correct prediction (see the module docstring).
@@ -246,7 +283,12 @@ def summarize(
         "macro_f1": _macro_f1(correct, true, pred),
     }
     if train_class_counts is not None:
-        out.update(shot_accuracy(recall, class_counts(train_class_counts, c), many, few))
+        counts = class_counts(train_class_counts, c)
+        out.update(shot_accuracy(recall, counts, many, few))
+        known = ~np.isnan(recall)
+        out["top1_train_prior"] = (
+            prior_accuracy(recall, counts) if counts[known].sum() > 0 else None
+        )
     else:
         out.update(
             many=None,
@@ -254,6 +296,7 @@ def summarize(
             few=None,
             shot_thresholds={"many": many, "few": few},
             shot_num_classes=None,
+            top1_train_prior=None,
         )
     out["per_class_accuracy"] = [nan_to_none(r) for r in recall]
     if matrix is not None:
@@ -287,6 +330,8 @@ def evaluate(
         ``num_samples``, ``num_classes``, ``top1``, ``top5`` (``None`` unless logits with
         ``C > 5`` are given), ``balanced_accuracy``, ``macro_f1``, ``many``, ``medium``,
         ``few`` (``None`` without ``train_class_counts`` or for an empty bucket),
+        ``top1_train_prior`` (:func:`prior_accuracy` at the training counts; ``None``
+        without them),
         ``shot_thresholds``, ``shot_num_classes``, ``per_class_accuracy`` (a list, ``None``
         for classes absent from ``y``) and ``confusion_matrix`` (a list of rows). Accuracies
         are fractions in ``[0, 1]``.

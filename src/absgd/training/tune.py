@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from absgd.fileio import write_json, write_text
+from absgd.metrics import prior_accuracy
 from absgd.training.checkpoint import CHECKPOINT_NAME
 from absgd.training.config import RunConfig, comparable, config_to_dict, dump_yaml, load_config
 from absgd.training.reporting import drawn_warnings
@@ -54,7 +55,11 @@ METRICS = (
 )
 """Keys of ``final.json`` copied into a trial record (test split, the selected model)."""
 
-SCORES = ("balanced_accuracy", "top1")
+SCORES = ("balanced_accuracy", "top1", "top1_train_prior")
+"""Validation scores a selection may use: ``top1_train_prior`` is validation top-1 at the
+training prior (:func:`absgd.metrics.prior_accuracy` of the validation per-class accuracies at
+the training class counts), the score where the deployment keeps the training skew, on any
+validation split (a balanced one included)."""
 
 
 def value_text(value: float) -> str:
@@ -143,8 +148,20 @@ def _curve(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def val_score(record: dict[str, Any], metric: str) -> float | None:
-    """The validation score of a trial, or ``None`` (no validation split, or diverged)."""
-    value = (record.get("val") or {}).get(metric)
+    """The validation score ``metric`` (one of :data:`SCORES`) of a trial, or ``None`` (no
+    validation split, or diverged). ``top1_train_prior`` is computed from the validation
+    per-class accuracies and the trial's training class counts (so records written before it
+    existed score too)."""
+    val = record.get("val") or {}
+    if metric == "top1_train_prior":
+        counts = (record.get("metrics") or {}).get("train_class_counts")
+        per_class = val.get("per_class_accuracy")
+        if not counts or not per_class:
+            return None
+        return prior_accuracy([math.nan if a is None else a for a in per_class], counts)
+    if metric not in SCORES:
+        raise ValueError(f"metric must be one of {SCORES}, got {metric!r}")
+    value = val.get(metric)
     return None if value is None else float(value)
 
 
@@ -290,7 +307,7 @@ def tune(
     skips finished trials and resumes interrupted ones.
 
     Raises:
-        ValueError: no candidates, a metric other than ``balanced_accuracy`` / ``top1``, or a
+        ValueError: no candidates, a metric not in :data:`SCORES`, or a
             config without a validation split (``data.val_source: none``).
     """
     from absgd.training.config import ConfigError

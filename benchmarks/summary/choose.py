@@ -1,0 +1,120 @@
+"""A selection rule evaluated as a method: per seed, the candidate method whose run has the best
+validation score (``summarize --choose``), what ``absgd tune`` over those candidates would keep
+on that seed's run. Its rows pair with a base like any method's, so a rule (e.g. λ chosen on
+validation top-1 at the training prior, λ = ∞ among the candidates) is tested on held-out
+test numbers without choosing on them."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from absgd.training.tune import SCORES, select_value, val_score
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The method ``name``: per seed, the run of the first of ``candidates`` (methods of one
+    table) with the highest validation ``metric`` (ties: the first listed)."""
+
+    name: str
+    candidates: tuple[str, ...]
+    metric: str
+
+    def __post_init__(self) -> None:
+        if len(self.candidates) < 2 or len(set(self.candidates)) != len(self.candidates):
+            raise ValueError(
+                f"--choose {self.name!r} needs two or more different candidate methods "
+                f"separated by '|', got {list(self.candidates)}"
+            )
+        if self.name in self.candidates:
+            raise ValueError(f"--choose {self.name!r}: the name is one of its own candidates")
+        if self.metric not in SCORES:
+            raise ValueError(
+                f"--choose {self.name!r}: metric must be one of {SCORES}, got {self.metric!r}"
+            )
+
+
+def parse_choice(name: str, candidates: str, metric: str) -> Choice:
+    """``--choose NAME "A | B | C" METRIC`` as a :class:`Choice`."""
+    return Choice(name, tuple(c.strip() for c in candidates.split("|") if c.strip()), metric)
+
+
+def chosen_runs(methods: dict[str, list[dict[str, Any]]], choice: Choice) -> list[dict[str, Any]]:
+    """The rows of ``choice`` in one table: for every seed on which each candidate has one
+    finished run with a validation score, a copy of the winning run renamed to the choice's
+    name, with ``_chosen_from`` (its method) and ``_choice_scores`` (every candidate's score).
+    Empty when a candidate is absent from the table."""
+    if any(c not in methods for c in choice.candidates):
+        return []
+    by_seed: dict[int, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for cand in choice.candidates:
+        for row in methods[cand]:
+            if row.get("metrics") is None:
+                continue
+            if row["seed"] in by_seed and cand in by_seed[row["seed"]]:
+                raise SystemExit(
+                    f"--choose {choice.name!r}: {cand} has two finished runs of seed "
+                    f"{row['seed']} in this table ({row['_file']}); give the files of one of them"
+                )
+            by_seed[row["seed"]][cand] = row
+    out = []
+    for seed in sorted(by_seed):
+        runs = by_seed[seed]
+        if len(runs) < len(choice.candidates):
+            continue
+        scores = {cand: val_score(runs[cand], choice.metric) for cand in choice.candidates}
+        if any(v is None for v in scores.values()):
+            continue
+        # select_value keys by candidate value; an index keeps the listed order for ties
+        best, _ = select_value({float(i): [scores[c]] for i, c in enumerate(choice.candidates)})
+        assert best is not None
+        winner = choice.candidates[int(best)]
+        out.append(
+            {
+                **runs[winner],
+                "method": choice.name,
+                "_chosen_from": winner,
+                "_choice_scores": scores,
+                "_choice_metric": choice.metric,
+                "_chose": False,
+                "_tuned": False,
+                "_candidate": False,
+            }
+        )
+    return out
+
+
+def choice_tables(
+    groups: dict[tuple[str, str, str], dict[str, list[dict[str, Any]]]], choices: list[Choice]
+) -> str:
+    """Per table and choice: each seed's validation score of every candidate and the one
+    chosen, then how often each candidate was chosen."""
+    out = []
+    for (grid, setting, device), methods in groups.items():
+        for choice in choices:
+            rows = methods.get(choice.name)
+            if not rows:
+                continue
+            out.append(
+                f"### {grid}: {setting} ({device}), {choice.name}: chosen per seed on "
+                f"validation {choice.metric}\n"
+            )
+            head = ["seed", *choice.candidates, "chosen"]
+            out.append("| " + " | ".join(head) + " |")
+            out.append("|" + "---|" * len(head))
+            for row in rows:
+                cells = [str(row["seed"])]
+                for cand in choice.candidates:
+                    text = f"{100 * row['_choice_scores'][cand]:.2f}"
+                    cells.append(f"**{text}**" if cand == row["_chosen_from"] else text)
+                cells.append(row["_chosen_from"])
+                out.append("| " + " | ".join(cells) + " |")
+            counts = {c: sum(r["_chosen_from"] == c for r in rows) for c in choice.candidates}
+            out.append("")
+            out.append(
+                "Chosen: " + ", ".join(f"{c} {n} of {len(rows)}" for c, n in counts.items()) + "."
+            )
+            out.append("")
+    return "\n".join(out)
