@@ -567,9 +567,49 @@ def test_choose_evaluates_a_selection_rule_per_seed_as_a_method(tmp_path, capsys
     assert "| prior − L | 3 | +3.33 [-11.01, +17.68] |" in text
     assert "| bal − L | 3 | -5.00 [-5.00, -5.00] |" in text
     assert "| prior | 53.33 ± 5.77 |" in text and "per seed (val top1_train_prior)" in text
-    for bad in (["--choose", "x", "L", "top1"], ["--choose", "x", "L | A300", "loss"]):
+    for bad in (
+        ["--choose", "x", "L", "top1"],  # one candidate
+        ["--choose", "x", "L | A300", "loss"],  # no such score
+        ["--choose", "A100", "L | A300", "top1"],  # the name of a method of the table
+        ["--choose", "x", "L | A300", "top1", "--choose", "x", "L | A100", "top1"],  # twice
+    ):
         with pytest.raises(SystemExit):
             main([str(path), *bad])
+
+
+def test_choose_passes_over_a_diverged_candidate_and_treats_rounding_as_a_tie(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from summary import method_groups, parse_choice
+
+    def run(method: str, seed: int, val: list[float] | None) -> dict:
+        row = _row(method, seed, None, 0.5)
+        row["metrics"]["train_class_counts"] = [10] * len(val or [0])
+        row["val"] = None if val is None else {"per_class_accuracy": val}
+        return row
+
+    # seed 0: B diverged (no metrics), so A wins though B comes first; seed 1: the balanced
+    # scores differ only by summation order (0.804 vs 0.8039999999999999): a tie, B listed first
+    a = [0.8, 0.82, 0.78, 0.8, 0.84, 0.76, 0.8, 0.82, 0.78, 0.84]
+    b = [0.82, 0.78, 0.82, 0.76, 0.8, 0.84, 0.78, 0.8, 0.84, 0.8]
+    rows = [
+        {**run("B", 0, None), "metrics": None, "diverged": "training diverged"},
+        run("A", 0, [0.1] * 10),
+        run("B", 1, b),
+        run("A", 1, a),
+    ]
+    for r, per_class in zip(rows[1:], ([0.1] * 10, b, a), strict=True):
+        r["val"]["balanced_accuracy"] = sum(per_class) / 10
+    assert rows[2]["val"]["balanced_accuracy"] != rows[3]["val"]["balanced_accuracy"]
+    path = tmp_path / "r.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    choice = parse_choice("pick", "B | A", "balanced_accuracy")
+    (methods,) = method_groups([str(path)], None, [choice]).values()
+    assert [(r["seed"], r["_chosen_from"]) for r in methods["pick"]] == [(0, "A"), (1, "B")]
+    assert methods["pick"][0]["_choice_scores"]["B"] is None
+    # two runs of one seed for a candidate: refused, not one of them silently taken
+    path.write_text("".join(json.dumps(r) + "\n" for r in [*rows, run("A", 1, a)]))
+    with pytest.raises(SystemExit, match="two runs of seed 1"):
+        method_groups([str(path)], None, [choice])
 
 
 def test_candidates_of_an_unfinished_selection_are_not_averaged_together(tmp_path):

@@ -286,6 +286,12 @@ def test_top1_at_the_training_prior_is_top1_on_data_skewed_like_training() -> No
         ([0.5, 0.5], [1, float("inf")], "finite and >= 0"),
         ([0.5, float("nan")], [0, 3], "no mass"),
         ([], [], "non-empty"),
+        ([1.5, 0.5], [1, 1], r"in \[0, 1\]"),
+        ([-0.1, 0.5], [1, 1], r"in \[0, 1\]"),
+        ([0.5, 0.5], [True, False], "prior must be real numbers"),
+        ([0.5, 0.5], [1 + 1j, 1], "prior must be real numbers"),
+        (["a", "b"], [1, 1], "per_class_acc must be real numbers"),
+        ([[0.5, 0.5]], [[1, 1]], "1-D"),
     ],
 )
 def test_prior_accuracy_rejects_bad_input(acc, prior, match) -> None:

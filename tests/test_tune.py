@@ -88,6 +88,15 @@ def test_validation_top1_at_the_training_prior_weighs_classes_by_training_counts
     absent = {**record, "val": {"per_class_accuracy": [0.8, None, 0.2]}}
     assert val_score(absent, "top1_train_prior") == pytest.approx(500 / 700)
     assert val_score({"val": None, "metrics": None}, "top1_train_prior") is None
+    # no class with training images has a validation accuracy: no score, not an error
+    unknown = {
+        "val": {"per_class_accuracy": [None, 0.5]},
+        "metrics": {"train_class_counts": [5, 0]},
+    }
+    assert val_score(unknown, "top1_train_prior") is None
+    other = {"val": {"per_class_accuracy": [0.5]}, "metrics": {"train_class_counts": [5, 1]}}
+    with pytest.raises(ValueError, match="1 validation per-class accuracies"):
+        val_score(other, "top1_train_prior")
     with pytest.raises(ValueError, match="metric must be one of"):
         val_score(record, "loss")
 
@@ -111,6 +120,7 @@ def test_tune_selects_on_validation_top1_at_the_training_prior(tmp_path: Path):
         # a run's own validation record carries the same number
         assert final["val_at_selected_epoch"]["top1_train_prior"] == pytest.approx(means[value])
     assert result.means == pytest.approx(means)
+    assert result.best == max(means, key=lambda v: (means[v], v == 0.9))
     assert json.loads((out / "selection.json").read_text())["metric"] == "val top1_train_prior"
 
 

@@ -42,21 +42,20 @@ def parse_choice(name: str, candidates: str, metric: str) -> Choice:
 
 
 def chosen_runs(methods: dict[str, list[dict[str, Any]]], choice: Choice) -> list[dict[str, Any]]:
-    """The rows of ``choice`` in one table: for every seed on which each candidate has one
-    finished run with a validation score, a copy of the winning run renamed to the choice's
-    name, with ``_chosen_from`` (its method) and ``_choice_scores`` (every candidate's score).
-    Empty when a candidate is absent from the table."""
+    """The rows of ``choice`` in one table: for every seed on which each candidate has a run, a
+    copy of the winning run renamed to the choice's name, with ``_chosen_from`` (its method) and
+    ``_choice_scores`` (every candidate's score, ``None`` for a run that diverged or has no
+    validation score: it cannot win, as in ``absgd tune``). A seed whose every candidate lacks a
+    score is left out. Empty when a candidate is absent from the table."""
     if any(c not in methods for c in choice.candidates):
         return []
     by_seed: dict[int, dict[str, dict[str, Any]]] = defaultdict(dict)
     for cand in choice.candidates:
         for row in methods[cand]:
-            if row.get("metrics") is None:
-                continue
             if row["seed"] in by_seed and cand in by_seed[row["seed"]]:
                 raise SystemExit(
-                    f"--choose {choice.name!r}: {cand} has two finished runs of seed "
-                    f"{row['seed']} in this table ({row['_file']}); give the files of one of them"
+                    f"--choose {choice.name!r}: {cand} has two runs of seed {row['seed']} in "
+                    f"this table ({row['_file']}); give the files of one of them"
                 )
             by_seed[row["seed"]][cand] = row
     out = []
@@ -64,12 +63,16 @@ def chosen_runs(methods: dict[str, list[dict[str, Any]]], choice: Choice) -> lis
         runs = by_seed[seed]
         if len(runs) < len(choice.candidates):
             continue
-        scores = {cand: val_score(runs[cand], choice.metric) for cand in choice.candidates}
-        if any(v is None for v in scores.values()):
-            continue
+        scores = {
+            cand: None
+            if runs[cand].get("metrics") is None
+            else val_score(runs[cand], choice.metric)
+            for cand in choice.candidates
+        }
         # select_value keys by candidate value; an index keeps the listed order for ties
         best, _ = select_value({float(i): [scores[c]] for i, c in enumerate(choice.candidates)})
-        assert best is not None
+        if best is None:
+            continue
         winner = choice.candidates[int(best)]
         out.append(
             {
@@ -107,7 +110,8 @@ def choice_tables(
             for row in rows:
                 cells = [str(row["seed"])]
                 for cand in choice.candidates:
-                    text = f"{100 * row['_choice_scores'][cand]:.2f}"
+                    score = row["_choice_scores"][cand]
+                    text = "–" if score is None else f"{100 * score:.2f}"
                     cells.append(f"**{text}**" if cand == row["_chosen_from"] else text)
                 cells.append(row["_chosen_from"])
                 out.append("| " + " | ".join(cells) + " |")

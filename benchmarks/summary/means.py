@@ -60,8 +60,8 @@ def tables(
                 cells.append(f"per seed (val {rows[0]['_choice_metric']})")
             else:
                 cells.append("–" if lam is None else f"{lam:g}{kind}")
-            switch = lam_switch(rows[0])
-            cells.append("–" if switch is None else f"{early} of {len(rows)}")
+            switched = any(lam_switch(r) is not None for r in rows)  # a choice mixes the two
+            cells.append(f"{early} of {len(rows)}" if switched else "–")
             times = [r["train_wall_seconds"] for r in rows if r["train_wall_seconds"] is not None]
             cells.append(f"{statistics.mean(times):.0f} s" if times else "–")
             if styled:

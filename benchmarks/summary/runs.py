@@ -101,8 +101,10 @@ def train_prior_top1(metrics: dict[str, Any]) -> float | None:
     user whose data keep the training skew would see; ``None`` without the counts)."""
     counts = metrics.get("train_class_counts")
     accuracy = metrics.get("per_class_accuracy")
-    if not counts or not accuracy or len(counts) != len(accuracy) or sum(counts) <= 0:
+    if not counts or not accuracy or len(counts) != len(accuracy):
         return None
+    if sum(n for n, a in zip(counts, accuracy, strict=True) if a is not None) <= 0:
+        return None  # no training image in a class with a known accuracy
     return prior_accuracy([math.nan if a is None else a for a in accuracy], counts)
 
 
@@ -142,7 +144,16 @@ def method_groups(
             name = f"{name} [{row['param'].split('.')[-1]}={row['lam']:g}, not selected yet]"
         key = (row["grid"], row["setting"], device_label(row))
         groups[key].setdefault(name, []).append(row)
-    for methods in groups.values():
+    names = [choice.name for choice in choices]
+    if len(set(names)) < len(names):
+        raise SystemExit(f"--choose: two choices share a name ({names})")
+    for (grid, setting, _), methods in groups.items():
+        clash = sorted(set(names) & set(methods))
+        if clash:
+            raise SystemExit(
+                f"--choose {clash[0]!r}: {grid}: {setting} already has a method of that name; "
+                "name the choice otherwise"
+            )
         for choice in choices:
             if rows := chosen_runs(methods, choice):
                 methods[choice.name] = rows

@@ -178,15 +178,19 @@ def prior_accuracy(per_class_acc: ArrayLike, prior: ArrayLike) -> float:
     >>> prior_accuracy([1.0, float("nan"), 0.0], [6, 3, 1])  # class 1 left out: 6 / 7
     0.8571428571428571
     """
-    acc = to_numpy(per_class_acc).astype(np.float64)
-    if acc.ndim != 1 or acc.size == 0:
-        raise ValueError(f"per_class_acc must be a non-empty 1-D array, got shape {acc.shape}")
-    p = to_numpy(prior)
+    acc = _real_vector(per_class_acc, "per_class_acc")
+    if acc.size == 0:
+        raise ValueError("per_class_acc must be non-empty, got no class")
+    known = ~np.isnan(acc)
+    if np.any((acc[known] < 0) | (acc[known] > 1)):
+        raise ValueError(
+            f"per_class_acc must lie in [0, 1] (NaN for an absent class), got {acc.tolist()[:10]}"
+        )
+    p = _real_vector(prior, "prior")
     if p.shape != acc.shape:
         raise ValueError(f"prior must have one entry per class ({acc.size}), got shape {p.shape}")
-    if not np.issubdtype(p.dtype, np.number) or not np.all(np.isfinite(p)) or np.any(p < 0):
+    if not np.all(np.isfinite(p)) or np.any(p < 0):
         raise ValueError(f"prior must be finite and >= 0, got {p.tolist()[:10]}")
-    known = ~np.isnan(acc)
     mass = float(p[known].sum())
     if mass <= 0:
         raise ValueError(
@@ -194,6 +198,18 @@ def prior_accuracy(per_class_acc: ArrayLike, prior: ArrayLike) -> float:
             f"(prior {p.tolist()[:10]}, accuracies {acc.tolist()[:10]})"
         )
     return float((p[known] * acc[known]).sum() / mass)
+
+
+def _real_vector(x: ArrayLike, name: str) -> np.ndarray:
+    """``x`` as a 1-D float64 array, refusing booleans, complex numbers and non-numbers."""
+    a = to_numpy(x)
+    if a.dtype == np.bool_ or not (
+        np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)
+    ):
+        raise ValueError(f"{name} must be real numbers, got {a.dtype} values {a.tolist()[:10]}")
+    if a.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (one entry per class), got shape {a.shape}")
+    return a.astype(np.float64)
 
 
 def macro_f1(y_true: ArrayLike, y_pred: ArrayLike, num_classes: int) -> float:
@@ -330,9 +346,9 @@ def evaluate(
         ``num_samples``, ``num_classes``, ``top1``, ``top5`` (``None`` unless logits with
         ``C > 5`` are given), ``balanced_accuracy``, ``macro_f1``, ``many``, ``medium``,
         ``few`` (``None`` without ``train_class_counts`` or for an empty bucket),
-        ``top1_train_prior`` (:func:`prior_accuracy` at the training counts; ``None``
-        without them),
-        ``shot_thresholds``, ``shot_num_classes``, ``per_class_accuracy`` (a list, ``None``
+        ``shot_thresholds``, ``shot_num_classes``, ``top1_train_prior``
+        (:func:`prior_accuracy` at the training counts; ``None`` without them),
+        ``per_class_accuracy`` (a list, ``None``
         for classes absent from ``y``) and ``confusion_matrix`` (a list of rows). Accuracies
         are fractions in ``[0, 1]``.
 

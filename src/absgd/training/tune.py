@@ -151,12 +151,21 @@ def val_score(record: dict[str, Any], metric: str) -> float | None:
     """The validation score ``metric`` (one of :data:`SCORES`) of a trial, or ``None`` (no
     validation split, or diverged). ``top1_train_prior`` is computed from the validation
     per-class accuracies and the trial's training class counts (so records written before it
-    existed score too)."""
+    existed score too); ``None`` where no class with training images has a validation accuracy.
+    It is read at the epoch the run selected (``train.select``: the last, or the best on its own
+    validation metric)."""
     val = record.get("val") or {}
     if metric == "top1_train_prior":
         counts = (record.get("metrics") or {}).get("train_class_counts")
         per_class = val.get("per_class_accuracy")
         if not counts or not per_class:
+            return None
+        if len(counts) != len(per_class):
+            raise ValueError(
+                f"a trial with {len(counts)} training class counts and {len(per_class)} "
+                "validation per-class accuracies: a record of another data set"
+            )
+        if sum(n for n, a in zip(counts, per_class, strict=True) if a is not None) <= 0:
             return None
         return prior_accuracy([math.nan if a is None else a for a in per_class], counts)
     if metric not in SCORES:
