@@ -389,21 +389,28 @@ def test_final_json_says_whether_the_selected_model_predates_the_switch(tmp_path
     assert any("trained by plain SGD" in line for line in report.lines) is before
 
 
-@pytest.mark.parametrize(("select", "chosen"), [("best_balanced_accuracy", 2), ("best_top1", 1)])
+@pytest.mark.parametrize(
+    ("select", "chosen"),
+    [("best_balanced_accuracy", 2), ("best_top1", 1), ("best_top1_train_prior", 3)],
+)
 def test_selection_keeps_the_model_of_the_first_best_validation_epoch(
     tmp_path, monkeypatch, select, chosen
 ):
     # Scripted validation scores: balanced accuracy 0.2, 0.6, 0.4, 0.6 (the first of the two
-    # 0.6 wins) and top-1 0.8, 0.4, 0.6, 0.4. The selected model must be the one a run of
-    # `chosen` epochs ends with (a constant LR: the first epochs of both runs are the same).
+    # 0.6 wins), top-1 0.8, 0.4, 0.6, 0.4 and top-1 at the training prior 0.3, 0.5, 0.7, 0.7.
+    # The selected model must be the one a run of `chosen` epochs ends with (a constant LR:
+    # the first epochs of both runs are the same).
     balanced = iter([0.2, 0.6, 0.4, 0.6])
+    prior = iter([0.3, 0.5, 0.7, 0.7])
     evaluate = run_module.TrainingRun.evaluate
 
     def scripted(self, split):
         metrics = evaluate(self, split)
         if split == "val":
+            assert "top1_train_prior" in metrics  # the real key, before it is scripted
             score = next(balanced)
             metrics = {**metrics, "balanced_accuracy": score, "top1": 1.0 - score}
+            metrics["top1_train_prior"] = next(prior)
         return metrics
 
     common = [*MLP_RUN, "optim.lr=0.05", "train.test_every=1"]
@@ -422,7 +429,7 @@ def test_selection_keeps_the_model_of_the_first_best_validation_epoch(
     history = _history(tmp_path / "selected")
     assert final["top1"] == history[chosen - 1]["test"]["top1"] == short["top1"]
     assert final["val_at_selected_epoch"] == history[chosen - 1]["val"]
-    assert final["val_at_selected_epoch"]["balanced_accuracy"] == [0.2, 0.6][chosen - 1]
+    assert final["val_at_selected_epoch"]["balanced_accuracy"] == [0.2, 0.6, 0.4][chosen - 1]
 
 
 def test_the_large_step_warning_needs_a_finite_lambda_and_a_scale_above_the_ceiling():

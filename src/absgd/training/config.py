@@ -183,7 +183,7 @@ class TrainConfig:
     """``auto`` (cuda, then mps, then cpu), ``cpu``, ``cuda``, ``cuda:1``, ``mps``."""
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     """``bf16``: autocast to bfloat16; ``fp16``: autocast with a gradient scaler (GPU)."""
-    select: Literal["last", "best_balanced_accuracy", "best_top1"] = "last"
+    select: Literal["last", "best_balanced_accuracy", "best_top1", "best_top1_train_prior"] = "last"
     """Which epoch's model is reported: the last, or the best on the validation split."""
     test_every: NonNegativeInt = 0
     """Also evaluate the test split every N epochs, for curves only (0: at the end only)."""

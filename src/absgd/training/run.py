@@ -101,8 +101,7 @@ def _selection_score(record: dict[str, Any], select: str) -> float | None:
     val = record.get("val")
     if not val:
         return None
-    key = "balanced_accuracy" if select == "best_balanced_accuracy" else "top1"
-    return val.get(key)
+    return val.get(select.removeprefix("best_"))  # e.g. best_top1_train_prior: top1_train_prior
 
 
 class TrainingRun:
