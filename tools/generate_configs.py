@@ -61,7 +61,9 @@ def files() -> dict[str, str]:
         "The training split is exactly the standard long-tailed one, so there is no validation\n"
         "split and the last epoch is reported (never the best test epoch). For model or λ\n"
         "selection add: --set data.val_source=leftover --set data.val_per_class=50\n"
-        "--set data.val_fraction=null --set train.select=best_balanced_accuracy",
+        "--set data.val_fraction=null --set train.select=best_balanced_accuracy (where the\n"
+        "deployment keeps the training skew: best_top1_train_prior, and absgd tune --metric\n"
+        "top1_train_prior with λ = inf among the candidates; docs/training.md)",
     )
     datasets = {"cifar10": "data/cifar10", "cifar100": "data/cifar100"}
     for ds, root in datasets.items():
