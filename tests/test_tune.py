@@ -95,7 +95,7 @@ def test_validation_top1_at_the_training_prior_weighs_classes_by_training_counts
     }
     assert val_score(unknown, "top1_train_prior") is None
     other = {"val": {"per_class_accuracy": [0.5]}, "metrics": {"train_class_counts": [5, 1]}}
-    with pytest.raises(ValueError, match="1 validation per-class accuracies"):
+    with pytest.raises(ValueError, match="against 1 per-class accuracies"):
         val_score(other, "top1_train_prior")
     with pytest.raises(ValueError, match="metric must be one of"):
         val_score(record, "loss")

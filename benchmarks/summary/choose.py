@@ -15,8 +15,8 @@ from absgd.training.tune import SCORES, select_value, val_score
 
 @dataclass(frozen=True)
 class Choice:
-    """The method ``name``: per seed, the run of the first of ``candidates`` (methods of one
-    table) with the highest validation ``metric`` (ties: the first listed)."""
+    """The method ``name``: per seed, the run of whichever of ``candidates`` (methods of one
+    table) has the highest validation ``metric`` (ties: the first listed)."""
 
     name: str
     candidates: tuple[str, ...]

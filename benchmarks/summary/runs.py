@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from absgd.metrics import prior_accuracy
+from absgd.training.tune import top1_at_counts
 from summary.choose import Choice, chosen_runs
 
 
@@ -99,13 +99,10 @@ def train_prior_top1(metrics: dict[str, Any]) -> float | None:
     """Top-1 on a test set whose classes occur as often as in training: the per-class
     accuracies ``a_k`` weighted by the training counts ``n_k``, ``Σ n_k a_k / Σ n_k`` (what a
     user whose data keep the training skew would see; ``None`` without the counts)."""
-    counts = metrics.get("train_class_counts")
-    accuracy = metrics.get("per_class_accuracy")
-    if not counts or not accuracy or len(counts) != len(accuracy):
+    counts, accuracy = metrics.get("train_class_counts"), metrics.get("per_class_accuracy")
+    if counts and accuracy and len(counts) != len(accuracy):
         return None
-    if sum(n for n, a in zip(counts, accuracy, strict=True) if a is not None) <= 0:
-        return None  # no training image in a class with a known accuracy
-    return prior_accuracy([math.nan if a is None else a for a in accuracy], counts)
+    return top1_at_counts(accuracy, counts)
 
 
 def method_groups(

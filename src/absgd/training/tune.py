@@ -147,6 +147,22 @@ def _curve(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return curve
 
 
+def top1_at_counts(per_class: list[float | None] | None, counts: list[int] | None) -> float | None:
+    """Top-1 at the class prior ``counts`` from a record's per-class accuracies (``None`` for
+    an absent class): :func:`absgd.metrics.prior_accuracy`, or ``None`` where either list is
+    missing or no class with a count has an accuracy."""
+    if not counts or not per_class:
+        return None
+    if len(counts) != len(per_class):
+        raise ValueError(
+            f"{len(counts)} class counts against {len(per_class)} per-class accuracies: "
+            "a record of another data set"
+        )
+    if sum(n for n, a in zip(counts, per_class, strict=True) if a is not None) <= 0:
+        return None
+    return prior_accuracy([math.nan if a is None else a for a in per_class], counts)
+
+
 def val_score(record: dict[str, Any], metric: str) -> float | None:
     """The validation score ``metric`` (one of :data:`SCORES`) of a trial, or ``None`` (no
     validation split, or diverged). ``top1_train_prior`` is computed from the validation
@@ -157,17 +173,7 @@ def val_score(record: dict[str, Any], metric: str) -> float | None:
     val = record.get("val") or {}
     if metric == "top1_train_prior":
         counts = (record.get("metrics") or {}).get("train_class_counts")
-        per_class = val.get("per_class_accuracy")
-        if not counts or not per_class:
-            return None
-        if len(counts) != len(per_class):
-            raise ValueError(
-                f"a trial with {len(counts)} training class counts and {len(per_class)} "
-                "validation per-class accuracies: a record of another data set"
-            )
-        if sum(n for n, a in zip(counts, per_class, strict=True) if a is not None) <= 0:
-            return None
-        return prior_accuracy([math.nan if a is None else a for a in per_class], counts)
+        return top1_at_counts(val.get("per_class_accuracy"), counts)
     if metric not in SCORES:
         raise ValueError(f"metric must be one of {SCORES}, got {metric!r}")
     value = val.get(metric)
