@@ -706,6 +706,24 @@ GRIDS: dict[str, Grid] = {
                 )
                 for lam in (300, 100)
             },
+            # Stated before running (2026-12-06, fifteenth session; results.md §7, "Choosing λ
+            # as the deployment is scored", part (e)): the same question on CE. CE re-run on
+            # this split keeping its checkpoint at the switch, λ = 3 and λ = 1 at CE's step
+            # (α = 1) branched off it, seeds 0-4; per seed three rules choose among the three
+            # (validation top-1, validation balanced accuracy, and the best validation balanced
+            # accuracy among the candidates within 1 point of CE's validation top-1).
+            "CE": _REPRO_AUTHORS_CPU["CE"],
+            **{
+                f"ABSGD + CE, λ = {lam}, α = 1, branched": Method(
+                    (
+                        *_REPRO_AUTHORS_CPU["ABSGD + CE"].overrides,
+                        _ALPHA_1,
+                        f"objective.lam={lam}.0",
+                    ),
+                    branch_from="CE",
+                )
+                for lam in (3, 1)
+            },
         },
         common=(
             *_REPRO_COMMON,
