@@ -48,7 +48,10 @@ methods A, B, C: on each seed, the run of the candidate with the highest validat
 (``balanced_accuracy``, ``top1`` or ``top1_train_prior``; ties to the first listed), what
 ``absgd tune`` over them would keep on that seed. It pairs like any method (``--pair BASE
 NAME``), which tests a selection rule on test numbers it did not choose on; a table shows each
-seed's scores and choice.
+seed's scores and choice. ``--guard NAME METRIC DROP`` limits that choice to the candidates
+whose validation METRIC is at most DROP (a fraction: 0.01 is one point) below the first
+candidate's, what ``absgd tune --guard`` does (e.g. the best balanced accuracy among the λs that
+give up at most one point of validation top-1 against λ = ∞, listed first).
 ``--curve K`` adds, where runs evaluated the test split every epoch, the mean test top-1 every
 K epochs, its fall from each run's best test epoch to its last (how much of what the model
 once knew about the clean test set it lost, e.g. by memorising noisy labels), and the test
@@ -105,6 +108,15 @@ def main(argv: list[str] | None = None) -> int:
         "top1_train_prior), ties to the first listed (repeatable)",
     )
     p.add_argument(
+        "--guard",
+        nargs=3,
+        action="append",
+        default=[],
+        metavar=("NAME", "METRIC", "DROP"),
+        help="the --choose NAME chooses only among the candidates whose validation METRIC is "
+        "at most DROP (a fraction: 0.01 is one point) below the first candidate's (repeatable)",
+    )
+    p.add_argument(
         "--confidence",
         type=float,
         default=0.95,
@@ -152,8 +164,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.shots is not None and not 0 < args.shots[1] <= args.shots[0]:
         p.error(f"--shots needs 0 < FEW <= MANY, got MANY={args.shots[0]} FEW={args.shots[1]}")
     shots = tuple(args.shots) if args.shots else None
+    guards = {name: (metric, drop) for name, metric, drop in args.guard}
+    if len(guards) < len(args.guard):
+        p.error(f"--guard: two guards for one choice ({[g[0] for g in args.guard]})")
+    unknown = set(guards) - {c[0] for c in args.choose}
+    if unknown:
+        p.error(f"--guard {sorted(unknown)[0]!r}: no --choose of that name")
     try:
-        choices = [parse_choice(*c) for c in args.choose]
+        choices = [parse_choice(n, cands, m, guards.get(n)) for n, cands, m in args.choose]
     except ValueError as err:
         p.error(str(err))
     if not 0 < args.confidence < 1:

@@ -567,11 +567,30 @@ def test_choose_evaluates_a_selection_rule_per_seed_as_a_method(tmp_path, capsys
     assert "| prior − L | 3 | +3.33 [-11.01, +17.68] |" in text
     assert "| bal − L | 3 | -5.00 [-5.00, -5.00] |" in text
     assert "| prior | 53.33 ± 5.77 |" in text and "per seed (val top1_train_prior)" in text
+    # guarded: the best balanced among the candidates within DROP of L at the training prior.
+    # drop 0.03 rules A100 out in every seed (.05 below L) and allows A300 (.025 below, or
+    # above): A300 every seed, test +10. Drop 0.05 allows A100 at the bound: the "bal" choice.
+    guard = ["--choose", "g3", "L | A300 | A100", "balanced_accuracy"]
+    guard += ["--guard", "g3", "top1_train_prior", "0.03"]
+    guard += ["--choose", "g5", "L | A300 | A100", "balanced_accuracy"]
+    guard += ["--guard", "g5", "top1_train_prior", "0.05"]
+    assert main([str(path), *guard, "--pair", "L", "g3", "--pair", "L", "g5"]) == 0
+    text = capsys.readouterr().out
+    assert "at most 3 points below the first's" in text
+    assert "per seed (val balanced_accuracy, top1_train_prior within 3 points)" in text
+    assert "| 0 | 50.00 (82.00) | **57.50 (79.50)** | 65.00 (77.00) ✗ | A300 |" in text
+    assert "Chosen: L 0 of 3, A300 3 of 3, A100 0 of 3." in text
+    assert "| g3 − L | 3 | +10.00 [+10.00, +10.00] |" in text
+    assert "| g5 − L | 3 | -5.00 [-5.00, -5.00] |" in text
     for bad in (
         ["--choose", "x", "L", "top1"],  # one candidate
         ["--choose", "x", "L | A300", "loss"],  # no such score
         ["--choose", "A100", "L | A300", "top1"],  # the name of a method of the table
         ["--choose", "x", "L | A300", "top1", "--choose", "x", "L | A100", "top1"],  # twice
+        ["--choose", "x", "L | A300", "top1", "--guard", "y", "top1", "0.01"],  # no such choice
+        ["--choose", "x", "L | A300", "top1", "--guard", "x", "loss", "0.01"],  # no such score
+        ["--choose", "x", "L | A300", "top1", "--guard", "x", "top1", "-1"],  # negative drop
+        ["--choose", "x", "L | A300", "top1", "--guard", "x", "top1", "a"],  # not a number
     ):
         with pytest.raises(SystemExit):
             main([str(path), *bad])

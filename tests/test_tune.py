@@ -10,7 +10,7 @@ import pytest
 
 from absgd.cli import SHIPPED_CONFIGS, TUNE_SCORES, main
 from absgd.training.config import ConfigError, load_config
-from absgd.training.tune import SCORES, TrialLog, select_value, tune, val_score
+from absgd.training.tune import SCORES, TrialLog, select_value, tune, val_score, within
 
 CONFIG = SHIPPED_CONFIGS / "cpu/fashion_mnist_lt_exp100_ce.yaml"
 TINY = [
@@ -45,6 +45,29 @@ def test_select_value_treats_scores_equal_but_for_rounding_as_a_tie():
     assert select_value({3.0: [low], 10.0: [high], 20.0: [high]})[0] == 3.0
     assert select_value({3.0: [0.8039999999999999], 10.0: [0.804]})[0] == 3.0
     assert select_value({3.0: [0.803], 10.0: [0.804]})[0] == 10.0  # a real difference
+
+
+def test_a_guard_allows_the_candidates_within_the_drop_of_the_first_listed():
+    top1 = {
+        float("inf"): [0.74, 0.76],
+        300.0: [0.745, 0.745],
+        100.0: [0.72, 0.73],
+        30.0: [0.8, None],
+    }
+    # reference (∞) mean 0.75: 300 is 0.005 below, 100 0.025 below, 30 has no mean
+    assert within(top1, 0.01) == [float("inf"), 300.0]
+    assert within(top1, 0.025) == [float("inf"), 300.0, 100.0]  # the bound itself is allowed
+    assert within(top1, 0.0) == [float("inf")]  # the reference always, when it has a score
+    assert within({1.0: [0.9], 2.0: [0.7]}, 0.0) == [1.0]
+    assert within({1.0: [None], 2.0: [0.9]}, 0.5) == []  # no reference score: no bound known
+    for bad in (-0.01, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="finite number >= 0"):
+            within(top1, bad)
+    # select_value among the allowed: the best of those, every mean still returned
+    balanced = {float("inf"): [0.40], 300.0: [0.42], 100.0: [0.45], 30.0: [0.5]}
+    best, means = select_value(balanced, among=within(top1, 0.01))
+    assert best == 300.0 and means[100.0] == 0.45
+    assert select_value(balanced, among=[]) == (None, means)
 
 
 def test_tune_selects_on_validation_and_resumes(tmp_path: Path):
@@ -222,3 +245,62 @@ def test_cli_tune_prints_the_table_and_the_selected_config(tmp_path: Path, capsy
     assert (tmp_path / "s" / "selected.yaml").is_file()
     bad = ["tune", "--config", str(CONFIG), "--values", "2", "--out", str(tmp_path / "b")]
     assert main(bad) == 2
+
+
+def test_tune_with_a_guard_takes_the_best_score_among_the_values_it_allows(tmp_path: Path):
+    out = tmp_path / "search"
+    values = [0.9, 0.7, 0.5]
+    plain = tune(CONFIG, "objective.target_ess", values, out, overrides=TINY, seeds=[0, 1])
+    # the rule from each run's final.json, independent of the engine
+    val = {
+        v: [
+            json.loads((out / f"target_ess={v!r}-s{s}" / "final.json").read_text())[
+                "val_at_selected_epoch"
+            ]
+            for s in (0, 1)
+        ]
+        for v in values
+    }
+    top1 = {v: sum(r["top1"] for r in rows) / 2 for v, rows in val.items()}
+    balanced = {v: sum(r["balanced_accuracy"] for r in rows) / 2 for v, rows in val.items()}
+    for drop in (0.0, 0.05, 1.0):
+        allowed = [v for v in values if top1[v] >= top1[0.9] - drop - 1e-9]
+        result = tune(
+            CONFIG, "objective.target_ess", values, out, overrides=TINY, seeds=[0, 1],
+            guard="top1", guard_drop=drop,
+        )  # fmt: skip
+        assert result.allowed == tuple(allowed)
+        assert result.best == max(allowed, key=lambda v: (balanced[v], -values.index(v)))
+        assert result.guard_means == pytest.approx(top1)
+        saved = json.loads((out / "selection.json").read_text())
+        assert saved["guard"]["allowed"] == [repr(v) for v in allowed]
+        assert saved["guard"]["reference"] == "0.9"
+        assert load_config(out / "selected.yaml").objective.target_ess == result.best
+    assert result.best == plain.best  # a drop of 1 allows every value: the unguarded choice
+    with pytest.raises(ValueError, match="both its metric and its drop"):
+        tune(CONFIG, "objective.target_ess", values, out, overrides=TINY, guard="top1")
+    with pytest.raises(ValueError, match="guard must be one of"):
+        tune(CONFIG, "objective.target_ess", values, out, overrides=TINY, guard="loss",
+             guard_drop=0.01)  # fmt: skip
+    with pytest.raises(ValueError, match="finite number >= 0"):
+        tune(CONFIG, "objective.target_ess", values, out, overrides=TINY, guard="top1",
+             guard_drop=-0.01)  # fmt: skip
+
+
+def test_cli_tune_guard_prints_the_guard_column_and_refuses_bad_values(tmp_path: Path, capsys):
+    args = ["tune", "--config", str(CONFIG), "--values", "0.9", "0.5", "--out", str(tmp_path / "s")]
+    for item in TINY:
+        args += ["--set", item]
+    assert main([*args, "--guard", "top1", "0"]) == 0
+    text = capsys.readouterr().out
+    assert "val top1" in text and "<- chosen" in text
+    saved = json.loads((tmp_path / "s" / "selection.json").read_text())
+    ruled_out = "ruled out: more than 0 below the first" in text
+    assert ruled_out == (saved["guard"]["allowed"] == ["0.9"])
+    for bad, message in (
+        (["--guard", "loss", "0.01"], "--guard METRIC must be one of"),
+        (["--guard", "top1", "-0.01"], "--guard DROP must be a number >= 0"),
+        (["--guard", "top1", "one"], "--guard DROP must be a number >= 0"),
+    ):
+        assert main([*args, *bad]) == 2
+        assert message in capsys.readouterr().err

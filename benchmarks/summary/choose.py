@@ -2,25 +2,32 @@
 validation score (``summarize --choose``), what ``absgd tune`` over those candidates would keep
 on that seed's run. Its rows pair with a base like any method's, so a rule (e.g. λ chosen on
 validation top-1 at the training prior, λ = ∞ among the candidates) is tested on held-out
-test numbers without choosing on them."""
+test numbers without choosing on them. A guard (``summarize --guard NAME METRIC DROP``, what
+``absgd tune --guard`` does) limits the choice to the candidates whose validation METRIC is at
+most DROP below the first candidate's (the base, λ = ∞)."""
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from absgd.training.tune import SCORES, select_value, val_score
+from absgd.training.tune import SCORES, select_value, val_score, within
 
 
 @dataclass(frozen=True)
 class Choice:
     """The method ``name``: per seed, the run of whichever of ``candidates`` (methods of one
-    table) has the highest validation ``metric`` (ties: the first listed)."""
+    table) has the highest validation ``metric`` (ties: the first listed); with a ``guard``
+    (a score of :data:`SCORES`), among those whose validation ``guard`` is at most
+    ``guard_drop`` (a fraction) below the first candidate's."""
 
     name: str
     candidates: tuple[str, ...]
     metric: str
+    guard: str | None = None
+    guard_drop: float | None = None
 
     def __post_init__(self) -> None:
         if len(self.candidates) < 2 or len(set(self.candidates)) != len(self.candidates):
@@ -34,19 +41,49 @@ class Choice:
             raise ValueError(
                 f"--choose {self.name!r}: metric must be one of {SCORES}, got {self.metric!r}"
             )
+        if (self.guard is None) != (self.guard_drop is None):
+            raise ValueError(f"--choose {self.name!r}: a guard needs its metric and its drop")
+        if self.guard is not None and self.guard not in SCORES:
+            raise ValueError(
+                f"--guard {self.name!r}: metric must be one of {SCORES}, got {self.guard!r}"
+            )
+        if self.guard_drop is not None and not (
+            math.isfinite(self.guard_drop) and self.guard_drop >= 0
+        ):
+            raise ValueError(
+                f"--guard {self.name!r}: DROP must be a number >= 0 (a fraction: 0.01 is one "
+                f"point), got {self.guard_drop!r}"
+            )
 
 
-def parse_choice(name: str, candidates: str, metric: str) -> Choice:
-    """``--choose NAME "A | B | C" METRIC`` as a :class:`Choice`."""
-    return Choice(name, tuple(c.strip() for c in candidates.split("|") if c.strip()), metric)
+def _points(drop: float | None) -> str:
+    """A guard's drop (a fraction) in points: ``1 point``, ``0.5 points``."""
+    value = 100 * (drop or 0.0)
+    return f"{value:g} point" + ("" if value == 1 else "s")
+
+
+def parse_choice(
+    name: str, candidates: str, metric: str, guard: tuple[str, str] | None = None
+) -> Choice:
+    """``--choose NAME "A | B | C" METRIC`` as a :class:`Choice`, with the ``(METRIC, DROP)``
+    of its ``--guard NAME METRIC DROP``, if any."""
+    names = tuple(c.strip() for c in candidates.split("|") if c.strip())
+    if guard is None:
+        return Choice(name, names, metric)
+    try:
+        drop = float(guard[1])
+    except ValueError:
+        drop = math.nan
+    return Choice(name, names, metric, guard[0], drop)
 
 
 def chosen_runs(methods: dict[str, list[dict[str, Any]]], choice: Choice) -> list[dict[str, Any]]:
     """The rows of ``choice`` in one table: for every seed on which each candidate has a run, a
     copy of the winning run renamed to the choice's name, with ``_chosen_from`` (its method) and
     ``_choice_scores`` (every candidate's score, ``None`` for a run that diverged or has no
-    validation score: it cannot win, as in ``absgd tune``). A seed whose every candidate lacks a
-    score is left out. Empty when a candidate is absent from the table."""
+    validation score: it cannot win, as in ``absgd tune``) and, with a guard,
+    ``_guard_scores`` and ``_allowed`` (the candidates it allowed). A seed where no candidate
+    can be chosen is left out. Empty when a candidate is absent from the table."""
     if any(c not in methods for c in choice.candidates):
         return []
     by_seed: dict[int, dict[str, dict[str, Any]]] = defaultdict(dict)
@@ -70,13 +107,38 @@ def chosen_runs(methods: dict[str, list[dict[str, Any]]], choice: Choice) -> lis
             for cand in choice.candidates
         }
         # select_value keys by candidate value; an index keeps the listed order for ties
-        best, _ = select_value({float(i): [scores[c]] for i, c in enumerate(choice.candidates)})
+        among: list[float] | None = None
+        guard_scores: dict[str, float | None] = {}
+        if choice.guard is not None and choice.guard_drop is not None:
+            guard_scores = {
+                cand: None
+                if runs[cand].get("metrics") is None
+                else val_score(runs[cand], choice.guard)
+                for cand in choice.candidates
+            }
+            among = within(
+                {float(i): [guard_scores[c]] for i, c in enumerate(choice.candidates)},
+                choice.guard_drop,
+            )
+        best, _ = select_value(
+            {float(i): [scores[c]] for i, c in enumerate(choice.candidates)}, among=among
+        )
         if best is None:
             continue
         winner = choice.candidates[int(best)]
+        guarded = (
+            {}
+            if among is None
+            else {
+                "_guard_scores": guard_scores,
+                "_allowed": [choice.candidates[int(i)] for i in among],
+                "_guard_text": f", {choice.guard} within {_points(choice.guard_drop)}",
+            }
+        )
         out.append(
             {
                 **runs[winner],
+                **guarded,
                 "method": choice.name,
                 "_chosen_from": winner,
                 "_choice_scores": scores,
@@ -100,9 +162,15 @@ def choice_tables(
             rows = methods.get(choice.name)
             if not rows:
                 continue
+            guard = ""
+            if choice.guard is not None and choice.guard_drop is not None:
+                guard = (
+                    f" among the candidates whose validation {choice.guard} (in brackets) is at "
+                    f"most {_points(choice.guard_drop)} below the first's (✗: ruled out)"
+                )
             out.append(
                 f"### {grid}: {setting} ({device}), {choice.name}: chosen per seed on "
-                f"validation {choice.metric}\n"
+                f"validation {choice.metric}{guard}\n"
             )
             head = ["seed", *choice.candidates, "chosen"]
             out.append("| " + " | ".join(head) + " |")
@@ -112,6 +180,11 @@ def choice_tables(
                 for cand in choice.candidates:
                     score = row["_choice_scores"][cand]
                     text = "–" if score is None else f"{100 * score:.2f}"
+                    if "_guard_scores" in row:
+                        g = row["_guard_scores"][cand]
+                        text += " (–)" if g is None else f" ({100 * g:.2f})"
+                        if cand not in row["_allowed"]:
+                            text += " ✗"
                     cells.append(f"**{text}**" if cand == row["_chosen_from"] else text)
                 cells.append(row["_chosen_from"])
                 out.append("| " + " | ".join(cells) + " |")

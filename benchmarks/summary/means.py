@@ -57,7 +57,8 @@ def tables(
                 "" if rows[0]["_tuned"] else " (candidate)" if rows[0]["_candidate"] else " (fixed)"
             )
             if rows[0].get("_chosen_from"):
-                cells.append(f"per seed (val {rows[0]['_choice_metric']})")
+                guard = rows[0].get("_guard_text", "")
+                cells.append(f"per seed (val {rows[0]['_choice_metric']}{guard})")
             else:
                 cells.append("–" if lam is None else f"{lam:g}{kind}")
             switched = any(lam_switch(r) is not None for r in rows)  # a choice mixes the two

@@ -87,6 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
         "validation top-1 at the training class counts, where the deployment keeps the "
         "training skew)",
     )
+    p.add_argument(
+        "--guard",
+        nargs=2,
+        metavar=("METRIC", "DROP"),
+        help="choose only among the values whose validation METRIC (one of "
+        f"{', '.join(TUNE_SCORES)}) is at most DROP below the first value's, a fraction: "
+        "e.g. --values inf 300 100 --guard top1 0.01 takes the best --metric among the λs "
+        "that give up at most one point of validation top-1 against plain SGD",
+    )
     p.add_argument("--out", required=True, help="folder of the search (its state: resumable)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
@@ -363,6 +372,22 @@ def _cmd_tune(args: argparse.Namespace) -> int:
 
     if any(math.isnan(v) for v in args.values):
         raise UsageError(f"--values must be numbers, got {args.values}")
+    guard, guard_drop = None, None
+    if args.guard is not None:
+        guard, drop_text = args.guard
+        if guard not in TUNE_SCORES:
+            raise UsageError(
+                f"--guard METRIC must be one of {', '.join(TUNE_SCORES)}, got {guard!r}"
+            )
+        try:
+            guard_drop = float(drop_text)
+        except ValueError:
+            guard_drop = math.nan
+        if not (math.isfinite(guard_drop) and guard_drop >= 0):
+            raise UsageError(
+                f"--guard DROP must be a number >= 0 (a fraction: 0.01 is one point), "
+                f"got {drop_text!r}"
+            )
     say = (lambda text: None) if args.quiet else (lambda text: print(text, flush=True))
     try:
         result = tune(
@@ -373,6 +398,8 @@ def _cmd_tune(args: argparse.Namespace) -> int:
             overrides=args.overrides,
             seeds=args.seeds,
             metric=args.metric,
+            guard=guard,
+            guard_drop=guard_drop,
             progress=say,
             reporter=_ProgressReporter(quiet=True),
         )
@@ -380,9 +407,16 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         raise UsageError(str(err)) from None
     print(format_tune_table(result))
     if result.best is None:
-        print(
-            f"no candidate finished with a validation score; see {Path(args.out) / 'trials.jsonl'}"
-        )
+        if result.allowed == ():
+            print(
+                f"the first value has no validation {guard} (diverged?), so the guard allows no "
+                f"candidate; see {Path(args.out) / 'trials.jsonl'}"
+            )
+        else:
+            print(
+                "no candidate finished with a validation score; see "
+                f"{Path(args.out) / 'trials.jsonl'}"
+            )
         return EXIT_FAILURE
     print(f"selected config: {Path(args.out) / 'selected.yaml'}")
     return EXIT_OK

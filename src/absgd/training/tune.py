@@ -8,7 +8,9 @@ is the state of a search: trials already in it are skipped, and a trial whose ru
 holds a checkpoint resumes from it, so an interrupted search continues where it stopped.
 
 Selection reads the validation split only: the candidate with the best mean validation score
-over the seeds it ran with. The test metrics are recorded for reporting, never used here.
+over the seeds it ran with, optionally among those a *guard* allows (:func:`within`: at most a
+stated drop below the first candidate's mean on a second validation score). The test metrics
+are recorded for reporting, never used here.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,7 @@ __all__ = [
     "select_value",
     "tune",
     "value_text",
+    "within",
 ]
 
 METRICS = (
@@ -184,25 +187,56 @@ TIE_TOLERANCE = 1e-9
 """Validation scores closer than this are equal for :func:`select_value`."""
 
 
-def select_value(
-    scores: dict[float, list[float | None]],
-) -> tuple[float | None, dict[float, float | None]]:
-    """The candidate with the best mean validation score (ties: the first listed), and each
-    candidate's mean (``None`` if one of its trials has no score, e.g. diverged).
-
-    Means within ``TIE_TOLERANCE`` of the best count as ties: equal accuracies summed in
-    another order differ in the last bit (0.804 and 0.8039999999999999), and the rule must not
-    depend on that."""
+def _means(scores: dict[float, list[float | None]]) -> dict[float, float | None]:
+    """Each candidate's mean score, ``None`` if one of its trials has no score (diverged)."""
     means: dict[float, float | None] = {}
     for value, values in scores.items():
         ok = [v for v in values if v is not None]
         means[value] = sum(ok) / len(ok) if ok and len(ok) == len(values) else None
-    scored = {v: m for v, m in means.items() if m is not None}
+    return means
+
+
+def select_value(
+    scores: dict[float, list[float | None]], among: Iterable[float] | None = None
+) -> tuple[float | None, dict[float, float | None]]:
+    """The candidate with the best mean validation score (ties: the first listed), and each
+    candidate's mean (``None`` if one of its trials has no score, e.g. diverged). With
+    ``among``, only those candidates may be chosen (e.g. :func:`within` a guard); every mean is
+    still returned.
+
+    Means within ``TIE_TOLERANCE`` of the best count as ties: equal accuracies summed in
+    another order differ in the last bit (0.804 and 0.8039999999999999), and the rule must not
+    depend on that."""
+    means = _means(scores)
+    allowed = set(means) if among is None else set(among)
+    scored = {v: m for v, m in means.items() if m is not None and v in allowed}
     if not scored:
         return None, means
     top = max(scored.values())
     best = next(v for v, m in scored.items() if m >= top - TIE_TOLERANCE)
     return best, means
+
+
+def within(scores: dict[float, list[float | None]], drop: float) -> list[float]:
+    """The candidates a guard allows: those whose mean score is at most ``drop`` below the mean
+    of the first candidate listed, the reference (list the plain setting, e.g. λ = ∞, first),
+    in listed order. The reference is always allowed when it has a score; with no score for
+    it (diverged) the bound is unknown and no candidate is allowed.
+
+    E.g. guard scores of validation top-1 and ``drop = 0.01``: the candidates that give up at
+    most one point of validation top-1 against the reference.
+
+    Raises:
+        ValueError: ``drop`` negative or not finite.
+    """
+    if not (math.isfinite(drop) and drop >= 0):
+        raise ValueError(f"a guard's drop must be a finite number >= 0, got {drop!r}")
+    means = _means(scores)
+    reference = means[next(iter(means))] if means else None
+    if reference is None:
+        return []
+    floor = reference - drop - TIE_TOLERANCE
+    return [v for v, m in means.items() if m is not None and m >= floor]
 
 
 class TrialLog:
@@ -285,7 +319,8 @@ def plain_json(value: Any) -> Any:
 @dataclass(frozen=True)
 class TuneResult:
     """What ``absgd tune`` found: the chosen value, the mean validation score of each candidate
-    and every trial record."""
+    and every trial record; with a guard, its metric, drop, each candidate's mean guard score
+    and the candidates it allowed."""
 
     param: str
     metric: str
@@ -294,6 +329,10 @@ class TuneResult:
     trials: list[dict[str, Any]]
     config: RunConfig | None
     """The config with the chosen value (``None`` if every candidate failed)."""
+    guard: str | None = None
+    guard_drop: float | None = None
+    guard_means: dict[float, float | None] | None = None
+    allowed: tuple[float, ...] | None = None
 
 
 def _slug(param: str, value: float, seed: int) -> str:
@@ -310,11 +349,18 @@ def tune(
     overrides: Sequence[str] = (),
     seeds: Sequence[int] = (0,),
     metric: str = "balanced_accuracy",
+    guard: str | None = None,
+    guard_drop: float | None = None,
     progress: Callable[[str], None] | None = None,
     reporter: Any = None,
 ) -> TuneResult:
     """Train ``config`` once per candidate ``value`` of ``param`` and seed, into ``out_dir``,
-    and choose the value with the best mean validation ``metric``.
+    and choose the value with the best mean validation ``metric``; with ``guard`` (one of
+    :data:`SCORES`), only among the values whose mean validation ``guard`` is at most
+    ``guard_drop`` below the first value's (:func:`within`; list the plain setting first, e.g.
+    ``values=[inf, 300, 100]``, ``metric="balanced_accuracy"``, ``guard="top1"``,
+    ``guard_drop=0.01``: the best balanced accuracy that gives up at most one point of
+    validation top-1).
 
     ``out_dir`` receives ``trials.jsonl`` (one line per trial; the search's state), one run
     directory per trial, ``selection.json`` and ``selected.yaml`` (the config with the chosen
@@ -322,8 +368,9 @@ def tune(
     skips finished trials and resumes interrupted ones.
 
     Raises:
-        ValueError: no candidates, a metric not in :data:`SCORES`, or a
-            config without a validation split (``data.val_source: none``).
+        ValueError: no candidates, a metric or guard not in :data:`SCORES`, a guard without
+            its drop (or a drop without a guard, or one negative), or a config without a
+            validation split (``data.val_source: none``).
     """
     from absgd.training.config import ConfigError
 
@@ -331,6 +378,15 @@ def tune(
         raise ValueError("tune needs at least one candidate value")
     if metric not in SCORES:
         raise ValueError(f"metric must be one of {SCORES}, got {metric!r}")
+    if (guard is None) != (guard_drop is None):
+        raise ValueError(
+            f"a guard needs both its metric and its drop, got guard={guard!r}, "
+            f"guard_drop={guard_drop!r}"
+        )
+    if guard is not None and guard not in SCORES:
+        raise ValueError(f"guard must be one of {SCORES}, got {guard!r}")
+    if guard_drop is not None:
+        within({}, guard_drop)  # a drop that is not a finite number >= 0 fails before training
     if not seeds:
         raise ValueError("tune needs at least one seed")
     out = Path(out_dir).expanduser()
@@ -382,29 +438,59 @@ def tune(
     scores: dict[float, list[float | None]] = {v: [] for v in values}
     for row in trials:
         scores[row["value"]].append(val_score(row, metric))
-    best, means = select_value(scores)
+    allowed: list[float] | None = None
+    guard_means: dict[float, float | None] | None = None
+    if guard is not None and guard_drop is not None:
+        guarded: dict[float, list[float | None]] = {v: [] for v in values}
+        for row in trials:
+            guarded[row["value"]].append(val_score(row, guard))
+        allowed = within(guarded, guard_drop)
+        guard_means = _means(guarded)
+    best, means = select_value(scores, among=allowed)
     chosen = None
     if best is not None:
         chosen = configs[(best, seeds[0])]
         seedless = load_config(config, [*base, f"{param}={value_text(best)}"])
         write_text(out / "selected.yaml", dump_yaml(seedless))
-    write_json(
-        out / "selection.json",
-        {
-            "param": param,
-            "metric": f"val {metric}",
-            "seeds": list(seeds),
-            "best": best,
-            "means": {value_text(v): m for v, m in means.items()},
-        },
+    else:  # an earlier search's choice in this folder is not this one's
+        (out / "selected.yaml").unlink(missing_ok=True)
+    selection: dict[str, Any] = {
+        "param": param,
+        "metric": f"val {metric}",
+        "seeds": list(seeds),
+        "best": best,
+        "means": {value_text(v): m for v, m in means.items()},
+    }
+    if guard is not None and guard_means is not None and allowed is not None:
+        selection["guard"] = {
+            "metric": f"val {guard}",
+            "drop": guard_drop,
+            "reference": value_text(values[0]),
+            "means": {value_text(v): m for v, m in guard_means.items()},
+            "allowed": [value_text(v) for v in allowed],
+        }
+    write_json(out / "selection.json", selection)
+    return TuneResult(
+        param,
+        metric,
+        best,
+        means,
+        trials,
+        chosen,
+        guard=guard,
+        guard_drop=guard_drop,
+        guard_means=guard_means,
+        allowed=None if allowed is None else tuple(allowed),
     )
-    return TuneResult(param, metric, best, means, trials, chosen)
 
 
 def format_tune_table(result: TuneResult) -> str:
-    """One line per candidate: mean validation score, its trials' selected epochs, and a flag
-    when a selected epoch precedes the ABSGD switch (the number is then the plain-SGD model)."""
-    lines = [f"{result.param:>24}  val {result.metric:<18} epochs (selected)  note"]
+    """One line per candidate: mean validation score (and guard score, with a guard), its
+    trials' selected epochs, and notes: the choice, a candidate the guard ruled out, a
+    selected epoch before the ABSGD switch (the number is then the plain-SGD model)."""
+    guarded = result.guard is not None and result.guard_means is not None
+    guard_head = f"val {result.guard:<18} " if guarded else ""
+    lines = [f"{result.param:>24}  val {result.metric:<18} {guard_head}epochs (selected)  note"]
     by_value: dict[float, list[dict[str, Any]]] = {}
     for row in result.trials:
         by_value.setdefault(row["value"], []).append(row)
@@ -417,9 +503,19 @@ def format_tune_table(result: TuneResult) -> str:
         switch = next((r.get("switch_epoch") for r in rows if r.get("switch_epoch")), None)
         if switch is not None and any(e is not None and e <= switch for e in epochs):
             notes.append(f"selected before the switch at {switch:g}")
+        guard_cell = ""
+        if guarded and result.guard_means is not None:
+            g = result.guard_means.get(value)
+            guard_cell = f"{'-' if g is None else f'{100 * g:.2f}':<22} "
+            if result.allowed is not None and value not in result.allowed:
+                notes.insert(
+                    0, f"ruled out: more than {100 * (result.guard_drop or 0):g} below the first"
+                )
         if value == result.best:
             notes.insert(0, "<- chosen")
         score = "-" if mean is None else f"{100 * mean:.2f}"
         shown = ",".join("-" if e is None else str(e) for e in epochs)
-        lines.append(f"{value_text(value):>24}  {score:<22} {shown:<17}  {'; '.join(notes)}")
+        lines.append(
+            f"{value_text(value):>24}  {score:<22} {guard_cell}{shown:<17}  {'; '.join(notes)}"
+        )
     return "\n".join(lines)
