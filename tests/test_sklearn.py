@@ -477,6 +477,31 @@ def test_early_stopping_keeps_the_best_epoch():
         assert torch.equal(value, short.model_.state_dict()[name]), name
 
 
+def test_early_stopping_scores_accuracy_at_the_training_prior_when_asked(monkeypatch):
+    X, y = _data(n=300, weights=[0.8, 0.15, 0.05])
+    held_out = []
+    split = ABSGDClassifier._split
+
+    def spy(self, *args):  # the rows the estimator held out, as it drew them
+        train_idx, val_idx = split(self, *args)
+        held_out.append(val_idx)
+        return train_idx, val_idx
+
+    monkeypatch.setattr(ABSGDClassifier, "_split", spy)
+    common = {"solver": "adam", "early_stopping": True, "n_iter_no_change": 3, "max_iter": 60}
+    for scoring in ("accuracy", "balanced_accuracy"):
+        est = ABSGDClassifier(scoring=scoring, random_state=0, **common).fit(X, y)
+        rows = held_out[-1]
+        assert len(np.unique(y[rows])) == 3  # stratified: every class held out
+        pred, truth = est.predict(X[rows]), y[rows]  # the kept model: the best epoch's
+        if scoring == "accuracy":
+            expected = np.mean(pred == truth)
+        else:
+            expected = np.mean([np.mean(pred[truth == c] == c) for c in np.unique(truth)])
+        assert est.best_validation_score_ == pytest.approx(expected)
+        assert est.best_validation_score_ == max(est.validation_scores_)
+
+
 def test_partial_fit_online_without_a_prior():
     X, y = _data(n=200)
     est = ABSGDClassifier(lam=1.0, solver="adam", batch_size=16, random_state=0)
@@ -556,6 +581,7 @@ def test_partial_fit_refuses_what_needs_a_class_prior():
         ({"learning_rate": -1.0}, "learning_rate must be a finite number > 0"),
         ({"batch_size": 0}, "batch_size must be an int >= 1"),
         ({"validation_fraction": 1.0}, "validation_fraction must be in"),
+        ({"scoring": "f1"}, "scoring must be one of .* got 'f1'"),
         ({"device": "tpu"}, "device must be"),
     ],
 )

@@ -156,9 +156,14 @@ class ABSGDClassifier(ClassifierMixin, BaseEstimator):
         Shuffle the training rows every epoch of ``fit`` (``partial_fit`` never shuffles).
     early_stopping : bool, default=False
         Mini-batch solvers: hold out a stratified ``validation_fraction`` of the training
-        data and stop when its balanced accuracy has not improved by ``tol`` for
+        data and stop when its ``scoring`` has not improved by ``tol`` for
         ``n_iter_no_change`` epochs, keeping the best epoch's parameters (instead of the
         training-objective rule). With ``lam_schedule`` the count starts at the switch.
+    scoring : {"balanced_accuracy", "accuracy"}, default="balanced_accuracy"
+        The validation score of ``early_stopping``. ``"balanced_accuracy"``: every class
+        counts the same. ``"accuracy"``: on the stratified split, accuracy at the training
+        class prior, for a deployment that keeps the training skew (on skewed data, ABSGD's
+        balanced gains were paid for in the large classes; docs/results.md §7).
     validation_fraction : float, default=0.1
         Fraction of each class held out (at least one sample of every class with two or
         more samples; a class with one sample stays in training).
@@ -166,8 +171,8 @@ class ABSGDClassifier(ClassifierMixin, BaseEstimator):
         Patience of the stopping rules, in epochs.
     tol : float, default=1e-4
         ``"lbfgs"``: the largest gradient component at convergence. Mini-batch solvers: the
-        least improvement of the epoch objective (or of the validation balanced accuracy,
-        with ``early_stopping``) that counts.
+        least improvement of the epoch objective (or of the validation score, with
+        ``early_stopping``) that counts.
     warm_start : bool, default=False
         ``fit`` continues from the fitted parameters and ABSGD normaliser (with a fresh
         optimiser and its own λ schedule) instead of re-initialising; the classes and the
@@ -214,7 +219,7 @@ class ABSGDClassifier(ClassifierMixin, BaseEstimator):
         The training objective: the mean step objective of every epoch or ``partial_fit``
         call (mini-batch), or the full objective after every iteration (``"lbfgs"``).
     validation_scores_ : list of float or None
-        Validation balanced accuracy of every epoch (``early_stopping=True``).
+        The validation ``scoring`` of every epoch (``early_stopping=True``).
     best_validation_score_ : float or None
         The best of ``validation_scores_``.
 
@@ -259,6 +264,7 @@ class ABSGDClassifier(ClassifierMixin, BaseEstimator):
         batch_size: int = 64,
         shuffle: bool = True,
         early_stopping: bool = False,
+        scoring: str = "balanced_accuracy",
         validation_fraction: float = 0.1,
         n_iter_no_change: int = 10,
         tol: float = 1e-4,
@@ -286,6 +292,7 @@ class ABSGDClassifier(ClassifierMixin, BaseEstimator):
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.early_stopping = early_stopping
+        self.scoring = scoring
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
         self.tol = tol

@@ -20,7 +20,7 @@ from absgd.sklearn._solvers import Plateau, ess, exponent_inputs, train_epoch
 if TYPE_CHECKING:
     from absgd.sklearn._estimator import ABSGDClassifier
 
-__all__ = ["balanced_accuracy", "fit_minibatch", "training_ess"]
+__all__ = ["fit_minibatch", "training_ess", "validation_score"]
 
 
 def fit_minibatch(
@@ -71,9 +71,9 @@ def fit_minibatch(
         est.n_iter_ += 1
         message = f"epoch {epoch + 1}/{est.max_iter}: lam={lam_now:g}, objective={value:.5f}"
         if val_rows is not None and val_idx is not None:
-            score = balanced_accuracy(est.model_, val_rows, y_idx[val_idx])
+            score = validation_score(est.scoring, est.model_, val_rows, y_idx[val_idx])
             est.validation_scores_.append(score)  # type: ignore[union-attr]
-            message += f", validation balanced accuracy={score:.4f}"
+            message += f", validation {est.scoring.replace('_', ' ')}={score:.4f}"
             if epoch >= switch:  # the count starts when λ takes its final value
                 if score > best_score + est.tol:
                     best_score, stale = score, 0
@@ -127,7 +127,11 @@ def training_ess(
     return ess(exponent_inputs(losses, u, est.placement).double().numpy(), est.lam_)
 
 
-def balanced_accuracy(model: nn.Module, rows: Rows, y_idx: np.ndarray) -> float:
-    """Mean over the classes present in ``y_idx`` of the recall of ``model``'s argmax."""
+def validation_score(scoring: str, model: nn.Module, rows: Rows, y_idx: np.ndarray) -> float:
+    """``early_stopping``'s score of ``model`` on ``rows``: ``"balanced_accuracy"`` (the mean
+    over the classes present in ``y_idx`` of the recall of its argmax) or ``"accuracy"`` (the
+    fraction of rows whose argmax is their label)."""
     pred = logits(model, rows, len(y_idx), torch.float32).argmax(1).numpy()
+    if scoring == "accuracy":
+        return float(np.mean(pred == y_idx))
     return float(np.mean([np.mean(pred[y_idx == c] == c) for c in np.unique(y_idx)]))

@@ -25,6 +25,8 @@ SOLVERS = ("lbfgs", "sgd", "adam")
 LR_SCHEDULES = ("adaptive", "constant")
 PLACEMENTS = ("inside", "outside")
 CLASS_WEIGHT_SCHEMES = ("balanced", "effective_number")
+SCORINGS = ("balanced_accuracy", "accuracy")
+"""``early_stopping``'s validation scores."""
 DTYPES = (np.float64, np.float32)
 
 
@@ -88,6 +90,8 @@ def check_params(est: ABSGDClassifier) -> dict[str, Any]:
         raise ValueError(f"validation_fraction must be in (0, 1), got {est.validation_fraction!r}")
     if not (is_real(est.tol) and 0 <= est.tol < math.inf):
         raise ValueError(f"tol must be a finite number >= 0, got {est.tol!r}")
+    if est.scoring not in SCORINGS:
+        raise ValueError(f"scoring must be one of {SCORINGS}, got {est.scoring!r}")
     if est.early_stopping and est.solver == "lbfgs":
         raise ValueError(
             "early_stopping applies to the mini-batch solvers (solver='sgd' or 'adam'); "
