@@ -164,9 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.shots is not None and not 0 < args.shots[1] <= args.shots[0]:
         p.error(f"--shots needs 0 < FEW <= MANY, got MANY={args.shots[0]} FEW={args.shots[1]}")
     shots = tuple(args.shots) if args.shots else None
-    guards = {name: (metric, drop) for name, metric, drop in args.guard}
-    if len(guards) < len(args.guard):
-        p.error(f"--guard: two guards for one choice ({[g[0] for g in args.guard]})")
+    guards: dict[str, tuple[str, str]] = {}
+    for name, metric, drop in args.guard:
+        if name in guards:
+            p.error(f"--guard {name!r} given twice; one guard per choice")
+        guards[name] = (metric, drop)
     unknown = set(guards) - {c[0] for c in args.choose}
     if unknown:
         p.error(f"--guard {sorted(unknown)[0]!r}: no --choose of that name")

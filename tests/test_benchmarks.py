@@ -582,18 +582,31 @@ def test_choose_evaluates_a_selection_rule_per_seed_as_a_method(tmp_path, capsys
     assert "Chosen: L 0 of 3, A300 3 of 3, A100 0 of 3." in text
     assert "| g3 − L | 3 | +10.00 [+10.00, +10.00] |" in text
     assert "| g5 − L | 3 | -5.00 [-5.00, -5.00] |" in text
-    for bad in (
-        ["--choose", "x", "L", "top1"],  # one candidate
-        ["--choose", "x", "L | A300", "loss"],  # no such score
-        ["--choose", "A100", "L | A300", "top1"],  # the name of a method of the table
-        ["--choose", "x", "L | A300", "top1", "--choose", "x", "L | A100", "top1"],  # twice
-        ["--choose", "x", "L | A300", "top1", "--guard", "y", "top1", "0.01"],  # no such choice
-        ["--choose", "x", "L | A300", "top1", "--guard", "x", "loss", "0.01"],  # no such score
-        ["--choose", "x", "L | A300", "top1", "--guard", "x", "top1", "-1"],  # negative drop
-        ["--choose", "x", "L | A300", "top1", "--guard", "x", "top1", "a"],  # not a number
+    # L diverged on seed 2: with no guard score for the first candidate the guarded choice
+    # has no bound there, and says it leaves the seed out
+    rows = [r for r in rows if (r["method"], r["seed"]) != ("L", 2)]
+    rows.append({**run("L", 2, 0.5, [0.8, 0.2]), "metrics": None, "diverged": "diverged"})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main([str(path), *guard[:8]]) == 0
+    captured = capsys.readouterr()
+    assert "--choose 'g3': seed 2 left out: the first candidate has no validation" in captured.err
+    assert "Chosen: L 0 of 2, A300 2 of 2, A100 0 of 2." in captured.out
+    one = ["--choose", "x", "L | A300", "top1"]
+    for bad, message in (
+        (["--choose", "x", "L", "top1"], "two or more different candidate"),
+        (["--choose", "x", "L | A300", "loss"], "metric must be one of"),
+        (["--choose", "A100", "L | A300", "top1"], "already has a method of that name"),
+        ([*one, "--choose", "x", "L | A100", "top1"], "two choices share a name"),
+        ([*one, "--guard", "y", "top1", "0.01"], "--guard 'y': no --choose of that name"),
+        ([*one, "--guard", "x", "loss", "0.01"], "--guard 'x': metric must be one of"),
+        ([*one, "--guard", "x", "top1", "-1"], "fraction in [0, 1) (0.01 is one point"),
+        ([*one, "--guard", "x", "top1", "a"], "DROP must be a fraction in [0, 1)"),
+        ([*one, "--guard", "x", "top1", "0.01", "--guard", "x", "top1", "0.02"], "given twice"),
     ):
-        with pytest.raises(SystemExit):
+        with pytest.raises(SystemExit) as info:
             main([str(path), *bad])
+        err = capsys.readouterr().err + str(info.value.code)  # argparse's, or SystemExit's text
+        assert message in err, (bad, err)
 
 
 def test_choose_passes_over_a_diverged_candidate_and_treats_rounding_as_a_tie(tmp_path):

@@ -10,7 +10,16 @@ import pytest
 
 from absgd.cli import SHIPPED_CONFIGS, TUNE_SCORES, main
 from absgd.training.config import ConfigError, load_config
-from absgd.training.tune import SCORES, TrialLog, select_value, tune, val_score, within
+from absgd.training.tune import (
+    SCORES,
+    TrialLog,
+    format_tune_table,
+    select_value,
+    tune,
+    val_score,
+    value_text,
+    within,
+)
 
 CONFIG = SHIPPED_CONFIGS / "cpu/fashion_mnist_lt_exp100_ce.yaml"
 TINY = [
@@ -60,9 +69,12 @@ def test_a_guard_allows_the_candidates_within_the_drop_of_the_first_listed():
     assert within(top1, 0.0) == [float("inf")]  # the reference always, when it has a score
     assert within({1.0: [0.9], 2.0: [0.7]}, 0.0) == [1.0]
     assert within({1.0: [None], 2.0: [0.9]}, 0.5) == []  # no reference score: no bound known
-    for bad in (-0.01, float("nan"), float("inf")):
-        with pytest.raises(ValueError, match="finite number >= 0"):
+    for bad in (-0.01, 1.0, float("nan"), float("inf"), True):
+        with pytest.raises(ValueError, match=r"fraction in \[0, 1\)"):
             within(top1, bad)
+    assert str(within(top1, -0.0)) == str(within(top1, 0.0))  # -0 is 0
+    nan_first = {1.0: [float("nan")], 2.0: [0.5]}  # a NaN score is no score
+    assert within(nan_first, 0.1) == [] and select_value(nan_first) == (2.0, {1.0: None, 2.0: 0.5})
     # select_value among the allowed: the best of those, every mean still returned
     balanced = {float("inf"): [0.40], 300.0: [0.42], 100.0: [0.45], 30.0: [0.5]}
     best, means = select_value(balanced, among=within(top1, 0.01))
@@ -247,60 +259,105 @@ def test_cli_tune_prints_the_table_and_the_selected_config(tmp_path: Path, capsy
     assert main(bad) == 2
 
 
-def test_tune_with_a_guard_takes_the_best_score_among_the_values_it_allows(tmp_path: Path):
+# Scripted validation scores per λ and seed (top-1, balanced): the guard's arithmetic checked
+# by hand, without training. Means: ∞ .81 / .41; 3 .805 / .45 (0.005 below ∞); 1 .785 / .51.
+SCRIPTED = {
+    float("inf"): [(0.80, 0.40), (0.82, 0.42)],
+    3.0: [(0.805, 0.45), (0.805, 0.45)],
+    1.0: [(0.78, 0.50), (0.79, 0.52)],
+}
+
+
+def _scripted_trials(monkeypatch, scripted=SCRIPTED):
+    import absgd.training.tune as engine
+
+    def fake(cfg, run_dir, *, reporter=None):
+        scores = scripted[cfg.objective.lam][cfg.train.seed]
+        if scores is None:
+            return {"metrics": None, "val": None, "diverged": "training diverged"}
+        top1, balanced = scores
+        return {
+            "metrics": {"selected_epoch": 2, "train_class_counts": None},
+            "val": {"top1": top1, "balanced_accuracy": balanced},
+        }
+
+    monkeypatch.setattr(engine, "run_trial", fake)
+
+
+def test_tune_with_a_guard_takes_the_best_score_among_the_values_it_allows(tmp_path, monkeypatch):
+    _scripted_trials(monkeypatch)
+    values, out = [float("inf"), 3.0, 1.0], tmp_path / "search"
+    kw = {"overrides": TINY, "seeds": [0, 1], "metric": "balanced_accuracy"}
+    assert tune(CONFIG, "objective.lam", values, out, **kw).best == 1.0  # unguarded
+    for drop, allowed, best in (
+        (0.01, (float("inf"), 3.0), 3.0),  # 1 is 2.5 points below ∞: ruled out
+        (0.025, (float("inf"), 3.0, 1.0), 1.0),  # the bound itself is allowed
+        (0.0, (float("inf"),), float("inf")),  # 3 is half a point below
+    ):
+        result = tune(CONFIG, "objective.lam", values, out, **kw, guard="top1", guard_drop=drop)
+        assert (result.allowed, result.best) == (allowed, best), drop
+        assert result.guard_means == pytest.approx({float("inf"): 0.81, 3.0: 0.805, 1.0: 0.785})
+        saved = json.loads((out / "selection.json").read_text())["guard"]
+        assert saved["allowed"] == [value_text(v) for v in allowed]
+        assert (saved["reference"], saved["drop"], saved["metric"]) == (".inf", drop, "val top1")
+        assert load_config(out / "selected.yaml").objective.lam == best
+    table = format_tune_table(
+        tune(CONFIG, "objective.lam", values, out, **kw, guard="top1", guard_drop=0.01)
+    )
+    line = next(r for r in table.splitlines() if r.strip().startswith("1.0"))
+    assert "78.50" in line and "ruled out: more than 1 points of val top1 below the first" in line
+    assert "<- chosen" in next(r for r in table.splitlines() if r.strip().startswith("3.0"))
+    for bad, match in (
+        ({"guard": "top1"}, "both its metric and its drop"),
+        ({"guard_drop": 0.01}, "both its metric and its drop"),
+        ({"guard": "loss", "guard_drop": 0.01}, "guard must be one of"),
+        ({"guard": "top1", "guard_drop": -0.01}, r"fraction in \[0, 1\).*got -0\.01"),
+        ({"guard": "top1", "guard_drop": 1.0}, r"fraction in \[0, 1\).*got 1\.0"),
+        ({"guard": "top1", "guard_drop": float("nan")}, r"fraction in \[0, 1\).*got nan"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            tune(CONFIG, "objective.lam", values, out, **kw, **bad)
+
+
+def test_a_guard_whose_reference_diverged_chooses_nothing(tmp_path, monkeypatch, capsys):
+    scripted = {**SCRIPTED, float("inf"): [(0.80, 0.40), None]}  # ∞ diverged on seed 1
+    _scripted_trials(monkeypatch, scripted)
     out = tmp_path / "search"
-    values = [0.9, 0.7, 0.5]
-    plain = tune(CONFIG, "objective.target_ess", values, out, overrides=TINY, seeds=[0, 1])
-    # the rule from each run's final.json, independent of the engine
-    val = {
-        v: [
-            json.loads((out / f"target_ess={v!r}-s{s}" / "final.json").read_text())[
-                "val_at_selected_epoch"
-            ]
-            for s in (0, 1)
-        ]
-        for v in values
-    }
-    top1 = {v: sum(r["top1"] for r in rows) / 2 for v, rows in val.items()}
-    balanced = {v: sum(r["balanced_accuracy"] for r in rows) / 2 for v, rows in val.items()}
-    for drop in (0.0, 0.05, 1.0):
-        allowed = [v for v in values if top1[v] >= top1[0.9] - drop - 1e-9]
-        result = tune(
-            CONFIG, "objective.target_ess", values, out, overrides=TINY, seeds=[0, 1],
-            guard="top1", guard_drop=drop,
-        )  # fmt: skip
-        assert result.allowed == tuple(allowed)
-        assert result.best == max(allowed, key=lambda v: (balanced[v], -values.index(v)))
-        assert result.guard_means == pytest.approx(top1)
-        saved = json.loads((out / "selection.json").read_text())
-        assert saved["guard"]["allowed"] == [repr(v) for v in allowed]
-        assert saved["guard"]["reference"] == "0.9"
-        assert load_config(out / "selected.yaml").objective.target_ess == result.best
-    assert result.best == plain.best  # a drop of 1 allows every value: the unguarded choice
-    with pytest.raises(ValueError, match="both its metric and its drop"):
-        tune(CONFIG, "objective.target_ess", values, out, overrides=TINY, guard="top1")
-    with pytest.raises(ValueError, match="guard must be one of"):
-        tune(CONFIG, "objective.target_ess", values, out, overrides=TINY, guard="loss",
-             guard_drop=0.01)  # fmt: skip
-    with pytest.raises(ValueError, match="finite number >= 0"):
-        tune(CONFIG, "objective.target_ess", values, out, overrides=TINY, guard="top1",
-             guard_drop=-0.01)  # fmt: skip
-
-
-def test_cli_tune_guard_prints_the_guard_column_and_refuses_bad_values(tmp_path: Path, capsys):
-    args = ["tune", "--config", str(CONFIG), "--values", "0.9", "0.5", "--out", str(tmp_path / "s")]
+    args = ["tune", "--config", str(CONFIG), "--param", "objective.lam", "--out", str(out)]
+    args += ["--values", "inf", "3", "1", "--seeds", "0", "1", "--quiet"]
     for item in TINY:
         args += ["--set", item]
-    assert main([*args, "--guard", "top1", "0"]) == 0
+    (out).mkdir()
+    (out / "selected.yaml").write_text("an earlier search's choice\n")
+    assert main(args) == 0  # unguarded: 1 is chosen, the diverged ∞ cannot win
+    assert load_config(out / "selected.yaml").objective.lam == 1.0
+    assert main([*args, "--guard", "top1", "0.01"]) == 1
     text = capsys.readouterr().out
-    assert "val top1" in text and "<- chosen" in text
-    saved = json.loads((tmp_path / "s" / "selection.json").read_text())
-    ruled_out = "ruled out: more than 0 below the first" in text
-    assert ruled_out == (saved["guard"]["allowed"] == ["0.9"])
+    assert "the first value has no validation top1 (diverged?)" in text
+    assert "ruled out: the first value has no val top1" in text
+    assert not (out / "selected.yaml").exists()  # no stale choice left beside this search
+    assert json.loads((out / "selection.json").read_text())["best"] is None
+
+
+def test_cli_tune_guard_prints_the_guard_column_and_refuses_bad_values(
+    tmp_path, monkeypatch, capsys
+):
+    _scripted_trials(monkeypatch)
+    args = ["tune", "--config", str(CONFIG), "--param", "objective.lam", "--quiet"]
+    args += ["--values", "inf", "3", "1", "--seeds", "0", "1", "--out", str(tmp_path / "s")]
+    for item in TINY:
+        args += ["--set", item]
+    assert main([*args, "--guard", "top1", "0.01"]) == 0
+    text = capsys.readouterr().out
+    assert "val top1" in text
+    assert load_config(tmp_path / "s" / "selected.yaml").objective.lam == 3.0
+    assert text.count("ruled out") == 1 and "more than 1 points of val top1" in text
     for bad, message in (
         (["--guard", "loss", "0.01"], "--guard METRIC must be one of"),
-        (["--guard", "top1", "-0.01"], "--guard DROP must be a number >= 0"),
-        (["--guard", "top1", "one"], "--guard DROP must be a number >= 0"),
+        (["--guard", "top1", "-0.01"], "--guard DROP must be a fraction in [0, 1)"),
+        (["--guard", "top1", "one"], "got 'one'"),
+        (["--guard", "top1", "1"], "(0.01 is one point of accuracy), got '1'"),
+        (["--guard", "top1", "inf"], "got 'inf'"),
     ):
         assert main([*args, *bad]) == 2
         assert message in capsys.readouterr().err

@@ -4,16 +4,16 @@ on that seed's run. Its rows pair with a base like any method's, so a rule (e.g.
 validation top-1 at the training prior, λ = ∞ among the candidates) is tested on held-out
 test numbers without choosing on them. A guard (``summarize --guard NAME METRIC DROP``, what
 ``absgd tune --guard`` does) limits the choice to the candidates whose validation METRIC is at
-most DROP below the first candidate's (the base, λ = ∞)."""
+most DROP below the first candidate's (e.g. the base, λ = ∞, listed first)."""
 
 from __future__ import annotations
 
-import math
+import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from absgd.training.tune import SCORES, select_value, val_score, within
+from absgd.training.tune import SCORES, check_drop, select_value, val_score, within
 
 
 @dataclass(frozen=True)
@@ -47,13 +47,8 @@ class Choice:
             raise ValueError(
                 f"--guard {self.name!r}: metric must be one of {SCORES}, got {self.guard!r}"
             )
-        if self.guard_drop is not None and not (
-            math.isfinite(self.guard_drop) and self.guard_drop >= 0
-        ):
-            raise ValueError(
-                f"--guard {self.name!r}: DROP must be a number >= 0 (a fraction: 0.01 is one "
-                f"point), got {self.guard_drop!r}"
-            )
+        if self.guard_drop is not None:
+            check_drop(self.guard_drop, f"--guard {self.name!r}: DROP")
 
 
 def _points(drop: float | None) -> str:
@@ -71,9 +66,12 @@ def parse_choice(
     if guard is None:
         return Choice(name, names, metric)
     try:
-        drop = float(guard[1])
+        drop = check_drop(float(guard[1]))
     except ValueError:
-        drop = math.nan
+        raise ValueError(
+            f"--guard {name!r}: DROP must be a fraction in [0, 1) (0.01 is one point of "
+            f"accuracy), got {guard[1]!r}"
+        ) from None
     return Choice(name, names, metric, guard[0], drop)
 
 
@@ -83,7 +81,8 @@ def chosen_runs(methods: dict[str, list[dict[str, Any]]], choice: Choice) -> lis
     ``_choice_scores`` (every candidate's score, ``None`` for a run that diverged or has no
     validation score: it cannot win, as in ``absgd tune``) and, with a guard,
     ``_guard_scores`` and ``_allowed`` (the candidates it allowed). A seed where no candidate
-    can be chosen is left out. Empty when a candidate is absent from the table."""
+    can be chosen is left out, said on stderr. Empty when a candidate is absent from the
+    table."""
     if any(c not in methods for c in choice.candidates):
         return []
     by_seed: dict[int, dict[str, dict[str, Any]]] = defaultdict(dict)
@@ -124,6 +123,12 @@ def chosen_runs(methods: dict[str, list[dict[str, Any]]], choice: Choice) -> lis
             {float(i): [scores[c]] for i, c in enumerate(choice.candidates)}, among=among
         )
         if best is None:
+            why = (
+                f"the first candidate has no validation {choice.guard}"
+                if among == []
+                else f"no candidate has a validation {choice.metric}"
+            )
+            print(f"--choose {choice.name!r}: seed {seed} left out: {why}", file=sys.stderr)
             continue
         winner = choice.candidates[int(best)]
         guarded = (

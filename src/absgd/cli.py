@@ -92,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
         nargs=2,
         metavar=("METRIC", "DROP"),
         help="choose only among the values whose validation METRIC (one of "
-        f"{', '.join(TUNE_SCORES)}) is at most DROP below the first value's, a fraction: "
+        f"{', '.join(TUNE_SCORES)}) is at most DROP below the first value's (DROP a fraction in "
+        "[0, 1)): "
         "e.g. --values inf 300 100 --guard top1 0.01 takes the best --metric among the λs "
         "that give up at most one point of validation top-1 against plain SGD",
     )
@@ -368,7 +369,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_tune(args: argparse.Namespace) -> int:
     from absgd.training.config import ConfigError
-    from absgd.training.tune import format_tune_table, tune
+    from absgd.training.tune import check_drop, format_tune_table, tune
 
     if any(math.isnan(v) for v in args.values):
         raise UsageError(f"--values must be numbers, got {args.values}")
@@ -380,14 +381,12 @@ def _cmd_tune(args: argparse.Namespace) -> int:
                 f"--guard METRIC must be one of {', '.join(TUNE_SCORES)}, got {guard!r}"
             )
         try:
-            guard_drop = float(drop_text)
+            guard_drop = check_drop(float(drop_text), "--guard DROP")
         except ValueError:
-            guard_drop = math.nan
-        if not (math.isfinite(guard_drop) and guard_drop >= 0):
             raise UsageError(
-                f"--guard DROP must be a number >= 0 (a fraction: 0.01 is one point), "
+                "--guard DROP must be a fraction in [0, 1) (0.01 is one point of accuracy), "
                 f"got {drop_text!r}"
-            )
+            ) from None
     say = (lambda text: None) if args.quiet else (lambda text: print(text, flush=True))
     try:
         result = tune(

@@ -160,10 +160,12 @@ class ABSGDClassifier(ClassifierMixin, BaseEstimator):
         ``n_iter_no_change`` epochs, keeping the best epoch's parameters (instead of the
         training-objective rule). With ``lam_schedule`` the count starts at the switch.
     scoring : {"balanced_accuracy", "accuracy"}, default="balanced_accuracy"
-        The validation score of ``early_stopping``. ``"balanced_accuracy"``: every class
-        counts the same. ``"accuracy"``: on the stratified split, accuracy at the training
-        class prior, for a deployment that keeps the training skew (on skewed data, ABSGD's
-        balanced gains were paid for in the large classes; docs/results.md §7).
+        The validation score of ``early_stopping`` (these two names only; ``score`` stays
+        plain accuracy). ``"balanced_accuracy"``: every class counts the same.
+        ``"accuracy"``: on the stratified split, approximately accuracy at the training class
+        prior (each class's share rounded, at least one row; ``sample_weight`` not applied),
+        for a deployment that keeps the training skew (on skewed data, ABSGD's balanced gains
+        were paid for in the large classes; docs/results.md §7).
     validation_fraction : float, default=0.1
         Fraction of each class held out (at least one sample of every class with two or
         more samples; a class with one sample stays in training).

@@ -35,6 +35,7 @@ __all__ = [
     "METRICS",
     "TrialLog",
     "TuneResult",
+    "check_drop",
     "run_trial",
     "select_value",
     "tune",
@@ -184,14 +185,16 @@ def val_score(record: dict[str, Any], metric: str) -> float | None:
 
 
 TIE_TOLERANCE = 1e-9
-"""Validation scores closer than this are equal for :func:`select_value`."""
+"""Validation scores closer than this are equal for :func:`select_value`, and a score this
+close below a guard's bound is within it (:func:`within`)."""
 
 
 def _means(scores: dict[float, list[float | None]]) -> dict[float, float | None]:
-    """Each candidate's mean score, ``None`` if one of its trials has no score (diverged)."""
+    """Each candidate's mean score, ``None`` if one of its trials has no score (diverged, or
+    NaN)."""
     means: dict[float, float | None] = {}
     for value, values in scores.items():
-        ok = [v for v in values if v is not None]
+        ok = [v for v in values if v is not None and not math.isnan(v)]
         means[value] = sum(ok) / len(ok) if ok and len(ok) == len(values) else None
     return means
 
@@ -217,6 +220,15 @@ def select_value(
     return best, means
 
 
+def check_drop(drop: float, name: str = "a guard's drop") -> float:
+    """``drop`` as a guard takes it (``-0.0`` read as ``0.0``), or a ``ValueError`` naming it."""
+    if isinstance(drop, bool) or not (isinstance(drop, (int, float)) and 0 <= drop < 1):
+        raise ValueError(
+            f"{name} must be a fraction in [0, 1) (0.01 is one point of accuracy), got {drop!r}"
+        )
+    return float(drop) + 0.0
+
+
 def within(scores: dict[float, list[float | None]], drop: float) -> list[float]:
     """The candidates a guard allows: those whose mean score is at most ``drop`` below the mean
     of the first candidate listed, the reference (list the plain setting, e.g. λ = ∞, first),
@@ -227,10 +239,10 @@ def within(scores: dict[float, list[float | None]], drop: float) -> list[float]:
     most one point of validation top-1 against the reference.
 
     Raises:
-        ValueError: ``drop`` negative or not finite.
+        ValueError: ``drop`` not in [0, 1) (scores are fractions: a drop of 1 or more would
+            allow every candidate, so it is taken for a slip of units).
     """
-    if not (math.isfinite(drop) and drop >= 0):
-        raise ValueError(f"a guard's drop must be a finite number >= 0, got {drop!r}")
+    check_drop(drop)
     means = _means(scores)
     reference = means[next(iter(means))] if means else None
     if reference is None:
@@ -364,12 +376,13 @@ def tune(
 
     ``out_dir`` receives ``trials.jsonl`` (one line per trial; the search's state), one run
     directory per trial, ``selection.json`` and ``selected.yaml`` (the config with the chosen
-    value, ready for ``absgd train --config``). Running it again with the same arguments
+    value, ready for ``absgd train --config``; removed, if an earlier search left one, when
+    nothing is chosen). Running it again with the same arguments
     skips finished trials and resumes interrupted ones.
 
     Raises:
         ValueError: no candidates, a metric or guard not in :data:`SCORES`, a guard without
-            its drop (or a drop without a guard, or one negative), or a config without a
+            its drop (or a drop without a guard, or one not in [0, 1)), or a config without a
             validation split (``data.val_source: none``).
     """
     from absgd.training.config import ConfigError
@@ -386,7 +399,7 @@ def tune(
     if guard is not None and guard not in SCORES:
         raise ValueError(f"guard must be one of {SCORES}, got {guard!r}")
     if guard_drop is not None:
-        within({}, guard_drop)  # a drop that is not a finite number >= 0 fails before training
+        guard_drop = check_drop(guard_drop)  # fails before any training
     if not seeds:
         raise ValueError("tune needs at least one seed")
     out = Path(out_dir).expanduser()
@@ -507,10 +520,16 @@ def format_tune_table(result: TuneResult) -> str:
         if guarded and result.guard_means is not None:
             g = result.guard_means.get(value)
             guard_cell = f"{'-' if g is None else f'{100 * g:.2f}':<22} "
+            reference = next(iter(result.guard_means.values()), None)
             if result.allowed is not None and value not in result.allowed:
-                notes.insert(
-                    0, f"ruled out: more than {100 * (result.guard_drop or 0):g} below the first"
-                )
+                if reference is None:
+                    why = f"the first value has no val {result.guard}"
+                elif g is None:
+                    why = f"no val {result.guard}"
+                else:
+                    drop = 100 * (result.guard_drop or 0.0)
+                    why = f"more than {drop:g} points of val {result.guard} below the first"
+                notes.insert(0, f"ruled out: {why}")
         if value == result.best:
             notes.insert(0, "<- chosen")
         score = "-" if mean is None else f"{100 * mean:.2f}"
