@@ -75,6 +75,24 @@ def parse_choice(
     return Choice(name, names, metric, guard[0], drop)
 
 
+def _scores(
+    runs: dict[str, dict[str, Any]], candidates: tuple[str, ...], metric: str
+) -> dict[str, float | None]:
+    """Each candidate run's validation ``metric``; ``None`` for a run that diverged."""
+    return {
+        c: None if runs[c].get("metrics") is None else val_score(runs[c], metric)
+        for c in candidates
+    }
+
+
+def _indexed(
+    scores: dict[str, float | None], candidates: tuple[str, ...]
+) -> dict[float, list[float | None]]:
+    """``scores`` keyed by each candidate's place in the list, as :func:`select_value` and
+    :func:`within` take them (the first listed first)."""
+    return {float(i): [scores[c]] for i, c in enumerate(candidates)}
+
+
 def chosen_runs(methods: dict[str, list[dict[str, Any]]], choice: Choice) -> list[dict[str, Any]]:
     """The rows of ``choice`` in one table: for every seed on which each candidate has a run, a
     copy of the winning run renamed to the choice's name, with ``_chosen_from`` (its method) and
@@ -99,29 +117,14 @@ def chosen_runs(methods: dict[str, list[dict[str, Any]]], choice: Choice) -> lis
         runs = by_seed[seed]
         if len(runs) < len(choice.candidates):
             continue
-        scores = {
-            cand: None
-            if runs[cand].get("metrics") is None
-            else val_score(runs[cand], choice.metric)
-            for cand in choice.candidates
-        }
+        scores = _scores(runs, choice.candidates, choice.metric)
         # select_value keys by candidate value; an index keeps the listed order for ties
         among: list[float] | None = None
         guard_scores: dict[str, float | None] = {}
         if choice.guard is not None and choice.guard_drop is not None:
-            guard_scores = {
-                cand: None
-                if runs[cand].get("metrics") is None
-                else val_score(runs[cand], choice.guard)
-                for cand in choice.candidates
-            }
-            among = within(
-                {float(i): [guard_scores[c]] for i, c in enumerate(choice.candidates)},
-                choice.guard_drop,
-            )
-        best, _ = select_value(
-            {float(i): [scores[c]] for i, c in enumerate(choice.candidates)}, among=among
-        )
+            guard_scores = _scores(runs, choice.candidates, choice.guard)
+            among = within(_indexed(guard_scores, choice.candidates), choice.guard_drop)
+        best, _ = select_value(_indexed(scores, choice.candidates), among=among)
         if best is None:
             why = (
                 f"the first candidate has no validation {choice.guard}"
