@@ -724,6 +724,18 @@ GRIDS: dict[str, Grid] = {
                 )
                 for lam in (3, 1)
             },
+            # Stated before running (2026-12-06, fifteenth session; results.md §7, part (f)):
+            # the same rules on a class-weighted base. CB-DRW (CE until its switch) branched off
+            # the CE runs above at the switch, and λ = 30 and λ = 10 at CB-DRW's step branched
+            # the same way, seeds 0-4.
+            "CB-DRW, branched": replace(_REPRO_AUTHORS_CPU["CB-DRW"], branch_from="CE"),
+            **{
+                f"ABSGD + CB-DRW, λ = {lam}, base step, branched": Method(
+                    (*_base_step("CB-DRW").overrides, f"objective.lam={lam}.0"),
+                    branch_from="CE",
+                )
+                for lam in (30, 10)
+            },
         },
         common=(
             *_REPRO_COMMON,
