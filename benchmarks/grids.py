@@ -693,7 +693,9 @@ GRIDS: dict[str, Grid] = {
     # long-tailed training set (stratified, 10 % of every class held out of training), so
     # validation top-1 keeps the training skew. LDAM-DRW keeps its checkpoint at the switch,
     # and two fixed λs at its step branch off it; per seed, validation top-1 chooses among
-    # LDAM-DRW (λ = ∞), λ = 300 and λ = 100 (summarize --choose), seeds 0-2.
+    # LDAM-DRW (λ = ∞), λ = 300 and λ = 100 (summarize --choose), seeds 0-2 (then 3-4).
+    # Part (g), stated before running (2026-12-06, sixteenth session): the same three methods on
+    # fresh seeds 5-9, to test the guarded rule (read on seeds 0-4 only after the fact).
     "cifar10_lt_repro_cpu_authors_stratval": Grid(
         config="cifar_lt/cifar10_lt_exp100/authors/ce",
         settings={"exp, ratio 100": ()},
