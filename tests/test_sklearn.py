@@ -633,9 +633,9 @@ def test_verbose_prints_one_line_per_epoch(capsys):
 def test_docs_python_blocks_run():
     doc = (Path(__file__).resolve().parents[1] / "docs" / "sklearn.md").read_text("utf-8")
     blocks = re.findall(r"```python\n(.*?)```", doc, flags=re.DOTALL)
-    assert len(blocks) == 2
+    assert len(blocks) == 3
     namespace: dict = {}
-    for index, code in enumerate(blocks):  # the second block continues the first
+    for index, code in enumerate(blocks):  # the later blocks continue the first
         exec(compile(code, f"docs/sklearn.md python block {index}", "exec"), namespace)
     # The printed search chose by cross-validation and refitted that target on the training
     # set: the same pipeline trained with the chosen target predicts what the search predicts.
@@ -643,6 +643,14 @@ def test_docs_python_blocks_run():
     target = search.best_params_["absgdclassifier__target_ess"]
     scores = search.cv_results_["mean_test_score"]
     assert search.cv_results_["param_absgdclassifier__target_ess"][int(np.argmax(scores))] == target
+    # The guarded search: its choice is the best balanced accuracy among the targets within one
+    # point of accuracy of target_ess=1.0 (the first), as read off its cv_results_ here.
+    guarded = namespace["guarded"]
+    res = guarded.cv_results_
+    acc, bal = res["mean_test_accuracy"], res["mean_test_balanced_accuracy"]
+    ok = [k for k in range(len(acc)) if acc[k] >= acc[0] - 0.01 - 1e-9]
+    assert guarded.best_index_ == max(ok, key=lambda k: (bal[k], -k))
+    assert res["params"][0] == {"absgdclassifier__target_ess": 1.0}
     chosen = ABSGDClassifier(class_weight="balanced", target_ess=target, random_state=0)
     refit = make_pipeline(StandardScaler(), chosen).fit(X_train, y_train)
     X_test = namespace["X_test"]

@@ -52,7 +52,8 @@ Layout: ``_estimator`` (the class: parameters, ``fit``, ``partial_fit``, predict
 the search for λ with ``target_ess``), ``_minibatch`` (the epochs of ``solver="sgd"`` /
 ``"adam"``), ``_solvers`` (L-BFGS, one mini-batch epoch, the stopping rule), ``_linear``
 (the closed-form objective of a linear model), ``_network`` (the model, its penalty and
-logits), ``_data`` (input checks).
+logits), ``_data`` (input checks), ``_selection`` (:class:`GuardedRefit`, the guarded rule
+for choosing λ in a search).
 """
 
 from __future__ import annotations
@@ -66,5 +67,6 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from absgd.sklearn._estimator import ABSGDClassifier
+from absgd.sklearn._selection import GuardedRefit
 
-__all__ = ["ABSGDClassifier"]
+__all__ = ["ABSGDClassifier", "GuardedRefit"]

@@ -1,0 +1,166 @@
+"""The guarded refit rule: hand-made ``cv_results_`` with known answers, its errors, and a real
+``GridSearchCV`` over λ."""
+
+from __future__ import annotations
+
+import math
+import pickle
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn")
+
+from sklearn.base import clone
+from sklearn.datasets import make_classification
+from sklearn.metrics import accuracy_score, balanced_accuracy_score
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
+
+from absgd.sklearn import ABSGDClassifier, GuardedRefit
+
+
+def results(lams, balanced, accuracy):
+    return {
+        "params": [{"lam": lam, "alpha": 0.1} for lam in lams],
+        "mean_test_balanced_accuracy": np.asarray(balanced, dtype=float),
+        "mean_test_accuracy": np.asarray(accuracy, dtype=float),
+    }
+
+
+def test_best_balanced_within_the_drop_of_the_reference():
+    # accuracy drops against λ = ∞ (0.90): 0.004, 0.012, 0.030; the 0.012 one is out by 0.002
+    r = results([math.inf, 10.0, 3.0, 1.0], [0.60, 0.63, 0.66, 0.70], [0.90, 0.896, 0.888, 0.87])
+    rule = GuardedRefit("balanced_accuracy", "accuracy", 0.01)
+    assert rule.allowed(r) == [0, 1]
+    assert rule(r) == 1
+    # a wider drop lets λ = 3 in, not λ = 1
+    assert GuardedRefit(drop=0.02)(r) == 2
+    # drop 0: only what matches the reference's accuracy (or beats it)
+    assert GuardedRefit(drop=0.0)(r) == 0
+
+
+def test_reference_by_parameters_not_position():
+    # the plain setting listed last; its accuracy is the bound
+    r = results([3.0, 1.0, math.inf], [0.66, 0.70, 0.60], [0.905, 0.85, 0.90])
+    rule = GuardedRefit(drop=0.01, reference={"lam": math.inf})
+    assert rule.reference_index(r) == 2
+    assert rule.allowed(r) == [2, 0]
+    assert rule(r) == 0
+    # without it the first candidate (λ = 3, accuracy 0.905) is the reference: λ = ∞ (0.90)
+    # is within a point of it, λ = 1 (0.85) is not
+    assert GuardedRefit(drop=0.01).allowed(r) == [0, 2]
+
+
+def test_a_bound_met_within_rounding_is_met():
+    # 0.9 - 0.89 is 0.010000000000000009 in floating point: still within one point
+    r = results([math.inf, 1.0], [0.5, 0.6], [0.9, 0.89])
+    assert GuardedRefit(drop=0.01)(r) == 1
+
+
+def test_ties_go_to_the_reference_then_the_first_listed():
+    r = results([3.0, math.inf, 1.0], [0.70, 0.70, 0.70], [0.9, 0.9, 0.9])
+    assert GuardedRefit(reference={"lam": math.inf})(r) == 1
+    r = results([math.inf, 3.0, 1.0], [0.60, 0.70, 0.70], [0.9, 0.9, 0.9])
+    assert GuardedRefit()(r) == 1
+
+
+def test_candidates_without_scores_are_never_chosen():
+    r = results([math.inf, 3.0, 1.0], [0.60, np.nan, 0.65], [0.90, 0.90, np.nan])
+    rule = GuardedRefit()
+    assert rule.allowed(r) == [0, 1]  # λ = 1 has no accuracy, so the guard cannot allow it
+    assert rule(r) == 0  # λ = 3 has no balanced accuracy
+    r = results([math.inf, 3.0], [0.60, 0.70], [np.nan, 0.90])
+    with pytest.raises(ValueError, match=r"reference candidate .*no mean test 'accuracy'"):
+        rule(r)
+    r = results([math.inf, 3.0], [np.nan, 0.70], [0.90, 0.80])
+    with pytest.raises(ValueError, match="no candidate the guard allows has a mean test"):
+        rule(r)
+
+
+@pytest.mark.parametrize("drop", [1.0, -0.01, math.nan, True, "0.01", None])
+def test_bad_drop_is_named(drop):
+    with pytest.raises(ValueError, match=r"drop must be a fraction in \[0, 1\)"):
+        GuardedRefit(drop=drop)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"score": ""}, "score must be a scoring name"),
+        ({"guard": None}, "guard must be a scoring name"),
+        ({"reference": {}}, "reference must be a non-empty dict"),
+        ({"reference": [("lam", 1.0)]}, "reference must be a non-empty dict"),
+    ],
+)
+def test_bad_arguments_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        GuardedRefit(**kwargs)
+
+
+def test_reference_must_match_one_candidate():
+    r = results([math.inf, 1.0], [0.6, 0.7], [0.9, 0.9])
+    with pytest.raises(ValueError, match=r"matched no candidate"):
+        GuardedRefit(reference={"lam": 2.0})(r)
+    with pytest.raises(ValueError, match=r"matched 2 candidates \(\[0, 1\]\)"):
+        GuardedRefit(reference={"alpha": 0.1})(r)
+    with pytest.raises(ValueError, match="no candidates"):
+        GuardedRefit()({"params": []})
+
+
+def test_missing_scoring_names_what_the_search_has():
+    r = {"params": [{"lam": 1.0}], "mean_test_score": [0.5]}
+    expected = r"no scoring named 'balanced_accuracy' \(it has \['score'\]\)"
+    with pytest.raises(ValueError, match=expected):
+        GuardedRefit()(r)
+
+
+def test_repr_and_pickle():
+    rule = GuardedRefit("balanced_accuracy", "accuracy", 0.02, {"lam": math.inf})
+    assert repr(rule) == (
+        "GuardedRefit(score='balanced_accuracy', guard='accuracy', drop=0.02, "
+        "reference={'lam': inf})"
+    )
+    again = pickle.loads(pickle.dumps(rule))
+    r = results([math.inf, 3.0], [0.6, 0.7], [0.9, 0.885])
+    assert again(r) == rule(r) == 1
+
+
+def test_grid_search_refits_the_guarded_choice():
+    """In a real search the refit model is the candidate the rule picks from cv_results_,
+    recomputed here by hand from the per-fold scores."""
+    X, y = make_classification(
+        n_samples=600,
+        n_classes=3,
+        n_informative=4,
+        weights=[0.85, 0.11, 0.04],
+        class_sep=0.7,
+        flip_y=0.02,
+        random_state=3,
+    )
+    lams = [math.inf, 3.0, 1.0, 0.3]
+    cv = StratifiedKFold(3, shuffle=True, random_state=0)
+    base = ABSGDClassifier(target_ess=None, random_state=0)
+    scoring = {"balanced_accuracy": "balanced_accuracy", "accuracy": "accuracy"}
+    search = GridSearchCV(
+        base, {"lam": lams}, cv=cv, scoring=scoring, refit=GuardedRefit(drop=0.01)
+    )
+    search.fit(X, y)
+
+    # the per-fold scores, by hand, and the rule applied to their means
+    bal = np.zeros(len(lams))
+    acc = np.zeros(len(lams))
+    for train, test in cv.split(X, y):
+        for k, lam in enumerate(lams):
+            model = clone(base).set_params(lam=lam).fit(X[train], y[train])
+            pred = model.predict(X[test])
+            bal[k] += balanced_accuracy_score(y[test], pred) / 3
+            acc[k] += accuracy_score(y[test], pred) / 3
+    np.testing.assert_allclose(search.cv_results_["mean_test_balanced_accuracy"], bal)
+    np.testing.assert_allclose(search.cv_results_["mean_test_accuracy"], acc)
+    ok = [k for k in range(len(lams)) if acc[k] >= acc[0] - 0.01 - 1e-9]
+    best = max(ok, key=lambda k: (bal[k], -k))
+    assert search.best_index_ == best
+    assert search.best_estimator_.get_params()["lam"] == lams[best]
+    # on this data the best balanced accuracy (λ = 0.3) gives up more than a point of
+    # accuracy: the guard rules it out
+    assert bal.argmax() not in ok
