@@ -650,6 +650,8 @@ def test_docs_python_blocks_run():
     acc, bal = res["mean_test_accuracy"], res["mean_test_balanced_accuracy"]
     ok = [k for k in range(len(acc)) if acc[k] >= acc[0] - 0.01 - 1e-9]
     assert guarded.best_index_ == max(ok, key=lambda k: (bal[k], -k))
+    # what the paragraph after the block says: 1.0 and 0.9 allowed, 1.0 (off) chosen
+    assert guarded.refit.allowed(res) == [0, 1] and guarded.best_index_ == 0
     assert res["params"][0] == {"absgdclassifier__target_ess": 1.0}
     chosen = ABSGDClassifier(class_weight="balanced", target_ess=target, random_state=0)
     refit = make_pipeline(StandardScaler(), chosen).fit(X_train, y_train)

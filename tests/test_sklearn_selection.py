@@ -64,6 +64,21 @@ def test_ties_go_to_the_reference_then_the_first_listed():
     assert GuardedRefit()(r) == 1
 
 
+def test_a_near_tie_on_the_score_goes_to_the_reference_a_clear_lead_does_not():
+    # the two balanced accuracies differ in the last bits only (a tie), then by 1e-6 (a lead)
+    r = results([math.inf, 1.0], [0.1 + 0.2, 0.3], [0.9, 0.9])
+    assert r["mean_test_balanced_accuracy"][0] != r["mean_test_balanced_accuracy"][1]
+    assert GuardedRefit()(r) == 0
+    r = results([math.inf, 1.0], [0.3, 0.300001], [0.9, 0.9])
+    assert GuardedRefit()(r) == 1
+
+
+def test_a_reference_without_a_score_can_bound_but_not_be_chosen():
+    # λ = ∞ has an accuracy (the bound) but no balanced accuracy: the best allowed other wins
+    r = results([math.inf, 3.0, 1.0], [np.nan, 0.62, 0.70], [0.90, 0.895, 0.85])
+    assert GuardedRefit()(r) == 1
+
+
 def test_candidates_without_scores_are_never_chosen():
     r = results([math.inf, 3.0, 1.0], [0.60, np.nan, 0.65], [0.90, 0.90, np.nan])
     rule = GuardedRefit()
