@@ -17,6 +17,7 @@ from absgd.metrics import (
     macro_f1,
     per_class_accuracy,
     prior_accuracy,
+    prior_effective_size,
     shot_accuracy,
     to_jsonable,
     top_k_accuracy,
@@ -297,6 +298,48 @@ def test_top1_at_the_training_prior_is_top1_on_data_skewed_like_training() -> No
 def test_prior_accuracy_rejects_bad_input(acc, prior, match) -> None:
     with pytest.raises(ValueError, match=match):
         prior_accuracy(acc, prior)
+
+
+def test_prior_effective_size_is_the_variance_of_prior_accuracy_by_simulation() -> None:
+    """Draw per-image correctness (the same accuracy in every class) many times: the variance
+    of prior_accuracy over the draws is that of a plain mean over n_eff images."""
+    rng = np.random.default_rng(0)
+    prior = np.array([4950, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50])  # CIFAR-10-LT, 100
+    for counts in (np.full(10, 50), np.array([500, 299, 179, 107, 64, 38, 23, 13, 8, 5])):
+        n_eff = prior_effective_size(prior, counts)
+        acc = rng.binomial(counts, 0.8, size=(20000, 10)) / counts
+        scores = acc @ (prior / prior.sum())
+        assert scores.var() == pytest.approx(0.8 * 0.2 / n_eff, rel=0.04)
+    # the numbers of the docs: a 500-image balanced split is worth 198 images at the prior,
+    # the 1,236-image stratified one (its n_c within rounding of the prior) 1,236
+    assert prior_effective_size(prior, np.full(10, 50)) == pytest.approx(198.18, abs=0.01)
+    assert prior_effective_size(prior, [500, 299, 179, 107, 64, 38, 23, 13, 8, 5]) == (
+        pytest.approx(1236, abs=1)
+    )
+
+
+def test_prior_effective_size_by_hand_and_absent_classes() -> None:
+    # π = (0.5, 0.5), n = (10, 40): 1 / (0.25/10 + 0.25/40) = 32
+    assert prior_effective_size([1, 1], [10, 40]) == pytest.approx(32.0)
+    # a class without evaluation images is left out and the prior renormalised over the rest
+    assert prior_effective_size([1, 1, 5], [10, 40, 0]) == pytest.approx(32.0)
+
+
+@pytest.mark.parametrize(
+    ("prior", "counts", "match"),
+    [
+        ([1, 2], [10, 10, 10], "one entry per class"),
+        ([], [], "one entry per class"),
+        ([1, -1], [10, 10], "prior must be finite"),
+        ([1, 1], [10, -1], "eval_counts must be finite"),
+        ([1, 1], [10, float("nan")], "eval_counts must be finite"),
+        ([0, 1], [10, 0], "no mass"),
+        ([1, 1], [True, True], "eval_counts must be real numbers"),
+    ],
+)
+def test_prior_effective_size_rejects_bad_input(prior, counts, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        prior_effective_size(prior, counts)
 
 
 def test_evaluate_with_predictions_absent_classes_and_no_counts() -> None:

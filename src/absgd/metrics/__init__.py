@@ -3,7 +3,8 @@
 Pure functions (numpy or torch inputs, host results): :func:`confusion_matrix`,
 :func:`top_k_accuracy`, :func:`per_class_accuracy`, :func:`balanced_accuracy`,
 :func:`macro_f1`, :func:`prior_accuracy` (accuracy at another class prior, e.g. the training
-skew), :func:`shot_accuracy` (many / medium / few-shot) and :func:`evaluate`, which
+skew) and :func:`prior_effective_size` (how many images drawn at that prior it is worth),
+:func:`shot_accuracy` (many / medium / few-shot) and :func:`evaluate`, which
 returns all of them in one JSON-serialisable dict; :func:`mean_weight_per_class` for the ABSGD
 weights.
 
@@ -24,6 +25,7 @@ from absgd.metrics.classification import (
     macro_f1,
     per_class_accuracy,
     prior_accuracy,
+    prior_effective_size,
     shot_accuracy,
     to_jsonable,
     top_k_accuracy,
@@ -48,6 +50,7 @@ __all__ = [
     "mean_weight_per_class",
     "per_class_accuracy",
     "prior_accuracy",
+    "prior_effective_size",
     "shot_accuracy",
     "to_jsonable",
     "top_k_accuracy",

@@ -51,6 +51,7 @@ __all__ = [
     "macro_f1",
     "per_class_accuracy",
     "prior_accuracy",
+    "prior_effective_size",
     "shot_accuracy",
     "to_jsonable",
     "top_k_accuracy",
@@ -198,6 +199,46 @@ def prior_accuracy(per_class_acc: ArrayLike, prior: ArrayLike) -> float:
             f"(prior {p.tolist()[:10]}, accuracies {acc.tolist()[:10]})"
         )
     return float((p[known] * acc[known]).sum() / mass)
+
+
+def prior_effective_size(prior: ArrayLike, eval_counts: ArrayLike) -> float:
+    """How many images drawn at the class prior ``π ∝ prior`` the prior-weighted accuracy of an
+    evaluation split is worth: ``n_eff = 1 / Σ_c π_c² / n_c`` over the classes with ``n_c > 0``
+    evaluation images (``π`` renormalised over them, as :func:`prior_accuracy` does).
+
+    :func:`prior_accuracy` weights class ``c``'s accuracy, a mean over ``n_c`` images, by
+    ``π_c``; its variance is ``Σ_c π_c² v_c / n_c`` for a per-image variance ``v_c``, which is
+    that of a plain mean over ``n_eff`` images when ``v_c`` is the same in every class (for the
+    difference of two models on the same images: the same share of disagreeing predictions).
+    A split drawn at the prior (stratified, ``n_c ∝ π_c``) gives ``n_eff = Σ n_c``; a balanced
+    one of ``m`` per class only ``m / Σ π_c²``, so it estimates accuracy on skewed data with
+    ``sqrt(Σ n_c / n_eff)`` times the standard error.
+
+    >>> round(prior_effective_size([9, 1], [90, 10]), 6)  # stratified: every image counts
+    100.0
+    >>> round(prior_effective_size([9, 1], [50, 50]), 2)  # balanced: 50 / (0.81 + 0.01)
+    60.98
+    """
+    p = _real_vector(prior, "prior")
+    n = _real_vector(eval_counts, "eval_counts")
+    if p.shape != n.shape or p.size == 0:
+        raise ValueError(
+            f"prior and eval_counts must have one entry per class, got shapes {p.shape} and "
+            f"{n.shape}"
+        )
+    if not np.all(np.isfinite(p)) or np.any(p < 0):
+        raise ValueError(f"prior must be finite and >= 0, got {p.tolist()[:10]}")
+    if not np.all(np.isfinite(n)) or np.any(n < 0):
+        raise ValueError(f"eval_counts must be finite and >= 0, got {n.tolist()[:10]}")
+    present = n > 0
+    mass = float(p[present].sum())
+    if mass <= 0:
+        raise ValueError(
+            "prior puts no mass on a class with evaluation images "
+            f"(prior {p.tolist()[:10]}, eval_counts {n.tolist()[:10]})"
+        )
+    w = p[present] / mass
+    return float(1.0 / np.sum(w * w / n[present]))
 
 
 def _real_vector(x: ArrayLike, name: str) -> np.ndarray:
