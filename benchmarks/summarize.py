@@ -62,8 +62,12 @@ Test numbers only report; nothing here selects on them.
 from __future__ import annotations
 
 import argparse
+import json
+import tempfile
+from pathlib import Path
 
 from summary import (
+    Choice,
     candidate_tables,
     choice_tables,
     curve_tables,
@@ -115,6 +119,14 @@ def main(argv: list[str] | None = None) -> int:
         metavar=("NAME", "METRIC", "DROP"),
         help="the --choose NAME chooses only among the candidates whose validation METRIC is "
         "at most DROP (a fraction: 0.01 is one point) below the first candidate's (repeatable)",
+    )
+    p.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        metavar="S",
+        help="read only the runs of these seeds (e.g. a question's held-out seeds); every "
+        "table, choice and pair then sees those runs alone",
     )
     p.add_argument(
         "--confidence",
@@ -181,24 +193,65 @@ def main(argv: list[str] | None = None) -> int:
     for flag, on in (("--per-class", args.per_class), ("--train-prior", args.train_prior)):
         if on and not args.pair:
             p.error(f"{flag} tabulates the pairs given with --pair; give at least one --pair")
-    print(tables(args.files, shots, choices))
+    with tempfile.TemporaryDirectory() as tmp:
+        files = args.files
+        if args.seeds is not None:
+            files, seen = only_seeds(args.files, args.seeds, tmp)
+            missing = sorted(set(args.seeds) - seen)
+            if missing:
+                p.error(f"--seeds: no run of seed(s) {missing} in the files")
+        _print_tables(args, files, shots, choices)
+    return 0
+
+
+def only_seeds(paths: list[str], seeds: list[int], folder: str) -> tuple[list[str], set[int]]:
+    """Copies of ``paths`` in ``folder`` without the run lines of other seeds (selection
+    lines kept), in the same order: what every table reads under ``--seeds``; and the seeds
+    of the runs kept."""
+    keep = set(seeds)
+    out: list[str] = []
+    seen: set[int] = set()
+    for k, path in enumerate(paths):
+        lines = Path(path).read_text(encoding="utf-8").splitlines(keepends=True)
+        kept = [
+            line
+            for line in lines
+            if not line.strip()
+            or (row := json.loads(line)).get("kind") != "run"
+            or row.get("seed") in keep
+        ]
+        seen.update(
+            r["seed"] for r in map(json.loads, filter(str.strip, kept)) if r.get("kind") == "run"
+        )
+        copy = Path(folder) / f"{k}-{Path(path).name}"
+        copy.write_text("".join(kept), encoding="utf-8")
+        out.append(str(copy))
+    return out, seen
+
+
+def _print_tables(
+    args: argparse.Namespace,
+    files: list[str],
+    shots: tuple[int, int] | None,
+    choices: list[Choice],
+) -> None:
+    print(tables(files, shots, choices))
     if choices:
-        print(choice_tables(method_groups(args.files, shots, choices), choices))
+        print(choice_tables(method_groups(files, shots, choices), choices))
     if args.pair:
         pairs = [tuple(p) for p in args.pair]
-        print(pair_tables(args.files, pairs, shots, args.confidence, args.train_prior, choices))
+        print(pair_tables(files, pairs, shots, args.confidence, args.train_prior, choices))
     if args.per_class:
         pairs = [tuple(p) for p in args.pair]
-        print(per_class_tables(args.files, pairs, args.confidence, choices))
+        print(per_class_tables(files, pairs, args.confidence, choices))
     if args.after_switch:
-        print(switch_tables(args.files))
+        print(switch_tables(files))
     if args.candidates:
-        print(candidate_tables(args.files))
+        print(candidate_tables(files))
     if args.lam_scale:
-        print(lam_scale_table(args.files))
+        print(lam_scale_table(files))
     if args.curve is not None:
-        print(curve_tables(args.files, args.curve))
-    return 0
+        print(curve_tables(files, args.curve))
 
 
 if __name__ == "__main__":

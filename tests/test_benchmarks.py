@@ -609,6 +609,30 @@ def test_choose_evaluates_a_selection_rule_per_seed_as_a_method(tmp_path, capsys
         assert message in err, (bad, err)
 
 
+def test_summarize_seeds_reads_only_the_runs_of_those_seeds(tmp_path, capsys):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from summarize import main
+
+    # AB − CE by seed: +1, +2, +3 points on seeds 0-2, +10 on seeds 5 and 6 (held out)
+    diffs = {0: 0.01, 1: 0.02, 2: 0.03, 5: 0.10, 6: 0.10}
+    rows = [_row("CE", s, None, 0.5) for s in diffs]
+    rows += [_row("AB", s, None, 0.5 + d) for s, d in diffs.items()]
+    rows.append({"kind": "lam_selection", "grid": "g", "setting": "s", "method": "AB",
+                 "lam": None, "scores": {}})  # fmt: skip
+    path = tmp_path / "r.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main([str(path), "--pair", "CE", "AB", "--seeds", "5", "6"]) == 0
+    text = capsys.readouterr().out
+    assert "| AB − CE | 2 | +10.00 [+10.00, +10.00] |" in text
+    assert "| CE | 50.00 ± 0.00 |" in text and "| 2 |" in text
+    assert main([str(path), "--pair", "CE", "AB", "--seeds", "0", "1", "2"]) == 0
+    assert "| AB − CE | 3 | +2.00 [-0.48, +4.48] |" in capsys.readouterr().out
+    assert path.read_text().count("\n") == len(rows)  # the file itself is untouched
+    with pytest.raises(SystemExit):
+        main([str(path), "--pair", "CE", "AB", "--seeds", "5", "7"])
+    assert "no run of seed(s) [7]" in capsys.readouterr().err
+
+
 def test_choose_passes_over_a_diverged_candidate_and_treats_rounding_as_a_tie(tmp_path):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from summary import method_groups, parse_choice
