@@ -52,6 +52,8 @@ seed's scores and choice. ``--guard NAME METRIC DROP`` limits that choice to the
 whose validation METRIC is at most DROP (a fraction: 0.01 is one point) below the first
 candidate's, what ``absgd tune --guard`` does (e.g. the best balanced accuracy among the λs that
 give up at most one point of validation top-1 against λ = ∞, listed first).
+``--seeds S [S ...]`` reads only those seeds' runs in every table, choice and pair (e.g. the
+held-out seeds of a question stated after earlier seeds were read).
 ``--curve K`` adds, where runs evaluated the test split every epoch, the mean test top-1 every
 K epochs, its fall from each run's best test epoch to its last (how much of what the model
 once knew about the clean test set it lost, e.g. by memorising noisy labels), and the test
