@@ -244,9 +244,16 @@ def test_evaluate_everything_at_once() -> None:
     shots = shot_accuracy(per_class_accuracy(y, pred, c), counts)
     for key in ("many", "medium", "few", "shot_thresholds", "shot_num_classes"):
         assert out[key] == shots[key]
+    assert out["class_counts"] == np.bincount(y, minlength=c).tolist()
+    prior = np.asarray(counts) / sum(counts)
+    present = np.bincount(y, minlength=c) > 0
+    expected = 1 / np.sum(prior[present] ** 2 / np.bincount(y, minlength=c)[present])
+    expected *= prior[present].sum() ** 2  # the prior renormalised over the classes in y
+    assert out["top1_train_prior_images"] == pytest.approx(expected)
     assert list(out) == [
         "num_samples",
         "num_classes",
+        "class_counts",
         "top1",
         "top5",
         "balanced_accuracy",
@@ -257,6 +264,7 @@ def test_evaluate_everything_at_once() -> None:
         "shot_thresholds",
         "shot_num_classes",
         "top1_train_prior",
+        "top1_train_prior_images",
         "per_class_accuracy",
         "confusion_matrix",
     ]

@@ -13,6 +13,7 @@ from absgd.training.config import ConfigError, load_config
 from absgd.training.tune import (
     SCORES,
     TrialLog,
+    TuneResult,
     format_tune_table,
     select_value,
     tune,
@@ -317,6 +318,38 @@ def test_tune_with_a_guard_takes_the_best_score_among_the_values_it_allows(tmp_p
     ):
         with pytest.raises(ValueError, match=match):
             tune(CONFIG, "objective.lam", values, out, **kw, **bad)
+
+
+def test_the_table_says_what_top1_at_the_training_prior_rests_on():
+    def trial(value, seed, images):
+        val = {"num_samples": 500, "top1_train_prior": 0.8, "top1_train_prior_images": images}
+        return {"value": value, "seed": seed, "metrics": {"selected_epoch": 2}, "val": val}
+
+    def result(metric, guard, trials):
+        return TuneResult(
+            param="objective.lam",
+            metric=metric,
+            best=float("inf"),
+            means={float("inf"): 0.8, 1.0: 0.8},
+            trials=trials,
+            config=None,
+            guard=guard,
+            guard_drop=None if guard is None else 0.01,
+            guard_means=None if guard is None else {float("inf"): 0.8, 1.0: 0.8},
+            allowed=None if guard is None else (float("inf"), 1.0),
+        )
+
+    same = [trial(v, s, 198.18) for v in (float("inf"), 1.0) for s in (0, 1)]
+    expected = "the 500 validation images are worth about 198 drawn at the training prior"
+    assert expected in format_tune_table(result("top1_train_prior", None, same))
+    assert expected in format_tune_table(result("balanced_accuracy", "top1_train_prior", same))
+    assert "worth about" not in format_tune_table(result("balanced_accuracy", "top1", same))
+    # splits drawn per seed: the range; runs that predate the key: no line
+    varied = [trial(float("inf"), 0, 198.2), trial(float("inf"), 1, 203.9)]
+    table = format_tune_table(result("top1_train_prior", None, varied))
+    assert "worth about 198-204 drawn" in table
+    old = [{**t, "val": {"top1_train_prior": 0.8}} for t in same]
+    assert "worth about" not in format_tune_table(result("top1_train_prior", None, old))
 
 
 def test_a_guard_whose_reference_diverged_chooses_nothing(tmp_path, monkeypatch, capsys):

@@ -334,6 +334,7 @@ def summarize(
     out: dict[str, Any] = {
         "num_samples": n,
         "num_classes": c,
+        "class_counts": [int(t) for t in true],
         "top1": int(correct.sum()) / n,
         "top5": None if top5_correct is None else top5_correct / n,
         "balanced_accuracy": float(np.nanmean(recall)),
@@ -343,9 +344,9 @@ def summarize(
         counts = class_counts(train_class_counts, c)
         out.update(shot_accuracy(recall, counts, many, few))
         known = ~np.isnan(recall)
-        out["top1_train_prior"] = (
-            prior_accuracy(recall, counts) if counts[known].sum() > 0 else None
-        )
+        weighable = counts[known].sum() > 0
+        out["top1_train_prior"] = prior_accuracy(recall, counts) if weighable else None
+        out["top1_train_prior_images"] = prior_effective_size(counts, true) if weighable else None
     else:
         out.update(
             many=None,
@@ -354,6 +355,7 @@ def summarize(
             shot_thresholds={"many": many, "few": few},
             shot_num_classes=None,
             top1_train_prior=None,
+            top1_train_prior_images=None,
         )
     out["per_class_accuracy"] = [nan_to_none(r) for r in recall]
     if matrix is not None:
@@ -384,11 +386,14 @@ def evaluate(
             classes: everything else needs only ``O(N + C)`` memory).
 
     Returns:
-        ``num_samples``, ``num_classes``, ``top1``, ``top5`` (``None`` unless logits with
+        ``num_samples``, ``num_classes``, ``class_counts`` (the samples of each class in
+        ``y``), ``top1``, ``top5`` (``None`` unless logits with
         ``C > 5`` are given), ``balanced_accuracy``, ``macro_f1``, ``many``, ``medium``,
         ``few`` (``None`` without ``train_class_counts`` or for an empty bucket),
         ``shot_thresholds``, ``shot_num_classes``, ``top1_train_prior``
         (:func:`prior_accuracy` at the training counts; ``None`` without them),
+        ``top1_train_prior_images`` (:func:`prior_effective_size`: how many samples drawn at
+        the training prior that score is worth; ``None`` without the counts),
         ``per_class_accuracy`` (a list, ``None``
         for classes absent from ``y``) and ``confusion_matrix`` (a list of rows). Accuracies
         are fractions in ``[0, 1]``.

@@ -537,4 +537,26 @@ def format_tune_table(result: TuneResult) -> str:
         lines.append(
             f"{value_text(value):>24}  {score:<22} {guard_cell}{shown:<17}  {'; '.join(notes)}"
         )
+    if "top1_train_prior" in (result.metric, result.guard):
+        note = prior_images_note(result.trials)
+        if note:
+            lines.append(note)
     return "\n".join(lines)
+
+
+def prior_images_note(trials: Sequence[dict[str, Any]]) -> str | None:
+    """What the validation split's top-1 at the training prior rests on: its images and how
+    many drawn at the training prior they are worth (``top1_train_prior_images``, recorded by
+    runs since it existed); ``None`` where no trial recorded it."""
+    vals = [t.get("val") or {} for t in trials]
+    key = "top1_train_prior_images"
+    k = sorted(float(v[key]) for v in vals if v.get(key))
+    if not k:
+        return None
+    n = sorted({int(v["num_samples"]) for v in vals if v.get("num_samples")})
+    images = "" if not n else f"{n[0]} " if len(n) == 1 else f"{n[0]}-{n[-1]} "
+    worth = f"{k[0]:.0f}" if round(k[0]) == round(k[-1]) else f"{k[0]:.0f}-{k[-1]:.0f}"
+    return (
+        f"val top1_train_prior: the {images}validation images are worth about {worth} drawn "
+        "at the training prior (absgd.metrics.prior_effective_size; a stratified split: all)"
+    )
