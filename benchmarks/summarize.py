@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 from pathlib import Path
 
@@ -128,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         nargs="+",
         metavar="S",
         help="read only the runs of these seeds (e.g. a question's held-out seeds); every "
-        "table, choice and pair then sees those runs alone",
+        "table, choice and pair then sees those runs alone (--candidates and --lam-scale need "
+        "the seed that chose λ among them); a method without some of them is named on stderr",
     )
     p.add_argument(
         "--confidence",
@@ -199,20 +201,29 @@ def main(argv: list[str] | None = None) -> int:
         files = args.files
         if args.seeds is not None:
             files, seen = only_seeds(args.files, args.seeds, tmp)
-            missing = sorted(set(args.seeds) - seen)
+            missing = sorted(set(args.seeds) - set().union(*seen.values()))
             if missing:
                 p.error(f"--seeds: no run of seed(s) {missing} in the files")
+            for (grid, setting, method), has in seen.items():
+                lacks = sorted(set(args.seeds) - has)
+                if lacks:
+                    print(
+                        f"--seeds: {grid}, {setting}, {method!r} has no run of seed(s) {lacks}",
+                        file=sys.stderr,
+                    )
         _print_tables(args, files, shots, choices)
     return 0
 
 
-def only_seeds(paths: list[str], seeds: list[int], folder: str) -> tuple[list[str], set[int]]:
-    """Copies of ``paths`` in ``folder`` without the run lines of other seeds (selection
-    lines kept), in the same order: what every table reads under ``--seeds``; and the seeds
-    of the runs kept."""
+def only_seeds(
+    paths: list[str], seeds: list[int], folder: str
+) -> tuple[list[str], dict[tuple[str, str, str], set[int]]]:
+    """Copies of ``paths`` in ``folder`` (same names, one subfolder each) without the run
+    lines of other seeds (selection lines kept), in the same order: what every table reads
+    under ``--seeds``; and the seeds kept of each (grid, setting, method)."""
     keep = set(seeds)
     out: list[str] = []
-    seen: set[int] = set()
+    seen: dict[tuple[str, str, str], set[int]] = {}
     for k, path in enumerate(paths):
         lines = Path(path).read_text(encoding="utf-8").splitlines(keepends=True)
         kept = [
@@ -222,10 +233,11 @@ def only_seeds(paths: list[str], seeds: list[int], folder: str) -> tuple[list[st
             or (row := json.loads(line)).get("kind") != "run"
             or row.get("seed") in keep
         ]
-        seen.update(
-            r["seed"] for r in map(json.loads, filter(str.strip, kept)) if r.get("kind") == "run"
-        )
-        copy = Path(folder) / f"{k}-{Path(path).name}"
+        for r in map(json.loads, filter(str.strip, kept)):
+            if r.get("kind") == "run":
+                seen.setdefault((r["grid"], r["setting"], r["method"]), set()).add(r["seed"])
+        copy = Path(folder) / str(k) / Path(path).name
+        copy.parent.mkdir()
         copy.write_text("".join(kept), encoding="utf-8")
         out.append(str(copy))
     return out, seen

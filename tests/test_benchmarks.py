@@ -624,13 +624,25 @@ def test_summarize_seeds_reads_only_the_runs_of_those_seeds(tmp_path, capsys):
     assert main([str(path), "--pair", "CE", "AB", "--seeds", "5", "6"]) == 0
     text = capsys.readouterr().out
     assert "| AB − CE | 2 | +10.00 [+10.00, +10.00] |" in text
-    assert "| CE | 50.00 ± 0.00 |" in text and "| 2 |" in text
+    assert (
+        "| CE | 50.00 ± 0.00 | 50.00 ± 0.00 | 40.00 ± 0.00 | 50.00 ± 0.00 | 50.00 ± 0.00 | – | 2 |"
+        in text
+    )
+    assert "| AB | 60.00 ± 0.00 |" in text  # seeds 5 and 6 only (all five seeds: 55.20)
     assert main([str(path), "--pair", "CE", "AB", "--seeds", "0", "1", "2"]) == 0
     assert "| AB − CE | 3 | +2.00 [-0.48, +4.48] |" in capsys.readouterr().out
     assert path.read_text().count("\n") == len(rows)  # the file itself is untouched
     with pytest.raises(SystemExit):
         main([str(path), "--pair", "CE", "AB", "--seeds", "5", "7"])
     assert "no run of seed(s) [7]" in capsys.readouterr().err
+    # a seed that only some methods have: those without it are named
+    path.write_text(
+        "".join(json.dumps(r) + "\n" for r in rows if (r.get("method"), r.get("seed")) != ("AB", 6))
+    )
+    assert main([str(path), "--pair", "CE", "AB", "--seeds", "5", "6"]) == 0
+    captured = capsys.readouterr()
+    assert "--seeds: g, s, 'AB' has no run of seed(s) [6]" in captured.err
+    assert "| AB − CE | 1 |" in captured.out
 
 
 def test_choose_passes_over_a_diverged_candidate_and_treats_rounding_as_a_tie(tmp_path):

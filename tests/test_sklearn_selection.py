@@ -122,6 +122,26 @@ def test_reference_must_match_one_candidate():
         GuardedRefit()({"params": []})
 
 
+def test_reference_matches_numpy_values_arrays_by_value_and_bools_only_bools():
+    r = {
+        "params": [
+            {"w": np.array([1.0, 1.0]), "fit_intercept": True, "lam": np.float32(3.0)},
+            {"w": np.array([1.0, 9.0]), "fit_intercept": 1, "lam": math.inf},
+        ],
+        "mean_test_balanced_accuracy": [0.6, 0.7],
+        "mean_test_accuracy": [0.9, 0.9],
+    }
+    assert GuardedRefit(reference={"w": np.array([1.0, 1.0])}).reference_index(r) == 0
+    assert GuardedRefit(reference={"lam": 3.0}).reference_index(r) == 0
+    assert GuardedRefit(reference={"fit_intercept": True}).reference_index(r) == 0
+    assert GuardedRefit(reference={"fit_intercept": 1}).reference_index(r) == 1
+
+
+@pytest.mark.parametrize("drop", [np.float32(0.01), np.int64(0), np.float64(0.5)])
+def test_numpy_drops_are_taken(drop):
+    assert GuardedRefit(drop=drop).drop == pytest.approx(float(drop))
+
+
 def test_missing_scoring_names_what_the_search_has():
     r = {"params": [{"lam": 1.0}], "mean_test_score": [0.5]}
     expected = r"no scoring named 'balanced_accuracy' \(it has \['score'\]\)"

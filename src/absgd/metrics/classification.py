@@ -212,7 +212,7 @@ def prior_effective_size(prior: ArrayLike, eval_counts: ArrayLike) -> float:
     difference of two models on the same images: the same share of disagreeing predictions).
     A split drawn at the prior (stratified, ``n_c ∝ π_c``) gives ``n_eff = Σ n_c``; a balanced
     one of ``m`` per class only ``m / Σ π_c²``, so it estimates accuracy on skewed data with
-    ``sqrt(Σ n_c / n_eff)`` times the standard error.
+    ``sqrt(Σ n_c / n_eff)`` times the standard error of a stratified split of its size.
 
     >>> round(prior_effective_size([9, 1], [90, 10]), 6)  # stratified: every image counts
     100.0
@@ -228,9 +228,11 @@ def prior_effective_size(prior: ArrayLike, eval_counts: ArrayLike) -> float:
         )
     if not np.all(np.isfinite(p)) or np.any(p < 0):
         raise ValueError(f"prior must be finite and >= 0, got {p.tolist()[:10]}")
-    if not np.all(np.isfinite(n)) or np.any(n < 0):
-        raise ValueError(f"eval_counts must be finite and >= 0, got {n.tolist()[:10]}")
+    if not np.all(np.isfinite(n)) or np.any(n < 0) or np.any(np.mod(n, 1) != 0):
+        raise ValueError(f"eval_counts must be non-negative integers, got {n.tolist()[:10]}")
     present = n > 0
+    if not present.any():
+        raise ValueError(f"eval_counts has no evaluation sample, got {n.tolist()[:10]}")
     mass = float(p[present].sum())
     if mass <= 0:
         raise ValueError(

@@ -153,7 +153,12 @@ class GuardedRefit:
 
 
 def _same(a: Any, b: Any) -> bool:
-    """Parameter values equal (NaN-free floats by value, ``math.inf`` included)."""
+    """Parameter values equal: by value (``math.inf`` included; arrays element by element),
+    a bool only to a bool."""
+    if isinstance(a, (bool, np.bool_)) != isinstance(b, (bool, np.bool_)):
+        return False
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return bool(np.array_equal(np.asarray(a), np.asarray(b)))
     try:
         return bool(a == b)
     except (TypeError, ValueError):

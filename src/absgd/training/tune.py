@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import numbers
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -222,7 +223,7 @@ def select_value(
 
 def check_drop(drop: float, name: str = "a guard's drop") -> float:
     """``drop`` as a guard takes it (``-0.0`` read as ``0.0``), or a ``ValueError`` naming it."""
-    if isinstance(drop, bool) or not (isinstance(drop, (int, float)) and 0 <= drop < 1):
+    if isinstance(drop, bool) or not (isinstance(drop, numbers.Real) and 0 <= drop < 1):
         raise ValueError(
             f"{name} must be a fraction in [0, 1) (0.01 is one point of accuracy), got {drop!r}"
         )
