@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from absgd.training.tune import TIE_TOLERANCE, check_drop
+from absgd.selection import TIE_TOLERANCE, check_drop
 
 __all__ = ["GuardedRefit"]
 
