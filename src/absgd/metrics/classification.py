@@ -187,18 +187,9 @@ def prior_accuracy(per_class_acc: ArrayLike, prior: ArrayLike) -> float:
         raise ValueError(
             f"per_class_acc must lie in [0, 1] (NaN for an absent class), got {acc.tolist()[:10]}"
         )
-    p = _real_vector(prior, "prior")
-    if p.shape != acc.shape:
-        raise ValueError(f"prior must have one entry per class ({acc.size}), got shape {p.shape}")
-    if not np.all(np.isfinite(p)) or np.any(p < 0):
-        raise ValueError(f"prior must be finite and >= 0, got {p.tolist()[:10]}")
-    mass = float(p[known].sum())
-    if mass <= 0:
-        raise ValueError(
-            "prior puts no mass on a class with a known accuracy "
-            f"(prior {p.tolist()[:10]}, accuracies {acc.tolist()[:10]})"
-        )
-    return float((p[known] * acc[known]).sum() / mass)
+    p = _prior(prior, acc.size)
+    _renormalised(p, known, "a class with a known accuracy", f"accuracies {acc.tolist()[:10]}")
+    return float((p[known] * acc[known]).sum() / p[known].sum())  # as recorded results were
 
 
 def prior_effective_size(prior: ArrayLike, eval_counts: ArrayLike) -> float:
@@ -219,28 +210,39 @@ def prior_effective_size(prior: ArrayLike, eval_counts: ArrayLike) -> float:
     >>> round(prior_effective_size([9, 1], [50, 50]), 2)  # balanced: 50 / (0.81 + 0.01)
     60.98
     """
-    p = _real_vector(prior, "prior")
     n = _real_vector(eval_counts, "eval_counts")
-    if p.shape != n.shape or p.size == 0:
-        raise ValueError(
-            f"prior and eval_counts must have one entry per class, got shapes {p.shape} and "
-            f"{n.shape}"
-        )
-    if not np.all(np.isfinite(p)) or np.any(p < 0):
-        raise ValueError(f"prior must be finite and >= 0, got {p.tolist()[:10]}")
+    if n.size == 0:
+        raise ValueError("eval_counts must have one entry per class, got none")
     if not np.all(np.isfinite(n)) or np.any(n < 0) or np.any(np.mod(n, 1) != 0):
         raise ValueError(f"eval_counts must be non-negative integers, got {n.tolist()[:10]}")
     present = n > 0
     if not present.any():
         raise ValueError(f"eval_counts has no evaluation sample, got {n.tolist()[:10]}")
-    mass = float(p[present].sum())
-    if mass <= 0:
-        raise ValueError(
-            "prior puts no mass on a class with evaluation images "
-            f"(prior {p.tolist()[:10]}, eval_counts {n.tolist()[:10]})"
-        )
-    w = p[present] / mass
+    p = _prior(prior, n.size)
+    w = _renormalised(
+        p, present, "a class with evaluation samples", f"eval_counts {n.tolist()[:10]}"
+    )
     return float(1.0 / np.sum(w * w / n[present]))
+
+
+def _prior(prior: ArrayLike, num_classes: int) -> np.ndarray:
+    """``prior`` as a float vector of ``num_classes`` finite, non-negative entries."""
+    p = _real_vector(prior, "prior")
+    if p.shape != (num_classes,):
+        raise ValueError(
+            f"prior must have one entry per class ({num_classes}), got shape {p.shape}"
+        )
+    if not np.all(np.isfinite(p)) or np.any(p < 0):
+        raise ValueError(f"prior must be finite and >= 0, got {p.tolist()[:10]}")
+    return p
+
+
+def _renormalised(p: np.ndarray, mask: np.ndarray, where: str, context: str) -> np.ndarray:
+    """``p[mask]`` divided by its sum, or a ``ValueError`` if it puts no mass there."""
+    mass = float(p[mask].sum())
+    if mass <= 0:
+        raise ValueError(f"prior puts no mass on {where} (prior {p.tolist()[:10]}, {context})")
+    return p[mask] / mass
 
 
 def _real_vector(x: ArrayLike, name: str) -> np.ndarray:
