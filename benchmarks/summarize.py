@@ -225,17 +225,16 @@ def only_seeds(
     out: list[str] = []
     seen: dict[tuple[str, str, str], set[int]] = {}
     for k, path in enumerate(paths):
-        lines = Path(path).read_text(encoding="utf-8").splitlines(keepends=True)
-        kept = [
-            line
-            for line in lines
-            if not line.strip()
-            or (row := json.loads(line)).get("kind") != "run"
-            or row.get("seed") in keep
-        ]
-        for r in map(json.loads, filter(str.strip, kept)):
-            if r.get("kind") == "run":
-                seen.setdefault((r["grid"], r["setting"], r["method"]), set()).add(r["seed"])
+        kept = []
+        for line in Path(path).read_text(encoding="utf-8").splitlines(keepends=True):
+            row = json.loads(line) if line.strip() else {}
+            if row.get("kind") == "run":
+                if row.get("seed") not in keep:
+                    continue
+                seen.setdefault((row["grid"], row["setting"], row["method"]), set()).add(
+                    row["seed"]
+                )
+            kept.append(line)
         copy = Path(folder) / str(k) / Path(path).name
         copy.parent.mkdir()
         copy.write_text("".join(kept), encoding="utf-8")
