@@ -696,6 +696,8 @@ GRIDS: dict[str, Grid] = {
     # LDAM-DRW (λ = ∞), λ = 300 and λ = 100 (summarize --choose), seeds 0-2 (then 3-4).
     # Part (g), stated before running (2026-12-06, sixteenth session): the same three methods on
     # fresh seeds 5-9, to test the guarded rule (read on seeds 0-4 only after the fact).
+    # Part (h), stated before running (2026-12-06, seventeenth session): LDAM-DRW, λ = 1000 and
+    # λ = 300 on fresh seeds 10-14, the guarded rule at a drop of 0.5 point.
     "cifar10_lt_repro_cpu_authors_stratval": Grid(
         config="cifar_lt/cifar10_lt_exp100/authors/ce",
         settings={"exp, ratio 100": ()},
@@ -708,6 +710,14 @@ GRIDS: dict[str, Grid] = {
                 )
                 for lam in (300, 100)
             },
+            # Part (h), stated before running (2026-12-06, seventeenth session): a milder fixed
+            # λ = 1000 at LDAM-DRW's step, branched the same way, fresh seeds 10-14 with
+            # LDAM-DRW and λ = 300, for the guarded rule with its drop (0.5 point) below the
+            # bound it is tested against (1 point).
+            "ABSGD + LDAM-DRW, λ = 1000, base step, branched": Method(
+                (*_LDAM_BASE_STEP.overrides, "objective.lam=1000.0"),
+                branch_from="LDAM-DRW",
+            ),
             # Stated before running (2026-12-06, fifteenth session; results.md §7, "Choosing λ
             # as the deployment is scored", part (e)): the same question on CE. CE re-run on
             # this split keeping its checkpoint at the switch, λ = 3 and λ = 1 at CE's step
