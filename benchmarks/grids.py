@@ -698,6 +698,8 @@ GRIDS: dict[str, Grid] = {
     # fresh seeds 5-9, to test the guarded rule (read on seeds 0-4 only after the fact).
     # Part (h), stated before running (2026-12-06, seventeenth session): LDAM-DRW, λ = 1000 and
     # λ = 300 on fresh seeds 10-14, the guarded rule at a drop of 0.5 point.
+    # Part (i), stated before running (the same session, after (h)): λ = 1000 branched off the
+    # kept LDAM-DRW checkpoints of seeds 0-9, a second look at its fixed trade.
     "cifar10_lt_repro_cpu_authors_stratval": Grid(
         config="cifar_lt/cifar10_lt_exp100/authors/ce",
         settings={"exp, ratio 100": ()},
