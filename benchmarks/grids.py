@@ -700,6 +700,9 @@ GRIDS: dict[str, Grid] = {
     # λ = 300 on fresh seeds 10-14, the guarded rule at a drop of 0.5 point.
     # Part (i), stated before running (the same session, after (h)): λ = 1000 branched off the
     # kept LDAM-DRW checkpoints of seeds 0-9, a second look at its fixed trade.
+    # Part (j), stated before running (2026-12-06, eighteenth session): LDAM-DRW, λ = 1000 and
+    # λ = 300 on fresh seeds 15-19, the guard that admits a candidate only when the upper 95 %
+    # bound of its paired validation drop is within 1 point.
     "cifar10_lt_repro_cpu_authors_stratval": Grid(
         config="cifar_lt/cifar10_lt_exp100/authors/ce",
         settings={"exp, ratio 100": ()},
