@@ -127,12 +127,7 @@ def _run_dir(
     seed: int,
 ) -> Path:
     """Where ``--keep-runs`` keeps a run's directory."""
-    param = grid.methods[method].param
-    lam_part = "" if lam is None else f"-{param.split('.')[-1]}{value_text(lam)}"
-    slug = "".join(
-        ch if ch.isalnum() else "_" for ch in f"{grid_name}-{setting}-{method}{lam_part}"
-    )
-    return keep_dir / f"{slug}-s{seed}"
+    return keep_dir / grid.run_name(grid_name, setting, method, lam, seed)
 
 
 def _method_config(

@@ -34,6 +34,18 @@ class Grid:
     seeds: tuple[int, ...] = (0, 1, 2)
     common: tuple[str, ...] = field(default=())
 
+    def run_name(
+        self, grid_name: str, setting: str, method: str, lam: float | None, seed: int
+    ) -> str:
+        """The folder of one run under ``grid.py --keep-runs``: the grid, setting, method and
+        candidate value (if any) with every other character as ``_``, then ``-s<seed>``."""
+        from absgd.training.tune import value_text
+
+        param = self.methods[method].param
+        lam_part = "" if lam is None else f"-{param.split('.')[-1]}{value_text(lam)}"
+        text = f"{grid_name}-{setting}-{method}{lam_part}"
+        return "".join(ch if ch.isalnum() else "_" for ch in text) + f"-s{seed}"
+
 
 def _drw(switch: int) -> tuple[str, ...]:
     return (

@@ -52,6 +52,11 @@ seed's scores and choice. ``--guard NAME METRIC DROP`` limits that choice to the
 whose validation METRIC is at most DROP (a fraction: 0.01 is one point) below the first
 candidate's, what ``absgd tune --guard`` does (e.g. the best balanced accuracy among the λs that
 give up at most one point of validation top-1 against λ = ∞, listed first).
+``--guard-confidence NAME LEVEL`` makes that guard confident: a candidate is allowed only where
+the upper one-sided LEVEL bound of its validation drop, paired image by image with the first
+candidate's run of the same seed, is at most DROP (``absgd tune --guard-confidence``); the
+predictions come from the kept runs in the ``--runs`` folders (``grid.py --keep-runs``), made
+once and kept beside each run's model.
 ``--seeds S [S ...]`` reads only those seeds' runs in every table, choice and pair (e.g. the
 held-out seeds of a question stated after earlier seeds were read).
 ``--curve K`` adds, where runs evaluated the test split every epoch, the mean test top-1 every
@@ -124,6 +129,24 @@ def main(argv: list[str] | None = None) -> int:
         "at most DROP (a fraction: 0.01 is one point) below the first candidate's (repeatable)",
     )
     p.add_argument(
+        "--guard-confidence",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "LEVEL"),
+        help="the --guard of the --choose NAME allows a candidate only where the upper "
+        "one-sided LEVEL bound (e.g. 0.95) of its validation drop, paired image by image with "
+        "the first candidate's run, is at most DROP; needs --runs (repeatable)",
+    )
+    p.add_argument(
+        "--runs",
+        nargs="+",
+        default=[],
+        metavar="DIR",
+        help="folders of kept runs (grid.py --keep-runs) where --guard-confidence finds each "
+        "run's model (the first folder holding it)",
+    )
+    p.add_argument(
         "--seeds",
         type=int,
         nargs="+",
@@ -188,8 +211,21 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(guards) - {c[0] for c in args.choose}
     if unknown:
         p.error(f"--guard {sorted(unknown)[0]!r}: no --choose of that name")
+    levels: dict[str, float] = {}
+    for name, level in args.guard_confidence:
+        if name not in guards:
+            p.error(f"--guard-confidence {name!r}: no --guard of that name")
+        try:
+            levels[name] = float(level)
+        except ValueError:
+            p.error(
+                f"--guard-confidence {name!r}: LEVEL must be a number such as 0.95, got {level!r}"
+            )
     try:
-        choices = [parse_choice(n, cands, m, guards.get(n)) for n, cands, m in args.choose]
+        choices = [
+            parse_choice(n, cands, m, guards.get(n), levels.get(n), tuple(args.runs))
+            for n, cands, m in args.choose
+        ]
     except ValueError as err:
         p.error(str(err))
     if not 0 < args.confidence < 1:

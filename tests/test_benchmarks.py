@@ -609,6 +609,107 @@ def test_choose_evaluates_a_selection_rule_per_seed_as_a_method(tmp_path, capsys
         assert message in err, (bad, err)
 
 
+def test_a_confident_guard_reads_the_kept_runs_validation_predictions(tmp_path, capsys):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import hashlib
+
+    from grids import GRIDS
+    from summarize import main
+
+    from absgd.training.evaluation import Predictions
+
+    grid = GRIDS["smoke_branch"]
+    labels = np.array([0] * 50 + [1] * 50)
+    runs = tmp_path / "runs"
+    # seed 0: DRW wrong on 2 class-0 images CE gets right. Per class d = (two 1s, 48 0s):
+    # mean 0.04, variance (2·0.96² + 48·0.04²)/49 = 0.0392; top-1 drop 0.5·0.04 = 0.02, its
+    # standard error √(0.25·0.0392/50) = 0.014, the 95 % bound 0.02 + 1.645·0.014 = 0.043.
+    # seed 1: the same predictions: drop 0, bound 0.
+    predicted = {("CE", 0): labels.copy(), ("CE", 1): labels.copy(), ("DRW", 1): labels.copy()}
+    predicted[("DRW", 0)] = labels.copy()
+    predicted[("DRW", 0)][:2] = 1
+    rows = []
+    for (method, seed), pred in predicted.items():
+        run = runs / grid.run_name("smoke_branch", "synthetic", method, None, seed)
+        run.mkdir(parents=True)
+        model = f"{method} {seed}".encode()
+        (run / "model.pt").write_bytes(model)  # the kept predictions name these bytes
+        Predictions(labels, pred, np.array([90, 10]), hashlib.sha256(model).hexdigest()).save(
+            run / "predictions-val.npz"
+        )
+        row = {**_row(method, seed, None, 0.5), "grid": "smoke_branch", "setting": "synthetic"}
+        top1 = float(np.mean(pred == labels))
+        row["val"] = {"top1": top1, "balanced_accuracy": 0.5 if method == "CE" else 0.6}
+        row["metrics"]["top1"] = 0.5 if method == "CE" else 0.55
+        rows.append(row)
+    path = tmp_path / "r.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = [str(path), "--choose", "g", "CE | DRW", "balanced_accuracy"]
+    args += ["--guard", "g", "top1", "0.03", "--pair", "CE", "g"]
+    assert main(args) == 0  # the mean guard: DRW within 3 points on both seeds
+    assert "Chosen: CE 0 of 2, DRW 2 of 2." in capsys.readouterr().out
+    assert main([*args, "--guard-confidence", "g", "0.95", "--runs", str(runs)]) == 0
+    text = capsys.readouterr().out
+    assert "| 0 | **50.00 (100.00)** | 60.00 (98.00; +2.00 ± 1.40, ≤ +4.30) ✗ | CE |" in text
+    assert "| 1 | 50.00 (100.00) | **60.00 (100.00; +0.00 ± 0.00, ≤ +0.00)** | DRW |" in text
+    assert "Chosen: CE 1 of 2, DRW 1 of 2." in text
+    assert "at 95 % confidence (✗: ruled out)" in text
+    for bad, message in (
+        (["--guard-confidence", "g", "0.95"], "pass --runs"),
+        (["--guard-confidence", "g", "1.5", "--runs", str(runs)], "level in [0.5, 1)"),
+        (["--guard-confidence", "h", "0.95", "--runs", str(runs)], "no --guard of that name"),
+        (["--guard-confidence", "g", "x", "--runs", str(runs)], "got 'x'"),
+        (["--guard-confidence", "g", "0.95", "--runs", str(tmp_path)], "holds the run"),
+    ):
+        with pytest.raises(SystemExit) as info:
+            main([*args, *bad])
+        err = capsys.readouterr().err + str(info.value.code)
+        assert message in err, (bad, err)
+
+
+def test_paired_drops_sets_validation_against_test_in_units_of_their_errors(tmp_path, capsys):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import hashlib
+
+    from grids import GRIDS
+    from paired_drops import main
+
+    from absgd.training.evaluation import Predictions
+
+    grid = GRIDS["smoke_branch"]
+    runs = tmp_path / "runs"
+    labels = {"val": np.array([0] * 50 + [1] * 50), "test": np.array([0] * 100 + [1] * 100)}
+
+    def kept(method: str, wrong: dict[str, int]) -> None:
+        run = runs / grid.run_name("smoke_branch", "synthetic", method, None, 0)
+        run.mkdir(parents=True)
+        model = method.encode()
+        (run / "model.pt").write_bytes(model)
+        for split, y in labels.items():
+            pred = y.copy()
+            pred[: wrong[split]] = 1  # wrong on the first class-0 images
+            counts = np.array([1, 1])  # top-1 at an even prior: the balanced score
+            digest = hashlib.sha256(model).hexdigest()
+            Predictions(y, pred, counts, digest).save(run / f"predictions-{split}.npz")
+
+    kept("CE", {"val": 0, "test": 0})
+    kept("DRW", {"val": 2, "test": 4})
+    args = ["smoke_branch", "--base", "CE", "--methods", "DRW", "--seeds", "0"]
+    assert main([*args, "--runs", str(runs)]) == 0
+    text = capsys.readouterr().out
+    # val: class 0's d has two 1s in 50: drop 0.5·0.04 = 2 points, se √(0.25·0.0392/50) = 1.40
+    # test: four 1s in 100: drop 0.5·0.04 = 2 points, variance (4·0.96² + 96·0.04²)/99 =
+    # 0.03879, se √(0.25·0.03879/100) = 0.98; the gap 0: z = 0
+    assert "| DRW | 0 | +2.00 ± 1.40 | +2.00 ± 0.98 | +0.00 | +0.00 |" in text
+    assert "root mean square z 0.00" in text and "|z| > 1.96 on 0" in text
+    with pytest.raises(SystemExit) as info:
+        main([*args, "--runs", str(tmp_path / "none")])
+    assert "holds the run" in str(info.value.code)
+    with pytest.raises(SystemExit):
+        main(["smoke_branch", "--base", "CE", "--methods", "ABSGD", "--seeds", "0", "--runs", "x"])
+    assert "chooses λ among candidates" in capsys.readouterr().err
+
+
 def test_summarize_seeds_reads_only_the_runs_of_those_seeds(tmp_path, capsys):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from summarize import main

@@ -6,6 +6,7 @@ import json
 import multiprocessing
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from absgd.cli import SHIPPED_CONFIGS, TUNE_SCORES, main
@@ -394,3 +395,128 @@ def test_cli_tune_guard_prints_the_guard_column_and_refuses_bad_values(
     ):
         assert main([*args, *bad]) == 2
         assert message in capsys.readouterr().err
+
+
+def _brute_upper(labels, ref, cand, z=1.6448536269514722):
+    """Top-1's paired drop and its upper bound, by loops over classes and images."""
+    classes = sorted(set(labels.tolist()))
+    n = len(labels)
+    drop, var = 0.0, 0.0
+    for c in classes:
+        d = [float(ref[i] == c) - float(cand[i] == c) for i in range(n) if labels[i] == c]
+        mean = sum(d) / len(d)
+        s2 = sum((x - mean) ** 2 for x in d) / (len(d) - 1) if len(d) > 1 else 1.0
+        drop += len(d) / n * mean
+        var += (len(d) / n) ** 2 * s2 / len(d)
+    return drop, drop + z * var**0.5
+
+
+DIGITS = SHIPPED_CONFIGS / "cpu/digits_lt50_ce_absgd.yaml"
+DIGITS_SHORT = [
+    "data.val_source=split",
+    "data.val_fraction=0.3",
+    "train.epochs=6",
+    "objective.lam_switch=4",
+    "optim.milestones=[4]",
+]
+
+
+def test_a_confident_guard_pairs_the_runs_validation_predictions(tmp_path):
+    pytest.importorskip("sklearn")  # the digits
+    from absgd.training.evaluation import Predictions
+
+    inf = float("inf")
+    out = tmp_path / "search"
+    kw = {"overrides": DIGITS_SHORT, "seeds": [0, 1], "metric": "balanced_accuracy"}
+    kw["guard"] = "top1"
+    result = tune(DIGITS, "objective.lam", [inf, 0.5], out, **kw, guard_drop=0.08)
+    plain_allowed = result.allowed
+    result = tune(
+        DIGITS, "objective.lam", [inf, 0.5], out, **kw, guard_drop=0.08, guard_confidence=0.95
+    )
+    # the drop paired image by image is the difference of the validation top-1 that training
+    # recorded for the two runs (another code path: the evaluation at the selected epoch)
+    val = {(t["value"], t["seed"]): t["val"]["top1"] for t in result.trials}
+    recorded = sum(val[(inf, s)] - val[(0.5, s)] for s in (0, 1)) / 2
+    assert result.guard_drops is not None and result.guard_drops[0.5] is not None
+    assert result.guard_drops[0.5].drop == pytest.approx(recorded, abs=1e-12)
+    # each run keeps its predictions beside its model; the bound recomputed from them by loops
+    bounds = []
+    for seed in (0, 1):
+        ref = Predictions.load(out / f"lam=.inf-s{seed}" / "predictions-val.npz")
+        cand = Predictions.load(out / f"lam=0.5-s{seed}" / "predictions-val.npz")
+        assert np.array_equal(ref.labels, cand.labels) and len(ref.labels) > 0
+        bounds.append(_brute_upper(ref.labels, ref.predicted, cand.predicted))
+    drop = (bounds[0][0] + bounds[1][0]) / 2
+    se = (((bounds[0][1] - bounds[0][0]) ** 2 + (bounds[1][1] - bounds[1][0]) ** 2) ** 0.5) / 2
+    assert result.guard_drops[0.5].upper(0.95) == pytest.approx(drop + se, abs=1e-12)
+    assert se > 0  # the two λs disagree on some validation images
+    assert result.allowed == ((inf, 0.5) if drop + se <= 0.08 else (inf,))
+    saved = json.loads((out / "selection.json").read_text())["guard"]
+    assert saved["confidence"] == 0.95
+    assert saved["paired"]["0.5"]["upper"] == pytest.approx(drop + se)
+    # the plain guard compared the means only: never stricter than the confident one
+    assert set(result.allowed or ()) <= set(plain_allowed or ())
+    table = format_tune_table(result)
+    assert "drop (95 % bound)" in table
+    # a drop of 0 with a bound above it: ruled out, said why
+    strict = tune(
+        DIGITS, "objective.lam", [inf, 0.5], out, **kw, guard_drop=0.0, guard_confidence=0.95
+    )
+    assert strict.allowed == (inf,) and strict.best == inf
+    assert "the 95 % bound of its val top1 drop is above 0 points" in format_tune_table(strict)
+    assert json.loads((out / "selection.json").read_text())["best"] == "inf"
+
+
+def test_cli_guard_confidence_and_eval_predictions(tmp_path, capsys):
+    from absgd.training.evaluation import Predictions
+
+    out = tmp_path / "s"
+    args = ["tune", "--config", str(CONFIG), "--param", "objective.lam", "--quiet"]
+    args += ["--values", "inf", "1", "--out", str(out)]
+    for item in TINY:
+        args += ["--set", item]
+    for bad, message in (
+        (["--guard-confidence", "0.95"], "--guard-confidence needs --guard METRIC DROP"),
+        (["--guard", "top1", "0.01", "--guard-confidence", "1"], "level in [0.5, 1)"),
+        (["--guard", "top1", "0.01", "--guard-confidence", "0.3"], "got 0.3"),
+    ):
+        assert main([*args, *bad]) == 2
+        assert message in capsys.readouterr().err
+    assert not out.exists()  # refused before any training
+    assert main([*args, "--guard", "top1", "0.5", "--guard-confidence", "0.9"]) == 0
+    assert "drop (90 % bound)" in capsys.readouterr().out
+    run = out / "lam=1.0-s0"
+    file = tmp_path / "pred.npz"
+    assert main(["eval", str(run), "--split", "val", "--json", "--predictions", str(file)]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    pred = Predictions.load(file)
+    assert np.mean(pred.labels == pred.predicted) == pytest.approx(metrics["top1"])
+    assert np.bincount(pred.labels).tolist() == metrics["class_counts"]
+    trial = next(
+        json.loads(line)
+        for line in (out / "trials.jsonl").read_text().splitlines()
+        if json.loads(line)["value"] == 1.0
+    )
+    assert pred.train_counts.tolist() == trial["metrics"]["train_class_counts"]
+    kept = Predictions.load(run / "predictions-val.npz")  # the guard's, from the same model
+    assert np.array_equal(kept.predicted, pred.predicted) and kept.model_sha256 == pred.model_sha256
+
+
+def test_kept_predictions_are_made_again_when_the_model_changes(tmp_path):
+    import torch
+
+    from absgd.training.evaluation import split_predictions
+
+    out = tmp_path / "s"
+    tune(CONFIG, "objective.lam", [1.0], out, overrides=TINY)
+    run = out / "lam=1.0-s0"
+    first = split_predictions(run)
+    assert (run / "predictions-val.npz").is_file()
+    state = torch.load(run / "model.pt", weights_only=True)
+    torch.save({k: torch.zeros_like(v) for k, v in state.items()}, run / "model.pt")
+    again = split_predictions(run)
+    assert again.model_sha256 != first.model_sha256
+    assert len(set(again.predicted.tolist())) == 1  # a zeroed model predicts one class
+    (run / "predictions-val.npz").write_bytes(b"not an npz")
+    assert split_predictions(run).model_sha256 == again.model_sha256  # unreadable: made again

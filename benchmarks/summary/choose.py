@@ -4,16 +4,30 @@ on that seed's run. Its rows pair with a base like any method's, so a rule (e.g.
 validation top-1 at the training prior, λ = ∞ among the candidates) is tested on held-out
 test numbers without choosing on them. A guard (``summarize --guard NAME METRIC DROP``, what
 ``absgd tune --guard`` does) limits the choice to the candidates whose validation METRIC is at
-most DROP below the first candidate's (e.g. the base, λ = ∞, listed first)."""
+most DROP below the first candidate's (e.g. the base, λ = ∞, listed first); with
+``--guard-confidence NAME LEVEL`` only where validation is that confident of it, from the kept
+runs' predictions on the same validation images (``--runs``: the ``grid.py --keep-runs``
+folders), what ``absgd tune --guard-confidence`` does."""
 
 from __future__ import annotations
 
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from absgd.training.tune import SCORES, check_drop, select_value, val_score, within
+from absgd.selection import PairedDrop
+from absgd.training.tune import (
+    SCORES,
+    check_confidence,
+    check_drop,
+    confident_drops,
+    select_value,
+    val_score,
+    within,
+    within_bound,
+)
 
 
 @dataclass(frozen=True)
@@ -21,13 +35,17 @@ class Choice:
     """The method ``name``: per seed, the run of whichever of ``candidates`` (methods of one
     table) has the highest validation ``metric`` (ties: the first listed); with a ``guard``
     (a score of :data:`SCORES`), among those whose validation ``guard`` is at most
-    ``guard_drop`` (a fraction) below the first candidate's."""
+    ``guard_drop`` (a fraction) below the first candidate's; with ``guard_confidence``, whose
+    upper one-sided bound on that drop, paired image by image with the first candidate's run
+    (found in the folders ``runs``), is at most ``guard_drop``."""
 
     name: str
     candidates: tuple[str, ...]
     metric: str
     guard: str | None = None
     guard_drop: float | None = None
+    guard_confidence: float | None = None
+    runs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.candidates) < 2 or len(set(self.candidates)) != len(self.candidates):
@@ -49,6 +67,15 @@ class Choice:
             )
         if self.guard_drop is not None:
             check_drop(self.guard_drop, f"--guard {self.name!r}: DROP")
+        if self.guard_confidence is not None:
+            if self.guard is None:
+                raise ValueError(f"--guard-confidence {self.name!r}: needs --guard {self.name!r}")
+            check_confidence(self.guard_confidence, f"--guard-confidence {self.name!r}: LEVEL")
+            if not self.runs:
+                raise ValueError(
+                    f"--guard-confidence {self.name!r}: pass --runs, the folders of the kept "
+                    "runs (grid.py --keep-runs), to pair their validation predictions"
+                )
 
 
 def _points(drop: float | None) -> str:
@@ -58,12 +85,20 @@ def _points(drop: float | None) -> str:
 
 
 def parse_choice(
-    name: str, candidates: str, metric: str, guard: tuple[str, str] | None = None
+    name: str,
+    candidates: str,
+    metric: str,
+    guard: tuple[str, str] | None = None,
+    confidence: float | None = None,
+    runs: tuple[str, ...] = (),
 ) -> Choice:
     """``--choose NAME "A | B | C" METRIC`` as a :class:`Choice`, with the ``(METRIC, DROP)``
-    of its ``--guard NAME METRIC DROP``, if any."""
+    of its ``--guard NAME METRIC DROP``, if any, and the LEVEL of its ``--guard-confidence``
+    with the ``--runs`` folders."""
     names = tuple(c.strip() for c in candidates.split("|") if c.strip())
     if guard is None:
+        if confidence is not None:
+            raise ValueError(f"--guard-confidence {name!r}: needs --guard {name!r}")
         return Choice(name, names, metric)
     try:
         drop = check_drop(float(guard[1]))
@@ -72,7 +107,42 @@ def parse_choice(
             f"--guard {name!r}: DROP must be a fraction in [0, 1) (0.01 is one point of "
             f"accuracy), got {guard[1]!r}"
         ) from None
-    return Choice(name, names, metric, guard[0], drop)
+    return Choice(name, names, metric, guard[0], drop, confidence, tuple(runs))
+
+
+def kept_run(row: dict[str, Any], folders: tuple[str, ...]) -> Path:
+    """The directory ``grid.py --keep-runs`` kept for the run of ``row``, in the first of
+    ``folders`` that has it; ``SystemExit`` naming it where none has."""
+    from grids import GRIDS
+
+    grid = GRIDS.get(row["grid"])
+    if grid is None or row["method"] not in grid.methods:
+        raise SystemExit(f"{row['grid']}: {row['method']!r} is not a method of a known grid")
+    name = grid.run_name(row["grid"], row["setting"], row["method"], row.get("lam"), row["seed"])
+    for folder in folders:
+        if (Path(folder) / name / "model.pt").is_file():
+            return Path(folder) / name
+    raise SystemExit(f"--runs: no folder of {list(folders)} holds the run {name} (its model.pt)")
+
+
+def _confident(
+    runs: dict[str, dict[str, Any]], choice: Choice
+) -> tuple[list[float], dict[str, PairedDrop | None]]:
+    """The candidates (by index) the confident guard allows on one seed, and each one's drop
+    below the first (``None`` for the first, and for a run that diverged)."""
+    seed = runs[choice.candidates[0]]["seed"]
+    dirs: dict[float, dict[int, Path | None]] = {
+        float(i): {seed: None if runs[c].get("metrics") is None else kept_run(runs[c], choice.runs)}
+        for i, c in enumerate(choice.candidates)
+    }
+    assert choice.guard is not None and choice.guard_drop is not None
+    drops = confident_drops(dirs, choice.guard)
+    allowed = within_bound(drops, choice.guard_drop, choice.guard_confidence or 0.95)
+    paired = {
+        c: None if i == 0 or not drops[float(i)] else drops[float(i)][0]
+        for i, c in enumerate(choice.candidates)
+    }
+    return allowed, paired
 
 
 def _scores(
@@ -121,9 +191,13 @@ def chosen_runs(methods: dict[str, list[dict[str, Any]]], choice: Choice) -> lis
         # select_value keys by candidate value; an index keeps the listed order for ties
         among: list[float] | None = None
         guard_scores: dict[str, float | None] = {}
+        paired: dict[str, PairedDrop | None] = {}
         if choice.guard is not None and choice.guard_drop is not None:
             guard_scores = _scores(runs, choice.candidates, choice.guard)
-            among = within(_indexed(guard_scores, choice.candidates), choice.guard_drop)
+            if choice.guard_confidence is None:
+                among = within(_indexed(guard_scores, choice.candidates), choice.guard_drop)
+            else:
+                among, paired = _confident(runs, choice)
         best, _ = select_value(_indexed(scores, choice.candidates), among=among)
         if best is None:
             why = (
@@ -139,8 +213,14 @@ def chosen_runs(methods: dict[str, list[dict[str, Any]]], choice: Choice) -> lis
             if among is None
             else {
                 "_guard_scores": guard_scores,
+                "_paired_drops": paired,
                 "_allowed": [choice.candidates[int(i)] for i in among],
-                "_guard_text": f", {choice.guard} within {_points(choice.guard_drop)}",
+                "_guard_text": f", {choice.guard} within {_points(choice.guard_drop)}"
+                + (
+                    ""
+                    if choice.guard_confidence is None
+                    else f" at {100 * choice.guard_confidence:g} % confidence"
+                ),
             }
         )
         out.append(
@@ -176,6 +256,14 @@ def choice_tables(
                     f" among the candidates whose validation {choice.guard} (in brackets) is at "
                     f"most {_points(choice.guard_drop)} below the first's (✗: ruled out)"
                 )
+                if choice.guard_confidence is not None:
+                    level = f"{100 * choice.guard_confidence:g} %"
+                    guard = (
+                        f" among the candidates whose validation {choice.guard} (in brackets, "
+                        f"then its paired drop below the first's ± its standard error and the "
+                        f"upper {level} bound) is at most {_points(choice.guard_drop)} below the "
+                        f"first's at {level} confidence (✗: ruled out)"
+                    )
             out.append(
                 f"### {grid}: {setting} ({device}), {choice.name}: chosen per seed on "
                 f"validation {choice.metric}{guard}\n"
@@ -190,7 +278,15 @@ def choice_tables(
                     text = "–" if score is None else f"{100 * score:.2f}"
                     if "_guard_scores" in row:
                         g = row["_guard_scores"][cand]
-                        text += " (–)" if g is None else f" ({100 * g:.2f})"
+                        d = row["_paired_drops"].get(cand)
+                        if d is not None:
+                            bound = d.upper(choice.guard_confidence or 0.95)
+                            text += (
+                                f" ({'–' if g is None else f'{100 * g:.2f}'}; "
+                                f"{100 * d.drop:+.2f} ± {100 * d.se:.2f}, ≤ {100 * bound:+.2f})"
+                            )
+                        else:
+                            text += " (–)" if g is None else f" ({100 * g:.2f})"
                         if cand not in row["_allowed"]:
                             text += " ✗"
                     cells.append(f"**{text}**" if cand == row["_chosen_from"] else text)

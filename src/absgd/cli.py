@@ -97,6 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
         "e.g. --values inf 300 100 --guard top1 0.01 takes the best --metric among the λs "
         "that give up at most one point of validation top-1 against plain SGD",
     )
+    p.add_argument(
+        "--guard-confidence",
+        type=float,
+        metavar="LEVEL",
+        help="with --guard: allow a value only where validation is this confident (one-sided, "
+        "in [0.5, 1), e.g. 0.95) that its METRIC lies at most DROP below the first value's, "
+        "from the two runs' predictions on the same validation images",
+    )
     p.add_argument("--out", required=True, help="folder of the search (its state: resumable)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
@@ -104,6 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--split", choices=("test", "val"), default="test")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument(
+        "--predictions",
+        metavar="FILE",
+        help="also write the model's predicted class for every image of the split, with the "
+        "labels, to FILE (.npz: labels, predicted, train_counts, model_sha256)",
+    )
     p.add_argument(
         "--data-root", metavar="DIR", help="read the data from DIR instead of the run's data.root"
     )
@@ -369,7 +383,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_tune(args: argparse.Namespace) -> int:
     from absgd.training.config import ConfigError
-    from absgd.training.tune import check_drop, format_tune_table, tune
+    from absgd.training.tune import check_confidence, check_drop, format_tune_table, tune
 
     if any(math.isnan(v) for v in args.values):
         raise UsageError(f"--values must be numbers, got {args.values}")
@@ -387,6 +401,14 @@ def _cmd_tune(args: argparse.Namespace) -> int:
                 "--guard DROP must be a fraction in [0, 1) (0.01 is one point of accuracy), "
                 f"got {drop_text!r}"
             ) from None
+    guard_confidence = None
+    if args.guard_confidence is not None:
+        if guard is None:
+            raise UsageError("--guard-confidence needs --guard METRIC DROP")
+        try:
+            guard_confidence = check_confidence(args.guard_confidence, "--guard-confidence")
+        except ValueError as err:
+            raise UsageError(str(err)) from None
     say = (lambda text: None) if args.quiet else (lambda text: print(text, flush=True))
     try:
         result = tune(
@@ -399,6 +421,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
             metric=args.metric,
             guard=guard,
             guard_drop=guard_drop,
+            guard_confidence=guard_confidence,
             progress=say,
             reporter=_ProgressReporter(quiet=True),
         )
@@ -422,11 +445,13 @@ def _cmd_tune(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from absgd.training.evaluation import evaluate_run
+    from absgd.training.evaluation import evaluate_run, predict_run
 
     metrics = evaluate_run(
         args.run_dir, split=args.split, quiet=args.quiet, data_root=args.data_root
     )
+    if args.predictions:
+        predict_run(args.run_dir, split=args.split, data_root=args.data_root).save(args.predictions)
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:

@@ -6,17 +6,38 @@ fold), ``None`` where a trial has none (it diverged). :func:`select_value` takes
 score; :func:`within` is the *guard*: the candidates whose mean on a second score is at most a
 stated drop below the first candidate's (list the plain setting first). Together they give the
 guarded rule, e.g. the best validation balanced accuracy among the λs that give up at most one
-point of validation top-1 against λ = ∞ (docs/method.md §3). Pure functions on numbers; the
-test split never enters.
+point of validation top-1 against λ = ∞ (docs/method.md §3).
+
+A mean score does not say how sure validation is of a drop: on a split of a thousand images a
+third of a point is within its noise. :func:`paired_drop` measures a candidate's drop against the
+reference on the same validation images, with its standard error, and :func:`within_bound` is
+the *confident* guard: the candidates whose one-sided upper confidence bound on the drop is at
+most the stated drop. Pure functions on numbers and label arrays; the test split never enters.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from statistics import NormalDist
 
-__all__ = ["TIE_TOLERANCE", "check_drop", "mean_scores", "select_value", "within"]
+import numpy as np
+from numpy.typing import ArrayLike
+
+__all__ = [
+    "TIE_TOLERANCE",
+    "PairedDrop",
+    "check_confidence",
+    "check_drop",
+    "combine_drops",
+    "mean_scores",
+    "paired_drop",
+    "select_value",
+    "within",
+    "within_bound",
+]
 
 
 TIE_TOLERANCE = 1e-9
@@ -84,3 +105,155 @@ def within(scores: dict[float, list[float | None]], drop: float) -> list[float]:
         return []
     floor = reference - drop - TIE_TOLERANCE
     return [v for v, m in means.items() if m is not None and m >= floor]
+
+
+def check_confidence(confidence: float, name: str = "a guard's confidence") -> float:
+    """``confidence`` as a confident guard takes it, or a ``ValueError`` naming it: a one-sided
+    level in [0.5, 1) (0.95 puts the bound 1.645 standard errors above the drop; 0.5 is the
+    drop itself, the mean-score guard)."""
+    if isinstance(confidence, bool) or not (
+        isinstance(confidence, numbers.Real) and 0.5 <= confidence < 1
+    ):
+        raise ValueError(f"{name} must be a level in [0.5, 1) such as 0.95, got {confidence!r}")
+    return float(confidence)
+
+
+@dataclass(frozen=True)
+class PairedDrop:
+    """How far a candidate's validation score lies below the reference's, measured on the same
+    images: ``drop`` (a fraction; negative where the candidate scores higher), its standard
+    error ``se`` over the validation sample, and the ``images`` it rests on."""
+
+    drop: float
+    se: float
+    images: int
+
+    def upper(self, confidence: float = 0.95) -> float:
+        """The one-sided upper confidence bound ``drop + z·se`` (normal approximation, ``z``
+        the ``confidence`` quantile: 1.645 at 0.95)."""
+        z = NormalDist().inv_cdf(check_confidence(confidence))
+        return self.drop + z * self.se
+
+
+def _labels(values: ArrayLike, name: str) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.ndim != 1 or (arr.size and not np.issubdtype(arr.dtype, np.integer)):
+        raise ValueError(
+            f"{name} must be a 1-D array of class indices, got {arr.dtype} {arr.shape}"
+        )
+    if arr.size and arr.min() < 0:
+        raise ValueError(f"{name} must hold class indices ≥ 0, got {int(arr.min())}")
+    return arr.astype(np.int64)
+
+
+def paired_drop(
+    labels: ArrayLike,
+    reference: ArrayLike,
+    candidate: ArrayLike,
+    class_weights: ArrayLike | None = None,
+) -> PairedDrop:
+    """The drop of ``candidate``'s accuracy below ``reference``'s on the same images (true
+    ``labels``; the two models' predicted classes), with the standard error of the validation
+    sample.
+
+    Per image ``d_i = [reference right] − [candidate right]``. A score that weighs class ``c``'s
+    accuracy by ``q_c`` (``class_weights`` renormalised over the classes with images: ``None``
+    for top-1, the split's own class counts; all ones for balanced accuracy; the training counts
+    for top-1 at the training prior) drops by ``D = Σ_c q_c·mean_c(d)``, with the stratified
+    standard error ``√(Σ_c q_c²·s_c²/n_c)``, ``s_c²`` the sample variance of ``d`` over class
+    ``c``'s ``n_c`` images (1, the largest a difference of two right/wrong indicators can have,
+    for a class with one image). The error is that of the validation sample given the two
+    trained models, not of training them again.
+
+    Raises:
+        ValueError: arrays of different lengths or not 1-D class indices, no image, or
+            ``class_weights`` shorter than the classes present, negative or all zero on them.
+    """
+    y = _labels(labels, "labels")
+    ref = _labels(reference, "reference")
+    cand = _labels(candidate, "candidate")
+    if not (len(y) == len(ref) == len(cand)):
+        raise ValueError(
+            f"labels, reference and candidate must have one entry per image, got lengths "
+            f"{len(y)}, {len(ref)}, {len(cand)}"
+        )
+    if len(y) == 0:
+        raise ValueError("paired_drop needs at least one image, got none")
+    counts = np.bincount(y)
+    present = np.flatnonzero(counts)
+    if class_weights is None:
+        q = counts.astype(np.float64)
+    else:
+        w = np.asarray(class_weights, dtype=np.float64)
+        if w.ndim != 1 or len(w) <= present[-1]:
+            raise ValueError(
+                f"class_weights must give a weight to each of the {present[-1] + 1} classes, "
+                f"got shape {w.shape}"
+            )
+        q = np.zeros(len(counts))
+        q[present] = w[present]
+        if not np.all(np.isfinite(q)) or np.any(q < 0) or q.sum() <= 0:
+            raise ValueError(
+                "class_weights must be finite, ≥ 0 and not all zero on the classes with "
+                f"images, got {w.tolist()[:10]}"
+            )
+    q = q / q.sum()
+    d = (ref == y).astype(np.float64) - (cand == y).astype(np.float64)
+    drop = 0.0
+    var = 0.0
+    for c in present:
+        dc = d[y == c]
+        n_c = len(dc)
+        drop += q[c] * dc.mean()
+        s2 = float(dc.var(ddof=1)) if n_c > 1 else 1.0
+        var += q[c] ** 2 * s2 / n_c
+    return PairedDrop(float(drop), math.sqrt(var), len(y))
+
+
+def combine_drops(drops: Sequence[PairedDrop]) -> PairedDrop:
+    """The mean drop over independent trials (seeds, each with its own validation sample), as
+    :func:`mean_scores` averages their scores: standard error ``√(Σ se_t²)/T``.
+
+    Raises:
+        ValueError: no trial.
+    """
+    if not drops:
+        raise ValueError("combine_drops needs at least one trial, got none")
+    t = len(drops)
+    return PairedDrop(
+        sum(d.drop for d in drops) / t,
+        math.sqrt(sum(d.se**2 for d in drops)) / t,
+        sum(d.images for d in drops),
+    )
+
+
+def within_bound(
+    drops: dict[float, list[PairedDrop | None]], drop: float, confidence: float = 0.95
+) -> list[float]:
+    """The candidates a *confident* guard allows: the first listed (the reference, e.g. λ = ∞;
+    its own entry is ignored) and those whose upper ``confidence`` bound on the drop below it
+    (:func:`combine_drops` of their trials' :func:`paired_drop`) is at most ``drop``, in listed
+    order. A candidate with a missing trial (``None``: diverged) is not allowed.
+
+    E.g. ``drop = 0.01``, ``confidence = 0.95``: the candidates that validation puts within one
+    point of the reference's top-1 with 95 % confidence; on a thousand images a candidate that
+    disagrees with the reference on a few per cent of them needs a measured drop well under the
+    point.
+
+    Raises:
+        ValueError: ``drop`` not in [0, 1) or ``confidence`` not in [0.5, 1).
+    """
+    check_drop(drop)
+    check_confidence(confidence)
+    values = list(drops)
+    if not values:
+        return []
+    allowed = [values[0]]
+    for value in values[1:]:
+        trials = drops[value]
+        if not trials or any(t is None for t in trials):
+            continue
+        bound = combine_drops([t for t in trials if t is not None]).upper(confidence)
+        if bound <= drop + TIE_TOLERANCE:
+            allowed.append(value)
+    return allowed

@@ -29,6 +29,7 @@ from absgd.fileio import atomic_write
 __all__ = [
     "CHECKPOINT_NAME",
     "FORMAT",
+    "MODEL_NAME",
     "CheckpointError",
     "capture_rng",
     "initialise_model",
@@ -40,6 +41,8 @@ __all__ = [
 FORMAT = "absgd-checkpoint"
 VERSION = 1
 CHECKPOINT_NAME = "checkpoint.pt"
+MODEL_NAME = "model.pt"
+"""The selected model of a finished run, in its directory."""
 
 
 class CheckpointError(RuntimeError):
@@ -103,7 +106,7 @@ def initialise_model(model: nn.Module, source: str, reset_classifier: bool) -> N
     keeps its fresh initialisation and every other weight must fit."""
     path = Path(source).expanduser()
     if path.is_dir():
-        path = path / "model.pt" if (path / "model.pt").is_file() else path / CHECKPOINT_NAME
+        path = path / MODEL_NAME if (path / MODEL_NAME).is_file() else path / CHECKPOINT_NAME
     if not path.is_file():
         raise FileNotFoundError(
             f"model.init_from={source}: no model.pt or {CHECKPOINT_NAME} found there"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,20 +14,28 @@ import torch
 from torch import nn
 
 from absgd.data import BatchLoader
+from absgd.fileio import atomic_write
 from absgd.metrics import ConfusionMeter, to_jsonable
 from absgd.models import to_channels_last
 from absgd.training.build import build_model_for, prepare_data
+from absgd.training.checkpoint import MODEL_NAME
 from absgd.training.config import RunConfig, dataset_name, load_config, method_name, with_data_root
 from absgd.training.devices import autocast, resolve_device
 from absgd.training.distributed import DistContext
 
 __all__ = [
+    "SPLITS",
+    "Predictions",
     "eval_batch_size",
     "evaluate_model",
     "evaluate_run",
     "make_loader",
+    "predict_run",
+    "split_predictions",
     "use_channels_last",
 ]
+
+SPLITS = ("test", "val")
 
 
 def eval_batch_size(cfg: RunConfig, device: torch.device) -> int:
@@ -105,18 +115,24 @@ def use_channels_last(cfg: RunConfig, model: nn.Module) -> bool:
     return any(p.dim() == 4 for p in model.parameters())
 
 
-def evaluate_run(
-    run_dir: str | os.PathLike[str],
-    *,
-    split: str = "test",
-    quiet: bool = True,
-    data_root: str | None = None,
-) -> dict[str, Any]:
-    """Rebuild the data of the run in ``run_dir`` (its ``config.yaml``), load its selected
-    model (``model.pt``) and return the metrics of ``split`` (``"test"`` or ``"val"``).
-    ``data_root`` reads the data from another place than the run's ``data.root``."""
-    run = Path(run_dir).expanduser()
-    for name in ("config.yaml", "model.pt"):
+@dataclass(frozen=True)
+class _LoadedRun:
+    cfg: RunConfig
+    model: nn.Module
+    loader: BatchLoader
+    num_classes: int
+    train_counts: np.ndarray
+    device: torch.device
+    channels_last: bool
+
+
+def _load_run(run: Path, split: str, data_root: str | None) -> _LoadedRun:
+    """The run's config, selected model (``model.pt``) on its device, and the in-order loader
+    of ``split``, its data rebuilt from ``config.yaml`` (``data_root`` read instead of the
+    run's ``data.root``)."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    for name in ("config.yaml", MODEL_NAME):
         if not (run / name).is_file():
             raise FileNotFoundError(
                 f"{run / name} is missing; `absgd eval` needs a finished run directory"
@@ -130,7 +146,7 @@ def evaluate_run(
     if target is None:
         raise ValueError(f"the run {run} has no {split} split")
     model = build_model_for(cfg, data)
-    model.load_state_dict(torch.load(run / "model.pt", map_location="cpu", weights_only=True))
+    model.load_state_dict(torch.load(run / MODEL_NAME, map_location="cpu", weights_only=True))
     model.to(device)
     channels_last = use_channels_last(cfg, model)
     if channels_last:
@@ -144,14 +160,32 @@ def evaluate_run(
         aug=data.eval_augment,
         cfg=cfg,
     )
+    return _LoadedRun(
+        cfg, model, loader, data.num_classes, data.train_counts, device, channels_last
+    )
+
+
+def evaluate_run(
+    run_dir: str | os.PathLike[str],
+    *,
+    split: str = "test",
+    quiet: bool = True,
+    data_root: str | None = None,
+) -> dict[str, Any]:
+    """Rebuild the data of the run in ``run_dir`` (its ``config.yaml``), load its selected
+    model (``model.pt``) and return the metrics of ``split`` (``"test"`` or ``"val"``).
+    ``data_root`` reads the data from another place than the run's ``data.root``."""
+    run = Path(run_dir).expanduser()
+    loaded = _load_run(run, split, data_root)
+    cfg = loaded.cfg
     metrics = evaluate_model(
-        model,
-        loader,
-        data.num_classes,
-        data.train_counts,
-        device=device,
+        loaded.model,
+        loaded.loader,
+        loaded.num_classes,
+        loaded.train_counts,
+        device=loaded.device,
         precision=cfg.train.precision,
-        channels_last=channels_last,
+        channels_last=loaded.channels_last,
     )
     final_path = run / "final.json"
     wall = json.loads(final_path.read_text())["wall_seconds"] if final_path.is_file() else 0.0
@@ -164,3 +198,85 @@ def evaluate_run(
             **metrics,
         }
     )
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """One model's predicted class for every image of a split, in the split's order, with the
+    true labels and the training split's class counts (what top-1 at the training prior
+    weighs by). ``model_sha256`` names the weights they came from."""
+
+    labels: np.ndarray
+    predicted: np.ndarray
+    train_counts: np.ndarray
+    model_sha256: str
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write them as a ``.npz`` file, atomically."""
+        with atomic_write(path) as fh:
+            np.savez(
+                fh,
+                labels=self.labels,
+                predicted=self.predicted,
+                train_counts=self.train_counts,
+                model_sha256=np.array(self.model_sha256),
+            )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Predictions:
+        """Read a file written by :meth:`save`."""
+        with np.load(path, allow_pickle=False) as z:
+            return cls(z["labels"], z["predicted"], z["train_counts"], str(z["model_sha256"]))
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@torch.no_grad()
+def predict_run(
+    run_dir: str | os.PathLike[str], *, split: str = "val", data_root: str | None = None
+) -> Predictions:
+    """The selected model's (``model.pt``) predicted class for every image of ``split``, the
+    data rebuilt from the run's ``config.yaml`` as :func:`evaluate_run` rebuilds it (the same
+    seeded split, in order). ``absgd eval --predictions`` writes them; the confident guard of
+    ``absgd tune`` pairs two runs' validation predictions image by image
+    (:func:`absgd.selection.paired_drop`)."""
+    run = Path(run_dir).expanduser()
+    loaded = _load_run(run, split, data_root)
+    model = loaded.model
+    model.eval()
+    labels: list[torch.Tensor] = []
+    predicted: list[torch.Tensor] = []
+    for x, y in loaded.loader.epoch_batches(0):
+        if loaded.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(loaded.device, loaded.cfg.train.precision):
+            logits = model(x)
+        labels.append(y.cpu())
+        predicted.append(logits.float().argmax(1).cpu())
+    return Predictions(
+        torch.cat(labels).numpy().astype(np.int64),
+        torch.cat(predicted).numpy().astype(np.int64),
+        np.asarray(loaded.train_counts, dtype=np.int64),
+        _sha256(run / MODEL_NAME),
+    )
+
+
+def split_predictions(
+    run_dir: str | os.PathLike[str], *, split: str = "val", data_root: str | None = None
+) -> Predictions:
+    """:func:`predict_run`, kept in the run directory (``predictions-<split>.npz``) and read
+    from there while ``model.pt`` is the model they came from."""
+    run = Path(run_dir).expanduser()
+    cache = run / f"predictions-{split}.npz"
+    if cache.is_file() and (run / MODEL_NAME).is_file():
+        try:
+            kept = Predictions.load(cache)
+        except (OSError, ValueError, KeyError):
+            kept = None
+        if kept is not None and kept.model_sha256 == _sha256(run / MODEL_NAME):
+            return kept
+    fresh = predict_run(run, split=split, data_root=data_root)
+    fresh.save(cache)
+    return fresh

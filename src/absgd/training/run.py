@@ -35,6 +35,7 @@ from absgd.training.build import (
 )
 from absgd.training.checkpoint import (
     CHECKPOINT_NAME,
+    MODEL_NAME,
     capture_rng,
     initialise_model,
     restore_rng,
@@ -491,7 +492,7 @@ class TrainingRun:
                 self.model.load_state_dict(best)
             broadcast_state(self.model, self.ctx)
         if self.ctx.is_main:
-            save_model(self.out / "model.pt", self.model)
+            save_model(self.out / MODEL_NAME, self.model)
         try:
             test = self.evaluate("test")
         except NaNLogitsError as err:

@@ -9,7 +9,9 @@ holds a checkpoint resumes from it, so an interrupted search continues where it 
 
 Selection reads the validation split only: the candidate with the best mean validation score
 over the seeds it ran with, optionally among those a *guard* allows (:func:`within`: at most a
-stated drop below the first candidate's mean on a second validation score). The test metrics
+stated drop below the first candidate's mean on a second validation score; or, with a
+confidence, only where validation is that confident of it: :func:`confident_drops` pairs each
+candidate's validation predictions with the first candidate's, image by image). The test metrics
 are recorded for reporting, never used here.
 """
 
@@ -25,9 +27,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from absgd.fileio import write_json, write_text
 from absgd.metrics import prior_accuracy
-from absgd.selection import check_drop, mean_scores, select_value, within
+from absgd.selection import (
+    PairedDrop,
+    check_confidence,
+    check_drop,
+    combine_drops,
+    mean_scores,
+    paired_drop,
+    select_value,
+    within,
+    within_bound,
+)
 from absgd.training.checkpoint import CHECKPOINT_NAME
 from absgd.training.config import RunConfig, comparable, config_to_dict, dump_yaml, load_config
 from absgd.training.reporting import drawn_warnings
@@ -36,8 +50,11 @@ __all__ = [
     "METRICS",
     "TrialLog",
     "TuneResult",
+    "check_confidence",
     "check_drop",
+    "confident_drops",
     "run_trial",
+    "score_class_weights",
     "select_value",
     "tune",
     "value_text",
@@ -65,6 +82,58 @@ SCORES = ("balanced_accuracy", "top1", "top1_train_prior")
 training prior (:func:`absgd.metrics.prior_accuracy` of the validation per-class accuracies at
 the training class counts), the score where the deployment keeps the training skew, on any
 validation split (a balanced one included)."""
+
+
+def score_class_weights(metric: str, train_counts: Any) -> Any:
+    """How the validation score ``metric`` (one of :data:`SCORES`) weighs each class's accuracy,
+    as :func:`absgd.selection.paired_drop` takes it: ``None`` for top-1 (the split's own class
+    counts), equal weights for balanced accuracy, the training class counts for top-1 at the
+    training prior."""
+    if metric == "top1":
+        return None
+    if metric == "balanced_accuracy":
+        return [1.0] * len(train_counts)
+    if metric == "top1_train_prior":
+        return train_counts
+    raise ValueError(f"metric must be one of {SCORES}, got {metric!r}")
+
+
+def confident_drops(
+    runs: dict[float, dict[int, Path | None]], metric: str, *, data_root: str | None = None
+) -> dict[float, list[PairedDrop | None]]:
+    """Each candidate's drop in validation ``metric`` below the first candidate's, per seed,
+    from the two runs' predictions on the same validation images
+    (:func:`absgd.training.evaluation.split_predictions`, kept in each run directory, and
+    :func:`absgd.selection.paired_drop`): ``runs`` maps each candidate, the reference first,
+    to its run directory per seed (``None`` for a run with no model: diverged). The first
+    candidate's own entry is empty; a seed the reference lacks gives ``None``.
+
+    Raises:
+        ValueError: two runs of one seed validated on different images (another split).
+    """
+    from absgd.training.evaluation import split_predictions
+
+    values = list(runs)
+    out: dict[float, list[PairedDrop | None]] = {v: [] for v in values}
+    if not values:
+        return out
+    reference = runs[values[0]]
+    for value in values[1:]:
+        for seed, run_dir in runs[value].items():
+            ref_dir = reference.get(seed)
+            if run_dir is None or ref_dir is None:
+                out[value].append(None)
+                continue
+            ref = split_predictions(ref_dir, data_root=data_root)
+            cand = split_predictions(run_dir, data_root=data_root)
+            if not np.array_equal(ref.labels, cand.labels):
+                raise ValueError(
+                    f"{run_dir} and {ref_dir} (seed {seed}) were validated on different "
+                    "images; a confident guard pairs runs of one validation split"
+                )
+            weights = score_class_weights(metric, ref.train_counts.tolist())
+            out[value].append(paired_drop(ref.labels, ref.predicted, cand.predicted, weights))
+    return out
 
 
 def value_text(value: float) -> str:
@@ -279,6 +348,10 @@ class TuneResult:
     guard_drop: float | None = None
     guard_means: dict[float, float | None] | None = None
     allowed: tuple[float, ...] | None = None
+    guard_confidence: float | None = None
+    guard_drops: dict[float, PairedDrop | None] | None = None
+    """With a confident guard: each candidate's validation drop below the first, over its
+    seeds (:func:`absgd.selection.combine_drops`; ``None`` where a run has none)."""
 
 
 def _slug(param: str, value: float, seed: int) -> str:
@@ -297,6 +370,7 @@ def tune(
     metric: str = "balanced_accuracy",
     guard: str | None = None,
     guard_drop: float | None = None,
+    guard_confidence: float | None = None,
     progress: Callable[[str], None] | None = None,
     reporter: Any = None,
 ) -> TuneResult:
@@ -306,7 +380,11 @@ def tune(
     ``guard_drop`` below the first value's (:func:`within`; list the plain setting first, e.g.
     ``values=[inf, 300, 100]``, ``metric="balanced_accuracy"``, ``guard="top1"``,
     ``guard_drop=0.01``: the best balanced accuracy that gives up at most one point of
-    validation top-1).
+    validation top-1). With ``guard_confidence`` (e.g. 0.95) the guard allows a value only
+    where the upper one-sided confidence bound of its drop, paired image by image with the first
+    value's run of the same seed, is at most ``guard_drop`` (:func:`confident_drops`,
+    :func:`absgd.selection.within_bound`): a drop validation cannot tell from its noise is not
+    taken for none.
 
     ``out_dir`` receives ``trials.jsonl`` (one line per trial; the search's state), one run
     directory per trial, ``selection.json`` and ``selected.yaml`` (the config with the chosen
@@ -316,8 +394,9 @@ def tune(
 
     Raises:
         ValueError: no candidates, a metric or guard not in :data:`SCORES`, a guard without
-            its drop (or a drop without a guard, or one not in [0, 1)), or a config without a
-            validation split (``data.val_source: none``).
+            its drop (or a drop without a guard, or one not in [0, 1)), a confidence without a
+            guard or not in [0.5, 1), or a config without a validation split
+            (``data.val_source: none``).
     """
     from absgd.training.config import ConfigError
 
@@ -334,6 +413,13 @@ def tune(
         raise ValueError(f"guard must be one of {SCORES}, got {guard!r}")
     if guard_drop is not None:
         guard_drop = check_drop(guard_drop)  # fails before any training
+    if guard_confidence is not None:
+        if guard is None:
+            raise ValueError(
+                f"a guard's confidence needs a guard, got guard_confidence={guard_confidence!r} "
+                "and no guard"
+            )
+        guard_confidence = check_confidence(guard_confidence)
     if not seeds:
         raise ValueError("tune needs at least one seed")
     out = Path(out_dir).expanduser()
@@ -387,12 +473,28 @@ def tune(
         scores[row["value"]].append(val_score(row, metric))
     allowed: list[float] | None = None
     guard_means: dict[float, float | None] | None = None
+    guard_drops: dict[float, PairedDrop | None] | None = None
     if guard is not None and guard_drop is not None:
         guarded: dict[float, list[float | None]] = {v: [] for v in values}
         for row in trials:
             guarded[row["value"]].append(val_score(row, guard))
-        allowed = within(guarded, guard_drop)
         guard_means = mean_scores(guarded)
+        if guard_confidence is None:
+            allowed = within(guarded, guard_drop)
+        else:
+            by_value: dict[float, dict[int, Path | None]] = {v: {} for v in values}
+            for row in trials:
+                run = out / _slug(param, row["value"], row["seed"])
+                by_value[row["value"]][row["seed"]] = None if row.get("diverged") else run
+            drops = confident_drops(by_value, guard)
+            allowed = within_bound(drops, guard_drop, guard_confidence)
+            guard_drops = {
+                v: None
+                if not d or any(t is None for t in d)
+                else combine_drops([t for t in d if t is not None])
+                for v, d in drops.items()
+            }
+            guard_drops[values[0]] = PairedDrop(0.0, 0.0, 0)
     best, means = select_value(scores, among=allowed)
     chosen = None
     if best is not None:
@@ -405,7 +507,7 @@ def tune(
         "param": param,
         "metric": f"val {metric}",
         "seeds": list(seeds),
-        "best": best,
+        "best": plain_json(best),
         "means": {value_text(v): m for v, m in means.items()},
     }
     if guard is not None and guard_means is not None and allowed is not None:
@@ -416,6 +518,14 @@ def tune(
             "means": {value_text(v): m for v, m in guard_means.items()},
             "allowed": [value_text(v) for v in allowed],
         }
+        if guard_confidence is not None and guard_drops is not None:
+            selection["guard"]["confidence"] = guard_confidence
+            selection["guard"]["paired"] = {
+                value_text(v): None
+                if d is None
+                else {"drop": d.drop, "se": d.se, "upper": d.upper(guard_confidence)}
+                for v, d in guard_drops.items()
+            }
     write_json(out / "selection.json", selection)
     return TuneResult(
         param,
@@ -428,6 +538,8 @@ def tune(
         guard_drop=guard_drop,
         guard_means=guard_means,
         allowed=None if allowed is None else tuple(allowed),
+        guard_confidence=guard_confidence,
+        guard_drops=guard_drops,
     )
 
 
@@ -436,7 +548,12 @@ def format_tune_table(result: TuneResult) -> str:
     trials' selected epochs, and notes: the choice, a candidate the guard ruled out, a
     selected epoch before the ABSGD switch (the number is then the plain-SGD model)."""
     guarded = result.guard is not None and result.guard_means is not None
+    confident = result.guard_confidence is not None and result.guard_drops is not None
+    confidence = result.guard_confidence or 0.95
+    level = f"{100 * confidence:g} %"
     guard_head = f"val {result.guard:<18} " if guarded else ""
+    if confident:
+        guard_head += f"{'drop (' + level + ' bound)':<22} "
     lines = [f"{result.param:>24}  val {result.metric:<18} {guard_head}epochs (selected)  note"]
     by_value: dict[float, list[dict[str, Any]]] = {}
     for row in result.trials:
@@ -454,12 +571,26 @@ def format_tune_table(result: TuneResult) -> str:
         if guarded and result.guard_means is not None:
             g = result.guard_means.get(value)
             guard_cell = f"{'-' if g is None else f'{100 * g:.2f}':<22} "
+            d = None
+            if confident and result.guard_drops is not None:
+                d = result.guard_drops.get(value)
+                bound = (
+                    "-" if d is None else f"{100 * d.drop:+.2f} ({100 * d.upper(confidence):+.2f})"
+                )
+                guard_cell += f"{'' if value == next(iter(result.means)) else bound:<22} "
             reference = next(iter(result.guard_means.values()), None)
             if result.allowed is not None and value not in result.allowed:
                 if reference is None:
                     why = f"the first value has no val {result.guard}"
                 elif g is None:
                     why = f"no val {result.guard}"
+                elif confident:
+                    drop = 100 * (result.guard_drop or 0.0)
+                    why = (
+                        f"the {level} bound of its val {result.guard} drop is above {drop:g} points"
+                        if d is not None
+                        else f"no paired val {result.guard}"
+                    )
                 else:
                     drop = 100 * (result.guard_drop or 0.0)
                     why = f"more than {drop:g} points of val {result.guard} below the first"
