@@ -488,13 +488,14 @@ def tune(
                 by_value[row["value"]][row["seed"]] = None if row.get("diverged") else run
             drops = confident_drops(by_value, guard)
             allowed = within_bound(drops, guard_drop, guard_confidence)
+            if guard_means.get(values[0]) is None:  # no bound without the reference's score
+                allowed = []
             guard_drops = {
                 v: None
                 if not d or any(t is None for t in d)
                 else combine_drops([t for t in d if t is not None])
                 for v, d in drops.items()
             }
-            guard_drops[values[0]] = PairedDrop(0.0, 0.0, 0)
     best, means = select_value(scores, among=allowed)
     chosen = None
     if best is not None:
