@@ -715,6 +715,8 @@ GRIDS: dict[str, Grid] = {
     # Part (j), stated before running (2026-12-06, eighteenth session): LDAM-DRW, λ = 1000 and
     # λ = 300 on fresh seeds 15-19, the guard that admits a candidate only when the upper 95 %
     # bound of its paired validation drop is within 1 point.
+    # Part (k), stated before any of those runs had finished: the same runs, the sharpest λ that
+    # confident guard admits.
     "cifar10_lt_repro_cpu_authors_stratval": Grid(
         config="cifar_lt/cifar10_lt_exp100/authors/ce",
         settings={"exp, ratio 100": ()},
