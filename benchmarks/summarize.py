@@ -57,6 +57,8 @@ the upper one-sided LEVEL bound of its validation drop, paired image by image wi
 candidate's run of the same seed, is at most DROP (``absgd tune --guard-confidence``); the
 predictions come from the kept runs in the ``--runs`` folders (``grid.py --keep-runs``), made
 once and kept beside each run's model.
+METRIC ``last`` (with a guard) takes the last listed candidate the guard allows instead of
+the best score (``absgd tune --choose-last``: list the plainest first and the sharpest last).
 ``--seeds S [S ...]`` reads only those seeds' runs in every table, choice and pair (e.g. the
 held-out seeds of a question stated after earlier seeds were read).
 ``--curve K`` adds, where runs evaluated the test split every epoch, the mean test top-1 every
@@ -117,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         metavar=("NAME", "CANDIDATES", "METRIC"),
         help="add the method NAME: per seed, the run of the candidate method (CANDIDATES "
         "separated by '|') with the best validation METRIC (balanced_accuracy, top1, "
-        "top1_train_prior), ties to the first listed (repeatable)",
+        "top1_train_prior; or last, with a --guard: the last listed candidate it allows), ties to "
+        "the first listed (repeatable)",
     )
     p.add_argument(
         "--guard",

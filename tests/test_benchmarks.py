@@ -582,6 +582,15 @@ def test_choose_evaluates_a_selection_rule_per_seed_as_a_method(tmp_path, capsys
     assert "Chosen: L 0 of 3, A300 3 of 3, A100 0 of 3." in text
     assert "| g3 − L | 3 | +10.00 [+10.00, +10.00] |" in text
     assert "| g5 − L | 3 | -5.00 [-5.00, -5.00] |" in text
+    # METRIC last: the last listed candidate the guard allows, whatever its scores
+    last = ["--choose", "l3", "A100 | L | A300", "last", "--guard", "l3", "balanced_accuracy"]
+    assert main([str(path), *last, "0.2", "--pair", "L", "l3"]) == 0
+    text = capsys.readouterr().out
+    # balanced: A100 .65, L .50, A300 .575 / .56 / .58: all within 0.2 of A100, so A300
+    assert "Chosen: A100 0 of 3, L 0 of 3, A300 3 of 3." in text
+    assert "l3: the last listed candidate among the candidates whose validation" in text
+    assert main([str(path), *last, "0.05", "--pair", "L", "l3"]) == 0  # A100 alone
+    assert "Chosen: A100 3 of 3, L 0 of 3, A300 0 of 3." in capsys.readouterr().out
     # L diverged on seed 2: with no guard score for the first candidate the guarded choice
     # has no bound there, and says it leaves the seed out
     rows = [r for r in rows if (r["method"], r["seed"]) != ("L", 2)]
@@ -602,6 +611,7 @@ def test_choose_evaluates_a_selection_rule_per_seed_as_a_method(tmp_path, capsys
         ([*one, "--guard", "x", "top1", "-1"], "fraction in [0, 1) (0.01 is one point"),
         ([*one, "--guard", "x", "top1", "a"], "DROP must be a fraction in [0, 1)"),
         ([*one, "--guard", "x", "top1", "0.01", "--guard", "x", "top1", "0.02"], "given twice"),
+        (["--choose", "x", "L | A300", "last"], "takes the last candidate a guard allows"),
     ):
         with pytest.raises(SystemExit) as info:
             main([str(path), *bad])

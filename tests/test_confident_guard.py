@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from absgd.metrics import prior_accuracy
-from absgd.selection import PairedDrop, combine_drops, paired_drop, within_bound
+from absgd.selection import PairedDrop, combine_drops, last_allowed, paired_drop, within_bound
 
 
 def per_class_accuracy(labels, predicted, classes):
@@ -159,3 +159,14 @@ def test_bad_arrays_are_named(args, message):
 def test_bad_class_weights_are_named(weights, message):
     with pytest.raises(ValueError, match=message):
         paired_drop([0, 1], [0, 1], [0, 0], class_weights=weights)
+
+
+def test_last_allowed_takes_the_sharpest_candidate_the_guard_allows():
+    inf = float("inf")
+    scores = {inf: [0.5, 0.5], 1000.0: [0.4, 0.4], 300.0: [0.3, None], 100.0: [0.9, 0.9]}
+    # 100 is not allowed, 300 has a diverged trial: 1000 is the last allowed with scores,
+    # though its scores are the lowest
+    assert last_allowed(scores, [inf, 1000.0, 300.0]) == 1000.0
+    assert last_allowed(scores, [inf]) == inf
+    assert last_allowed(scores, []) is None
+    assert last_allowed({inf: [None]}, [inf]) is None

@@ -309,7 +309,19 @@ def test_tune_with_a_guard_takes_the_best_score_among_the_values_it_allows(tmp_p
     line = next(r for r in table.splitlines() if r.strip().startswith("1.0"))
     assert "78.50" in line and "ruled out: more than 1 points of val top1 below the first" in line
     assert "<- chosen" in next(r for r in table.splitlines() if r.strip().startswith("3.0"))
+    # the last listed value the guard allows, though validation top-1 prefers ∞ every time
+    top1 = {**kw, "metric": "top1"}
+    for drop, best in ((0.01, 3.0), (0.025, 1.0), (0.0, float("inf"))):
+        result = tune(
+            CONFIG, "objective.lam", values, out, **top1, guard="top1", guard_drop=drop,
+            choose_last=True,
+        )  # fmt: skip
+        assert result.best == best, drop
+        assert json.loads((out / "selection.json").read_text())["rule"] == (
+            "the last value the guard allows"
+        )
     for bad, match in (
+        ({"choose_last": True}, "give a guard"),
         ({"guard": "top1"}, "both its metric and its drop"),
         ({"guard_drop": 0.01}, "both its metric and its drop"),
         ({"guard": "loss", "guard_drop": 0.01}, "guard must be one of"),
@@ -386,7 +398,11 @@ def test_cli_tune_guard_prints_the_guard_column_and_refuses_bad_values(
     assert "val top1" in text
     assert load_config(tmp_path / "s" / "selected.yaml").objective.lam == 3.0
     assert text.count("ruled out") == 1 and "more than 1 points of val top1" in text
+    assert main([*args, "--metric", "top1", "--guard", "top1", "0.03", "--choose-last"]) == 0
+    assert load_config(tmp_path / "s" / "selected.yaml").objective.lam == 1.0
+    capsys.readouterr()
     for bad, message in (
+        (["--choose-last"], "--choose-last takes the last value a guard allows"),
         (["--guard", "loss", "0.01"], "--guard METRIC must be one of"),
         (["--guard", "top1", "-0.01"], "--guard DROP must be a fraction in [0, 1)"),
         (["--guard", "top1", "one"], "got 'one'"),

@@ -7,7 +7,8 @@ test numbers without choosing on them. A guard (``summarize --guard NAME METRIC 
 most DROP below the first candidate's (e.g. the base, λ = ∞, listed first); with
 ``--guard-confidence NAME LEVEL`` only where validation is that confident of it, from the kept
 runs' predictions on the same validation images (``--runs``: the ``grid.py --keep-runs``
-folders), what ``absgd tune --guard-confidence`` does."""
+folders), what ``absgd tune --guard-confidence`` does. METRIC ``last`` takes the last listed
+candidate the guard allows (``absgd tune --choose-last``: the sharpest λ within the guard)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from absgd.selection import PairedDrop
+from absgd.selection import PairedDrop, last_allowed
 from absgd.training.tune import (
     SCORES,
     check_confidence,
@@ -28,6 +29,9 @@ from absgd.training.tune import (
     within,
     within_bound,
 )
+
+LAST = "last"
+"""The --choose METRIC that takes the last listed candidate the guard allows."""
 
 
 @dataclass(frozen=True)
@@ -55,9 +59,15 @@ class Choice:
             )
         if self.name in self.candidates:
             raise ValueError(f"--choose {self.name!r}: the name is one of its own candidates")
-        if self.metric not in SCORES:
+        if self.metric not in (*SCORES, LAST):
             raise ValueError(
-                f"--choose {self.name!r}: metric must be one of {SCORES}, got {self.metric!r}"
+                f"--choose {self.name!r}: metric must be one of {(*SCORES, LAST)}, got "
+                f"{self.metric!r}"
+            )
+        if self.metric == LAST and self.guard is None:
+            raise ValueError(
+                f"--choose {self.name!r}: {LAST!r} takes the last candidate a guard allows; "
+                f"give --guard {self.name!r}"
             )
         if (self.guard is None) != (self.guard_drop is None):
             raise ValueError(f"--choose {self.name!r}: a guard needs its metric and its drop")
@@ -187,7 +197,9 @@ def chosen_runs(methods: dict[str, list[dict[str, Any]]], choice: Choice) -> lis
         runs = by_seed[seed]
         if len(runs) < len(choice.candidates):
             continue
-        scores = _scores(runs, choice.candidates, choice.metric)
+        shown = choice.guard if choice.metric == LAST else choice.metric
+        assert shown is not None  # a guard is required with LAST
+        scores = _scores(runs, choice.candidates, shown)
         # select_value keys by candidate value; an index keeps the listed order for ties
         among: list[float] | None = None
         guard_scores: dict[str, float | None] = {}
@@ -199,6 +211,8 @@ def chosen_runs(methods: dict[str, list[dict[str, Any]]], choice: Choice) -> lis
             else:
                 among, paired = _confident(runs, choice)
         best, _ = select_value(_indexed(scores, choice.candidates), among=among)
+        if choice.metric == LAST and among is not None:
+            best = last_allowed(_indexed(scores, choice.candidates), among)
         if best is None:
             why = (
                 f"the first candidate has no validation {choice.guard}"
@@ -230,7 +244,7 @@ def chosen_runs(methods: dict[str, list[dict[str, Any]]], choice: Choice) -> lis
                 "method": choice.name,
                 "_chosen_from": winner,
                 "_choice_scores": scores,
-                "_choice_metric": choice.metric,
+                "_choice_metric": "last listed" if choice.metric == LAST else choice.metric,
                 "_chose": False,
                 "_tuned": False,
                 "_candidate": False,
@@ -264,10 +278,12 @@ def choice_tables(
                         f"upper {level} bound) is at most {_points(choice.guard_drop)} below the "
                         f"first's at {level} confidence (✗: ruled out)"
                     )
-            out.append(
-                f"### {grid}: {setting} ({device}), {choice.name}: chosen per seed on "
-                f"validation {choice.metric}{guard}\n"
+            how = (
+                "the last listed candidate"
+                if choice.metric == LAST
+                else f"chosen per seed on validation {choice.metric}"
             )
+            out.append(f"### {grid}: {setting} ({device}), {choice.name}: {how}{guard}\n")
             head = ["seed", *choice.candidates, "chosen"]
             out.append("| " + " | ".join(head) + " |")
             out.append("|" + "---|" * len(head))

@@ -105,6 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
         "in [0.5, 1), e.g. 0.95) that its METRIC lies at most DROP below the first value's, "
         "from the two runs' predictions on the same validation images",
     )
+    p.add_argument(
+        "--choose-last",
+        action="store_true",
+        help="with --guard: choose the last listed value the guard allows instead of the best "
+        "--metric (list the values from the plainest to the sharpest, e.g. inf 1000 300: the "
+        "sharpest λ within the guard's drop, chosen on the cost alone)",
+    )
     p.add_argument("--out", required=True, help="folder of the search (its state: resumable)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
@@ -409,6 +416,8 @@ def _cmd_tune(args: argparse.Namespace) -> int:
             guard_confidence = check_confidence(args.guard_confidence, "--guard-confidence")
         except ValueError as err:
             raise UsageError(str(err)) from None
+    if args.choose_last and guard is None:
+        raise UsageError("--choose-last takes the last value a guard allows; give --guard")
     say = (lambda text: None) if args.quiet else (lambda text: print(text, flush=True))
     try:
         result = tune(
@@ -422,6 +431,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
             guard=guard,
             guard_drop=guard_drop,
             guard_confidence=guard_confidence,
+            choose_last=args.choose_last,
             progress=say,
             reporter=_ProgressReporter(quiet=True),
         )

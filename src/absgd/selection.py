@@ -32,6 +32,7 @@ __all__ = [
     "check_confidence",
     "check_drop",
     "combine_drops",
+    "last_allowed",
     "mean_scores",
     "paired_drop",
     "select_value",
@@ -74,6 +75,18 @@ def select_value(
     top = max(scored.values())
     best = next(v for v, m in scored.items() if m >= top - TIE_TOLERANCE)
     return best, means
+
+
+def last_allowed(scores: dict[float, list[float | None]], among: Iterable[float]) -> float | None:
+    """The last listed candidate among ``among`` (a guard's allowed values) whose trials all
+    have a score (none diverged), or ``None``: with the candidates listed from the plainest to
+    the sharpest (``inf, 1000, 300``), the sharpest one the guard allows, chosen without a gain
+    score. Where validation measures the cost well and the gain poorly (a rare class with a few
+    validation images), this rule rests on the cost alone."""
+    allowed = set(among)
+    means = mean_scores(scores)
+    ok = [v for v, m in means.items() if v in allowed and m is not None]
+    return ok[-1] if ok else None
 
 
 def check_drop(drop: float, name: str = "a guard's drop") -> float:

@@ -36,6 +36,7 @@ from absgd.selection import (
     check_confidence,
     check_drop,
     combine_drops,
+    last_allowed,
     mean_scores,
     paired_drop,
     select_value,
@@ -371,6 +372,7 @@ def tune(
     guard: str | None = None,
     guard_drop: float | None = None,
     guard_confidence: float | None = None,
+    choose_last: bool = False,
     progress: Callable[[str], None] | None = None,
     reporter: Any = None,
 ) -> TuneResult:
@@ -384,7 +386,9 @@ def tune(
     where the upper one-sided confidence bound of its drop, paired image by image with the first
     value's run of the same seed, is at most ``guard_drop`` (:func:`confident_drops`,
     :func:`absgd.selection.within_bound`): a drop validation cannot tell from its noise is not
-    taken for none.
+    taken for none. With ``choose_last`` the choice is the last listed value the guard allows
+    (:func:`absgd.selection.last_allowed`; list the values from the plainest to the sharpest,
+    e.g. ``[inf, 1000, 300]``) instead of the best ``metric``, which is then only reported.
 
     ``out_dir`` receives ``trials.jsonl`` (one line per trial; the search's state), one run
     directory per trial, ``selection.json`` and ``selected.yaml`` (the config with the chosen
@@ -395,8 +399,8 @@ def tune(
     Raises:
         ValueError: no candidates, a metric or guard not in :data:`SCORES`, a guard without
             its drop (or a drop without a guard, or one not in [0, 1)), a confidence without a
-            guard or not in [0.5, 1), or a config without a validation split
-            (``data.val_source: none``).
+            guard or not in [0.5, 1), ``choose_last`` without a guard, or a config without a
+            validation split (``data.val_source: none``).
     """
     from absgd.training.config import ConfigError
 
@@ -420,6 +424,8 @@ def tune(
                 "and no guard"
             )
         guard_confidence = check_confidence(guard_confidence)
+    if choose_last and guard is None:
+        raise ValueError("choose_last takes the last value a guard allows; give a guard")
     if not seeds:
         raise ValueError("tune needs at least one seed")
     out = Path(out_dir).expanduser()
@@ -497,6 +503,8 @@ def tune(
                 for v, d in drops.items()
             }
     best, means = select_value(scores, among=allowed)
+    if choose_last and allowed is not None:
+        best = last_allowed(scores, allowed)
     chosen = None
     if best is not None:
         chosen = configs[(best, seeds[0])]
@@ -507,6 +515,7 @@ def tune(
     selection: dict[str, Any] = {
         "param": param,
         "metric": f"val {metric}",
+        "rule": "the last value the guard allows" if choose_last else f"the best val {metric}",
         "seeds": list(seeds),
         "best": plain_json(best),
         "means": {value_text(v): m for v, m in means.items()},
