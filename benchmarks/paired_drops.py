@@ -41,6 +41,8 @@ def _run_dir(folders: list[str], name: str) -> Path:
 def _drop(base: Path, run: Path, split: str, metric: str, data_root: str | None) -> PairedDrop:
     ref = split_predictions(base, split=split, data_root=data_root)
     cand = split_predictions(run, split=split, data_root=data_root)
+    if ref.inputs_sha256 != cand.inputs_sha256:
+        raise SystemExit(f"{run} and {base} were scored on different {split} images")
     weights = score_class_weights(metric, ref.train_counts.tolist())
     return paired_drop(ref.labels, ref.predicted, cand.predicted, weights)
 

@@ -216,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--guard {sorted(unknown)[0]!r}: no --choose of that name")
     levels: dict[str, float] = {}
     for name, level in args.guard_confidence:
+        if name in levels:
+            p.error(f"--guard-confidence {name!r} given twice; one level per guard")
         if name not in guards:
             p.error(f"--guard-confidence {name!r}: no --guard of that name")
         try:

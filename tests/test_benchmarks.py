@@ -642,11 +642,11 @@ def test_a_confident_guard_reads_the_kept_runs_validation_predictions(tmp_path, 
     for (method, seed), pred in predicted.items():
         run = runs / grid.run_name("smoke_branch", "synthetic", method, None, seed)
         run.mkdir(parents=True)
-        model = f"{method} {seed}".encode()
+        model, config = f"{method} {seed}".encode(), b"a config"
         (run / "model.pt").write_bytes(model)  # the kept predictions name these bytes
-        Predictions(labels, pred, np.array([90, 10]), hashlib.sha256(model).hexdigest()).save(
-            run / "predictions-val.npz"
-        )
+        (run / "config.yaml").write_bytes(config)
+        digests = [hashlib.sha256(b).hexdigest() for b in (model, config, b"the images")]
+        Predictions(labels, pred, np.array([90, 10]), *digests).save(run / "predictions-val.npz")
         row = {**_row(method, seed, None, 0.5), "grid": "smoke_branch", "setting": "synthetic"}
         top1 = float(np.mean(pred == labels))
         row["val"] = {"top1": top1, "balanced_accuracy": 0.5 if method == "CE" else 0.6}
@@ -664,11 +664,25 @@ def test_a_confident_guard_reads_the_kept_runs_validation_predictions(tmp_path, 
     assert "| 1 | 50.00 (100.00) | **60.00 (100.00; +0.00 ± 0.00, ≤ +0.00)** | DRW |" in text
     assert "Chosen: CE 1 of 2, DRW 1 of 2." in text
     assert "at 95 % confidence (✗: ruled out)" in text
+    # CE diverged on seed 1: no bound there, the seed is left out, as under the mean guard
+    diverged = [
+        {**r, "metrics": None, "val": None} if (r["method"], r["seed"]) == ("CE", 1) else r
+        for r in rows
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in diverged))
+    assert main([*args[:9], "--guard-confidence", "g", "0.95", "--runs", str(runs)]) == 0
+    captured = capsys.readouterr()
+    assert "--choose 'g': seed 1 left out: the first candidate has no validation top1" in (
+        captured.err
+    )
+    assert "Chosen: CE 1 of 1, DRW 0 of 1." in captured.out
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     for bad, message in (
         (["--guard-confidence", "g", "0.95"], "pass --runs"),
         (["--guard-confidence", "g", "1.5", "--runs", str(runs)], "level in [0.5, 1)"),
         (["--guard-confidence", "h", "0.95", "--runs", str(runs)], "no --guard of that name"),
         (["--guard-confidence", "g", "x", "--runs", str(runs)], "got 'x'"),
+        (["--guard-confidence", "g", "0.9", "--guard-confidence", "g", "0.95"], "given twice"),
         (["--guard-confidence", "g", "0.95", "--runs", str(tmp_path)], "holds the run"),
     ):
         with pytest.raises(SystemExit) as info:
@@ -693,14 +707,15 @@ def test_paired_drops_sets_validation_against_test_in_units_of_their_errors(tmp_
     def kept(method: str, wrong: dict[str, int]) -> None:
         run = runs / grid.run_name("smoke_branch", "synthetic", method, None, 0)
         run.mkdir(parents=True)
-        model = method.encode()
+        model, config = method.encode(), b"a config"
         (run / "model.pt").write_bytes(model)
+        (run / "config.yaml").write_bytes(config)
         for split, y in labels.items():
             pred = y.copy()
             pred[: wrong[split]] = 1  # wrong on the first class-0 images
             counts = np.array([1, 1])  # top-1 at an even prior: the balanced score
-            digest = hashlib.sha256(model).hexdigest()
-            Predictions(y, pred, counts, digest).save(run / f"predictions-{split}.npz")
+            digests = [hashlib.sha256(b).hexdigest() for b in (model, config, split.encode())]
+            Predictions(y, pred, counts, *digests).save(run / f"predictions-{split}.npz")
 
     kept("CE", {"val": 0, "test": 0})
     kept("DRW", {"val": 2, "test": 4})

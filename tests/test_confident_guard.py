@@ -170,3 +170,26 @@ def test_last_allowed_takes_the_sharpest_candidate_the_guard_allows():
     assert last_allowed(scores, [inf]) == inf
     assert last_allowed(scores, []) is None
     assert last_allowed({inf: [None]}, [inf]) is None
+
+
+def test_seeds_scored_on_the_same_images_count_each_image_once():
+    labels = np.array([0] * 40 + [1] * 40)
+    ref = labels.copy()
+    cand = labels.copy()
+    cand[:3] = 1  # wrong on three class-0 images the reference gets right
+    one = paired_drop(labels, ref, cand)
+    # the same pair twice (two seeds whose models disagree on the same images): the same
+    # drop and the same error, not an error √2 smaller as for two independent samples
+    twice = paired_drop(labels, np.stack([ref, ref]), np.stack([cand, cand]))
+    assert (twice.drop, twice.se) == pytest.approx((one.drop, one.se))
+    assert combine_drops([one, one]).se == pytest.approx(one.se / math.sqrt(2))
+    # per image the mean over the pairs: seed 2 disagrees on three other images
+    other = labels.copy()
+    other[3:6] = 1
+    mixed = paired_drop(labels, np.stack([ref, ref]), np.stack([cand, other]))
+    d = np.zeros(80)
+    d[:6] = 0.5
+    expected_se = math.sqrt(0.5**2 * d[:40].var(ddof=1) / 40)
+    assert (mixed.drop, mixed.se) == pytest.approx((0.5 * d[:40].mean(), expected_se))
+    with pytest.raises(ValueError, match="same shape"):
+        paired_drop(labels, np.stack([ref, ref]), cand)

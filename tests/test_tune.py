@@ -413,20 +413,6 @@ def test_cli_tune_guard_prints_the_guard_column_and_refuses_bad_values(
         assert message in capsys.readouterr().err
 
 
-def _brute_upper(labels, ref, cand, z=1.6448536269514722):
-    """Top-1's paired drop and its upper bound, by loops over classes and images."""
-    classes = sorted(set(labels.tolist()))
-    n = len(labels)
-    drop, var = 0.0, 0.0
-    for c in classes:
-        d = [float(ref[i] == c) - float(cand[i] == c) for i in range(n) if labels[i] == c]
-        mean = sum(d) / len(d)
-        s2 = sum((x - mean) ** 2 for x in d) / (len(d) - 1) if len(d) > 1 else 1.0
-        drop += len(d) / n * mean
-        var += (len(d) / n) ** 2 * s2 / len(d)
-    return drop, drop + z * var**0.5
-
-
 DIGITS = SHIPPED_CONFIGS / "cpu/digits_lt50_ce_absgd.yaml"
 DIGITS_SHORT = [
     "data.val_source=split",
@@ -437,6 +423,24 @@ DIGITS_SHORT = [
 ]
 
 
+def _brute_upper(labels, refs, cands, z=1.6448536269514722):
+    """Top-1's paired drop over seeds scored on the same images and its upper bound, by loops:
+    per image the mean over seeds of [reference right] − [candidate right], then the stratified
+    mean and standard error over classes."""
+    n = len(labels)
+    pairs = list(zip(refs, cands, strict=True))
+    d = [sum(float(r[i] == labels[i]) - float(c[i] == labels[i]) for r, c in pairs) / len(pairs)
+         for i in range(n)]  # fmt: skip
+    drop, var = 0.0, 0.0
+    for c in sorted(set(labels.tolist())):
+        dc = [d[i] for i in range(n) if labels[i] == c]
+        mean = sum(dc) / len(dc)
+        s2 = sum((x - mean) ** 2 for x in dc) / (len(dc) - 1) if len(dc) > 1 else 1.0
+        drop += len(dc) / n * mean
+        var += (len(dc) / n) ** 2 * s2 / len(dc)
+    return drop, drop + z * var**0.5
+
+
 def test_a_confident_guard_pairs_the_runs_validation_predictions(tmp_path):
     pytest.importorskip("sklearn")  # the digits
     from absgd.training.evaluation import Predictions
@@ -445,43 +449,65 @@ def test_a_confident_guard_pairs_the_runs_validation_predictions(tmp_path):
     out = tmp_path / "search"
     kw = {"overrides": DIGITS_SHORT, "seeds": [0, 1], "metric": "balanced_accuracy"}
     kw["guard"] = "top1"
-    result = tune(DIGITS, "objective.lam", [inf, 0.5], out, **kw, guard_drop=0.08)
-    plain_allowed = result.allowed
     result = tune(
-        DIGITS, "objective.lam", [inf, 0.5], out, **kw, guard_drop=0.08, guard_confidence=0.95
+        DIGITS, "objective.lam", [inf, 0.5], out, **kw, guard_drop=0.5, guard_confidence=0.95
     )
-    # the drop paired image by image is the difference of the validation top-1 that training
-    # recorded for the two runs (another code path: the evaluation at the selected epoch)
+    # both seeds were validated on the same images (data.val_seed): each image counts once
+    kept = {
+        (v, s): Predictions.load(out / f"lam={value_text(v)}-s{s}" / "predictions-val.npz")
+        for v in (inf, 0.5)
+        for s in (0, 1)
+    }
+    assert len({p.inputs_sha256 for p in kept.values()}) == 1
+    labels = kept[(inf, 0)].labels
+    refs = [kept[(inf, s)].predicted for s in (0, 1)]
+    cands = [kept[(0.5, s)].predicted for s in (0, 1)]
+    drop, upper = _brute_upper(labels, refs, cands)
+    assert 0 < drop < upper  # λ = 0.5 scores lower, and validation is not sure by how much
+    paired = result.guard_drops[0.5]
+    assert (paired.drop, paired.upper(0.95)) == pytest.approx((drop, upper), abs=1e-12)
+    # the drop is the difference of the validation top-1 that training recorded (another code
+    # path: the evaluation at the selected epoch)
     val = {(t["value"], t["seed"]): t["val"]["top1"] for t in result.trials}
-    recorded = sum(val[(inf, s)] - val[(0.5, s)] for s in (0, 1)) / 2
-    assert result.guard_drops is not None and result.guard_drops[0.5] is not None
-    assert result.guard_drops[0.5].drop == pytest.approx(recorded, abs=1e-12)
-    # each run keeps its predictions beside its model; the bound recomputed from them by loops
-    bounds = []
-    for seed in (0, 1):
-        ref = Predictions.load(out / f"lam=.inf-s{seed}" / "predictions-val.npz")
-        cand = Predictions.load(out / f"lam=0.5-s{seed}" / "predictions-val.npz")
-        assert np.array_equal(ref.labels, cand.labels) and len(ref.labels) > 0
-        bounds.append(_brute_upper(ref.labels, ref.predicted, cand.predicted))
-    drop = (bounds[0][0] + bounds[1][0]) / 2
-    se = (((bounds[0][1] - bounds[0][0]) ** 2 + (bounds[1][1] - bounds[1][0]) ** 2) ** 0.5) / 2
-    assert result.guard_drops[0.5].upper(0.95) == pytest.approx(drop + se, abs=1e-12)
-    assert se > 0  # the two λs disagree on some validation images
-    assert result.allowed == ((inf, 0.5) if drop + se <= 0.08 else (inf,))
-    saved = json.loads((out / "selection.json").read_text())["guard"]
-    assert saved["confidence"] == 0.95
-    assert saved["paired"]["0.5"]["upper"] == pytest.approx(drop + se)
-    # the plain guard compared the means only: never stricter than the confident one
-    assert set(result.allowed or ()) <= set(plain_allowed or ())
-    table = format_tune_table(result)
-    assert "drop (95 % bound)" in table
-    # a drop of 0 with a bound above it: ruled out, said why
-    strict = tune(
-        DIGITS, "objective.lam", [inf, 0.5], out, **kw, guard_drop=0.0, guard_confidence=0.95
+    assert drop == pytest.approx(sum(val[(inf, s)] - val[(0.5, s)] for s in (0, 1)) / 2)
+    # DROP between the mean drop and its bound: the mean guard allows λ = 0.5, this one not
+    between = (drop + upper) / 2
+    plain = tune(DIGITS, "objective.lam", [inf, 0.5], out, **kw, guard_drop=between)
+    assert plain.allowed == (inf, 0.5)
+    sure = tune(
+        DIGITS, "objective.lam", [inf, 0.5], out, **kw, guard_drop=between, guard_confidence=0.95
     )
-    assert strict.allowed == (inf,) and strict.best == inf
-    assert "the 95 % bound of its val top1 drop is above 0 points" in format_tune_table(strict)
+    assert sure.allowed == (inf,) and sure.best == inf
+    table = format_tune_table(sure)
+    assert "drop (95 % bound)" in table
+    assert f"the 95 % bound of its val top1 drop is above {100 * between:g} points" in table
     assert json.loads((out / "selection.json").read_text())["best"] == "inf"
+    # above the bound: allowed
+    wide = min(upper + 0.01, 0.99)
+    loose = tune(
+        DIGITS, "objective.lam", [inf, 0.5], out, **kw, guard_drop=wide, guard_confidence=0.95
+    )
+    assert loose.allowed == (inf, 0.5)
+    saved = json.loads((out / "selection.json").read_text())["guard"]
+    assert saved["confidence"] == 0.95 and list(saved["paired"]) == ["0.5"]
+    assert saved["paired"]["0.5"]["upper"] == pytest.approx(upper)
+    # top-1 at the training prior weighs the classes by the training counts: its paired drop is
+    # the difference of the scores val_score computes from the recorded per-class accuracies
+    prior = tune(
+        DIGITS, "objective.lam", [inf, 0.5], out, overrides=DIGITS_SHORT, seeds=[0, 1],
+        guard="top1_train_prior", guard_drop=0.5, guard_confidence=0.95,
+    )  # fmt: skip
+    rows = {(t["value"], t["seed"]): t for t in prior.trials}
+    expected = (
+        sum(
+            val_score(rows[(inf, s)], "top1_train_prior")
+            - val_score(rows[(0.5, s)], "top1_train_prior")
+            for s in (0, 1)
+        )
+        / 2
+    )
+    assert prior.guard_drops[0.5].drop == pytest.approx(expected, abs=1e-12)
+    assert expected != pytest.approx(drop)  # another weighting than plain top-1
 
 
 def test_cli_guard_confidence_and_eval_predictions(tmp_path, capsys):
@@ -536,3 +562,11 @@ def test_kept_predictions_are_made_again_when_the_model_changes(tmp_path):
     assert len(set(again.predicted.tolist())) == 1  # a zeroed model predicts one class
     (run / "predictions-val.npz").write_bytes(b"not an npz")
     assert split_predictions(run).model_sha256 == again.model_sha256  # unreadable: made again
+    data = (run / "predictions-val.npz").read_bytes()
+    (run / "predictions-val.npz").write_bytes(data[: len(data) // 2])  # a truncated zip
+    assert split_predictions(run).model_sha256 == again.model_sha256
+    # the config changed (say the data): made again, though the model did not change
+    before = (run / "predictions-val.npz").stat().st_mtime_ns
+    (run / "config.yaml").write_text((run / "config.yaml").read_text() + "# edited\n")
+    assert split_predictions(run).config_sha256 != again.config_sha256
+    assert (run / "predictions-val.npz").stat().st_mtime_ns != before

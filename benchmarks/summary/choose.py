@@ -140,12 +140,15 @@ def _confident(
 ) -> tuple[list[float], dict[str, PairedDrop | None]]:
     """The candidates (by index) the confident guard allows on one seed, and each one's drop
     below the first (``None`` for the first, and for a run that diverged)."""
-    seed = runs[choice.candidates[0]]["seed"]
+    first = runs[choice.candidates[0]]
+    seed = first["seed"]
+    assert choice.guard is not None and choice.guard_drop is not None
+    if first.get("metrics") is None or val_score(first, choice.guard) is None:
+        return [], {}  # no bound without the reference's score, as the mean guard
     dirs: dict[float, dict[int, Path | None]] = {
         float(i): {seed: None if runs[c].get("metrics") is None else kept_run(runs[c], choice.runs)}
         for i, c in enumerate(choice.candidates)
     }
-    assert choice.guard is not None and choice.guard_drop is not None
     drops = confident_drops(dirs, choice.guard)
     allowed = within_bound(drops, choice.guard_drop, choice.guard_confidence or 0.95)
     paired = {
@@ -217,7 +220,7 @@ def chosen_runs(methods: dict[str, list[dict[str, Any]]], choice: Choice) -> lis
             why = (
                 f"the first candidate has no validation {choice.guard}"
                 if among == []
-                else f"no candidate has a validation {choice.metric}"
+                else f"no candidate has a validation {shown}"
             )
             print(f"--choose {choice.name!r}: seed {seed} left out: {why}", file=sys.stderr)
             continue

@@ -148,11 +148,12 @@ class PairedDrop:
         return self.drop + z * self.se
 
 
-def _labels(values: ArrayLike, name: str) -> np.ndarray:
+def _labels(values: ArrayLike, name: str, ndim: tuple[int, ...] = (1,)) -> np.ndarray:
     arr = np.asarray(values)
-    if arr.ndim != 1 or (arr.size and not np.issubdtype(arr.dtype, np.integer)):
+    if arr.ndim not in ndim or (arr.size and not np.issubdtype(arr.dtype, np.integer)):
+        shape = " or ".join(f"{d}-D" for d in ndim)
         raise ValueError(
-            f"{name} must be a 1-D array of class indices, got {arr.dtype} {arr.shape}"
+            f"{name} must be a {shape} array of class indices, got {arr.dtype} {arr.shape}"
         )
     if arr.size and arr.min() < 0:
         raise ValueError(f"{name} must hold class indices ≥ 0, got {int(arr.min())}")
@@ -169,26 +170,31 @@ def paired_drop(
     ``labels``; the two models' predicted classes), with the standard error of the validation
     sample.
 
-    Per image ``d_i = [reference right] − [candidate right]``. A score that weighs class ``c``'s
-    accuracy by ``q_c`` (``class_weights`` renormalised over the classes with images: ``None``
-    for top-1, the split's own class counts; all ones for balanced accuracy; the training counts
-    for top-1 at the training prior) drops by ``D = Σ_c q_c·mean_c(d)``, with the stratified
-    standard error ``√(Σ_c q_c²·s_c²/n_c)``, ``s_c²`` the sample variance of ``d`` over class
-    ``c``'s ``n_c`` images (1, the largest a difference of two right/wrong indicators can have,
-    for a class with one image). The error is that of the validation sample given the two
-    trained models, not of training them again.
+    Per image ``d_i = [reference right] − [candidate right]``; with several pairs of models scored
+    on the same images (``reference`` and ``candidate`` of shape ``(T, N)``, e.g. one row per
+    training seed, row ``t`` of each paired), ``d_i`` is the mean over the ``T`` pairs, so the error
+    counts each image once (pairs scored on separate splits: :func:`combine_drops`). A score that
+    weighs class ``c``'s accuracy by ``q_c`` (``class_weights`` renormalised over the classes with
+    images: ``None`` for top-1, the split's own class counts; all ones for balanced accuracy; the
+    training counts for top-1 at the training prior) drops by ``D = Σ_c q_c·mean_c(d)``, with the
+    stratified standard error ``√(Σ_c q_c²·s_c²/n_c)``, ``s_c²`` the sample variance of ``d`` over
+    class ``c``'s ``n_c`` images (1, the largest a difference of two right/wrong indicators can
+    have, for a class with one image). The error is that of the validation sample given the two
+    trained models, not of training them again. A small class whose few images all differ the same
+    way (``d = (1, 1, 1)``) has ``s_c² = 0`` and adds nothing to the error; under balanced accuracy,
+    where such a class weighs as much as the largest, the bound is then optimistic.
 
     Raises:
-        ValueError: arrays of different lengths or not 1-D class indices, no image, or
+        ValueError: arrays of different lengths or shapes or not class indices, no image, or
             ``class_weights`` shorter than the classes present, negative or all zero on them.
     """
     y = _labels(labels, "labels")
-    ref = _labels(reference, "reference")
-    cand = _labels(candidate, "candidate")
-    if not (len(y) == len(ref) == len(cand)):
+    ref = np.atleast_2d(_labels(reference, "reference", (1, 2)))
+    cand = np.atleast_2d(_labels(candidate, "candidate", (1, 2)))
+    if not (len(y) == ref.shape[1] == cand.shape[1]) or ref.shape != cand.shape:
         raise ValueError(
-            f"labels, reference and candidate must have one entry per image, got lengths "
-            f"{len(y)}, {len(ref)}, {len(cand)}"
+            f"labels, reference and candidate must have one entry per image (and the two the "
+            f"same shape), got {y.shape}, {ref.shape}, {cand.shape}"
         )
     if len(y) == 0:
         raise ValueError("paired_drop needs at least one image, got none")
@@ -211,7 +217,7 @@ def paired_drop(
                 f"images, got {w.tolist()[:10]}"
             )
     q = q / q.sum()
-    d = (ref == y).astype(np.float64) - (cand == y).astype(np.float64)
+    d = ((ref == y).astype(np.float64) - (cand == y).astype(np.float64)).mean(axis=0)
     drop = 0.0
     var = 0.0
     for c in present:
@@ -224,8 +230,9 @@ def paired_drop(
 
 
 def combine_drops(drops: Sequence[PairedDrop]) -> PairedDrop:
-    """The mean drop over independent trials (seeds, each with its own validation sample), as
-    :func:`mean_scores` averages their scores: standard error ``√(Σ se_t²)/T``.
+    """The mean drop over trials scored on separate validation samples (independent splits), as
+    :func:`mean_scores` averages their scores: standard error ``√(Σ se_t²)/T``. Trials scored on
+    the same images are not independent: pair them in one :func:`paired_drop` instead.
 
     Raises:
         ValueError: no trial.

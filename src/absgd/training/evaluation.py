@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -204,12 +205,16 @@ def evaluate_run(
 class Predictions:
     """One model's predicted class for every image of a split, in the split's order, with the
     true labels and the training split's class counts (what top-1 at the training prior
-    weighs by). ``model_sha256`` names the weights they came from."""
+    weighs by). ``model_sha256`` and ``config_sha256`` name the weights and the run config they
+    came from, ``inputs_sha256`` the images as the model saw them (two runs with the same one
+    were scored on the same images, in the same order)."""
 
     labels: np.ndarray
     predicted: np.ndarray
     train_counts: np.ndarray
     model_sha256: str
+    config_sha256: str
+    inputs_sha256: str
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write them as a ``.npz`` file, atomically."""
@@ -220,13 +225,22 @@ class Predictions:
                 predicted=self.predicted,
                 train_counts=self.train_counts,
                 model_sha256=np.array(self.model_sha256),
+                config_sha256=np.array(self.config_sha256),
+                inputs_sha256=np.array(self.inputs_sha256),
             )
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Predictions:
-        """Read a file written by :meth:`save`."""
+        """Read a file written by :meth:`save` (``KeyError`` for one that lacks a field)."""
         with np.load(path, allow_pickle=False) as z:
-            return cls(z["labels"], z["predicted"], z["train_counts"], str(z["model_sha256"]))
+            return cls(
+                z["labels"].astype(np.int64),
+                z["predicted"].astype(np.int64),
+                z["train_counts"].astype(np.int64),
+                str(z["model_sha256"]),
+                str(z["config_sha256"]),
+                str(z["inputs_sha256"]),
+            )
 
 
 def _sha256(path: Path) -> str:
@@ -248,7 +262,9 @@ def predict_run(
     model.eval()
     labels: list[torch.Tensor] = []
     predicted: list[torch.Tensor] = []
+    inputs = hashlib.sha256()
     for x, y in loaded.loader.epoch_batches(0):
+        inputs.update(x.detach().cpu().contiguous().numpy().tobytes())
         if loaded.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(loaded.device, loaded.cfg.train.precision):
@@ -260,6 +276,8 @@ def predict_run(
         torch.cat(predicted).numpy().astype(np.int64),
         np.asarray(loaded.train_counts, dtype=np.int64),
         _sha256(run / MODEL_NAME),
+        _sha256(run / "config.yaml"),
+        inputs.hexdigest(),
     )
 
 
@@ -267,15 +285,20 @@ def split_predictions(
     run_dir: str | os.PathLike[str], *, split: str = "val", data_root: str | None = None
 ) -> Predictions:
     """:func:`predict_run`, kept in the run directory (``predictions-<split>.npz``) and read
-    from there while ``model.pt`` is the model they came from."""
+    from there while ``model.pt`` and ``config.yaml`` are those they came from (made again
+    otherwise, or where the file cannot be read)."""
     run = Path(run_dir).expanduser()
     cache = run / f"predictions-{split}.npz"
-    if cache.is_file() and (run / MODEL_NAME).is_file():
+    if cache.is_file() and (run / MODEL_NAME).is_file() and (run / "config.yaml").is_file():
         try:
             kept = Predictions.load(cache)
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             kept = None
-        if kept is not None and kept.model_sha256 == _sha256(run / MODEL_NAME):
+        if (
+            kept is not None
+            and kept.model_sha256 == _sha256(run / MODEL_NAME)
+            and kept.config_sha256 == _sha256(run / "config.yaml")
+        ):
             return kept
     fresh = predict_run(run, split=split, data_root=data_root)
     fresh.save(cache)

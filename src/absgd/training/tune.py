@@ -85,7 +85,7 @@ the training class counts), the score where the deployment keeps the training sk
 validation split (a balanced one included)."""
 
 
-def score_class_weights(metric: str, train_counts: Any) -> Any:
+def score_class_weights(metric: str, train_counts: Sequence[float]) -> Sequence[float] | None:
     """How the validation score ``metric`` (one of :data:`SCORES`) weighs each class's accuracy,
     as :func:`absgd.selection.paired_drop` takes it: ``None`` for top-1 (the split's own class
     counts), equal weights for balanced accuracy, the training class counts for top-1 at the
@@ -102,15 +102,20 @@ def score_class_weights(metric: str, train_counts: Any) -> Any:
 def confident_drops(
     runs: dict[float, dict[int, Path | None]], metric: str, *, data_root: str | None = None
 ) -> dict[float, list[PairedDrop | None]]:
-    """Each candidate's drop in validation ``metric`` below the first candidate's, per seed,
-    from the two runs' predictions on the same validation images
+    """Each candidate's drop in validation ``metric`` below the first candidate's, from the
+    runs' predictions on the validation images
     (:func:`absgd.training.evaluation.split_predictions`, kept in each run directory, and
     :func:`absgd.selection.paired_drop`): ``runs`` maps each candidate, the reference first,
-    to its run directory per seed (``None`` for a run with no model: diverged). The first
-    candidate's own entry is empty; a seed the reference lacks gives ``None``.
+    to its run directory per seed (``None`` for a run with no model: diverged). Per candidate
+    one entry per validation split: the seeds scored on the same images (the same
+    ``data.val_seed``) are paired in one drop, their per-image differences averaged, so that an
+    image counts once; seeds on other splits give further entries (independent samples, for
+    :func:`absgd.selection.combine_drops`); a seed where either run has no model gives
+    ``None``. The first candidate's own entry is empty.
 
     Raises:
-        ValueError: two runs of one seed validated on different images (another split).
+        ValueError: a candidate's run and the reference's of one seed scored on different
+            images (another split).
     """
     from absgd.training.evaluation import split_predictions
 
@@ -120,6 +125,7 @@ def confident_drops(
         return out
     reference = runs[values[0]]
     for value in values[1:]:
+        splits: dict[str, tuple[np.ndarray, Any, list[np.ndarray], list[np.ndarray]]] = {}
         for seed, run_dir in runs[value].items():
             ref_dir = reference.get(seed)
             if run_dir is None or ref_dir is None:
@@ -127,13 +133,19 @@ def confident_drops(
                 continue
             ref = split_predictions(ref_dir, data_root=data_root)
             cand = split_predictions(run_dir, data_root=data_root)
-            if not np.array_equal(ref.labels, cand.labels):
+            if ref.inputs_sha256 != cand.inputs_sha256 or not np.array_equal(
+                ref.labels, cand.labels
+            ):
                 raise ValueError(
                     f"{run_dir} and {ref_dir} (seed {seed}) were validated on different "
                     "images; a confident guard pairs runs of one validation split"
                 )
             weights = score_class_weights(metric, ref.train_counts.tolist())
-            out[value].append(paired_drop(ref.labels, ref.predicted, cand.predicted, weights))
+            _, _, refs, cands = splits.setdefault(ref.inputs_sha256, (ref.labels, weights, [], []))
+            refs.append(ref.predicted)
+            cands.append(cand.predicted)
+        for labels, weights, refs, cands in splits.values():
+            out[value].append(paired_drop(labels, np.stack(refs), np.stack(cands), weights))
     return out
 
 
@@ -535,6 +547,7 @@ def tune(
                 if d is None
                 else {"drop": d.drop, "se": d.se, "upper": d.upper(guard_confidence)}
                 for v, d in guard_drops.items()
+                if v != values[0]
             }
     write_json(out / "selection.json", selection)
     return TuneResult(
