@@ -25,17 +25,11 @@ import sys
 from pathlib import Path
 
 from grids import GRIDS
+from summary.choose import kept_run
 
 from absgd.selection import PairedDrop, paired_drop
 from absgd.training.evaluation import split_predictions
 from absgd.training.tune import SCORES, score_class_weights
-
-
-def _run_dir(folders: list[str], name: str) -> Path:
-    for folder in folders:
-        if (Path(folder) / name / "model.pt").is_file():
-            return Path(folder) / name
-    raise SystemExit(f"--runs: no folder of {folders} holds the run {name} (its model.pt)")
 
 
 def _drop(base: Path, run: Path, split: str, metric: str, data_root: str | None) -> PairedDrop:
@@ -77,9 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     zs: dict[str, list[float]] = {m: [] for m in args.methods}
     for method in args.methods:
         for seed in args.seeds:
-            name = grid.run_name(args.grid, args.setting, args.base, None, seed)
-            base = _run_dir(args.runs, name)
-            run = _run_dir(args.runs, grid.run_name(args.grid, args.setting, method, None, seed))
+            row = {"grid": args.grid, "setting": args.setting, "lam": None, "seed": seed}
+            base = kept_run({**row, "method": args.base}, tuple(args.runs))
+            run = kept_run({**row, "method": method}, tuple(args.runs))
             val = _drop(base, run, "val", args.metric, args.data_root)
             test = _drop(base, run, "test", args.metric, args.data_root)
             spread = math.hypot(val.se, test.se)
