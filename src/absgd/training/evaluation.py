@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,25 @@ def make_loader(
     )
 
 
+def _forward(
+    model: nn.Module,
+    loader: BatchLoader,
+    *,
+    device: torch.device,
+    precision: str,
+    channels_last: bool,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """One in-order pass over ``loader`` as evaluation runs it (channels-last where asked, the
+    run's precision): each batch's inputs as loaded, labels and float logits."""
+    for x, y in loader.epoch_batches(0):
+        xm = (
+            x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x
+        )
+        with autocast(device, precision):
+            logits = model(xm)
+        yield x, y, logits.float()
+
+
 @torch.no_grad()
 def evaluate_model(
     model: nn.Module,
@@ -97,12 +117,11 @@ def evaluate_model(
     model.eval()
     meter = ConfusionMeter(num_classes, device=device)
     if loader is not None:
-        for x, y in loader.epoch_batches(0):
-            if channels_last and x.dim() == 4:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast(device, precision):
-                logits = model(x)
-            meter.update(logits.float(), y)
+        batches = _forward(
+            model, loader, device=device, precision=precision, channels_last=channels_last
+        )
+        for _, y, logits in batches:
+            meter.update(logits, y)
     model.train(was_training)
     if ctx is not None and ctx.enabled:
         meter.all_reduce()
@@ -263,14 +282,17 @@ def predict_run(
     labels: list[torch.Tensor] = []
     predicted: list[torch.Tensor] = []
     inputs = hashlib.sha256()
-    for x, y in loaded.loader.epoch_batches(0):
+    batches = _forward(
+        model,
+        loaded.loader,
+        device=loaded.device,
+        precision=loaded.cfg.train.precision,
+        channels_last=loaded.channels_last,
+    )
+    for x, y, logits in batches:
         inputs.update(x.detach().cpu().contiguous().numpy().tobytes())
-        if loaded.channels_last and x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(loaded.device, loaded.cfg.train.precision):
-            logits = model(x)
         labels.append(y.cpu())
-        predicted.append(logits.float().argmax(1).cpu())
+        predicted.append(logits.argmax(1).cpu())
     return Predictions(
         torch.cat(labels).numpy().astype(np.int64),
         torch.cat(predicted).numpy().astype(np.int64),
