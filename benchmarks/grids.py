@@ -755,6 +755,13 @@ GRIDS: dict[str, Grid] = {
                 )
                 for lam in (3, 1)
             },
+            # Part (l), stated before running (2026-12-06, nineteenth session): a sharper λ = 0.5
+            # at CE's step, branched the same way, with CE, λ = 3 and λ = 1 on fresh seeds 5-8,
+            # for the sharpest λ the confident guard admits (part (k)'s rule) on CE.
+            "ABSGD + CE, λ = 0.5, α = 1, branched": Method(
+                (*_REPRO_AUTHORS_CPU["ABSGD + CE"].overrides, _ALPHA_1, "objective.lam=0.5"),
+                branch_from="CE",
+            ),
             # Stated before running (2026-12-06, fifteenth session; results.md §7, part (f)):
             # the same rules on a class-weighted base. CB-DRW (CE until its switch) branched off
             # the CE runs above at the switch, and λ = 30 and λ = 10 at CB-DRW's step branched
