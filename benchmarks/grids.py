@@ -756,7 +756,7 @@ GRIDS: dict[str, Grid] = {
                 for lam in (3, 1)
             },
             # Part (l), stated before running (2026-12-06, nineteenth session): a sharper λ = 0.5
-            # at CE's step, branched the same way, with CE, λ = 3 and λ = 1 on fresh seeds 5-8,
+            # at CE's step, branched the same way, with CE, λ = 3 and λ = 1 on fresh seeds 5-9,
             # for the sharpest λ the confident guard admits (part (k)'s rule) on CE.
             "ABSGD + CE, λ = 0.5, α = 1, branched": Method(
                 (*_REPRO_AUTHORS_CPU["ABSGD + CE"].overrides, _ALPHA_1, "objective.lam=0.5"),
