@@ -762,6 +762,16 @@ GRIDS: dict[str, Grid] = {
                 (*_REPRO_AUTHORS_CPU["ABSGD + CE"].overrides, _ALPHA_1, "objective.lam=0.5"),
                 branch_from="CE",
             ),
+            # Part (m), stated before running (the same session, after answer (l)): λ = 2, 1.5
+            # and 0.7 branched off the kept CE checkpoints of seeds 5-9, the same rule over the
+            # finer grid ∞, 3, 2, 1.5, 1, 0.7, 0.5.
+            **{
+                f"ABSGD + CE, λ = {lam}, α = 1, branched": Method(
+                    (*_REPRO_AUTHORS_CPU["ABSGD + CE"].overrides, _ALPHA_1, f"objective.lam={lam}"),
+                    branch_from="CE",
+                )
+                for lam in ("2", "1.5", "0.7")
+            },
             # Stated before running (2026-12-06, fifteenth session; results.md §7, part (f)):
             # the same rules on a class-weighted base. CB-DRW (CE until its switch) branched off
             # the CE runs above at the switch, and λ = 30 and λ = 10 at CB-DRW's step branched
