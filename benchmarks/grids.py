@@ -757,20 +757,16 @@ GRIDS: dict[str, Grid] = {
             },
             # Part (l), stated before running (2026-12-06, nineteenth session): a sharper λ = 0.5
             # at CE's step, branched the same way, with CE, λ = 3 and λ = 1 on fresh seeds 5-9,
-            # for the sharpest λ the confident guard admits (part (k)'s rule) on CE.
-            "ABSGD + CE, λ = 0.5, α = 1, branched": Method(
-                (*_REPRO_AUTHORS_CPU["ABSGD + CE"].overrides, _ALPHA_1, "objective.lam=0.5"),
-                branch_from="CE",
-            ),
-            # Part (m), stated before running (the same session, after answer (l)): λ = 2, 1.5
-            # and 0.7 branched off the kept CE checkpoints of seeds 5-9, the same rule over the
-            # finer grid ∞, 3, 2, 1.5, 1, 0.7, 0.5.
+            # for the sharpest λ the confident guard admits (part (k)'s rule) on CE. Part (m),
+            # stated before running (the same session, after answer (l)): λ = 2, 1.5 and 0.7
+            # branched off the kept CE checkpoints of seeds 5-9, the same rule over the finer
+            # grid ∞, 3, 2, 1.5, 1, 0.7, 0.5.
             **{
                 f"ABSGD + CE, λ = {lam}, α = 1, branched": Method(
                     (*_REPRO_AUTHORS_CPU["ABSGD + CE"].overrides, _ALPHA_1, f"objective.lam={lam}"),
                     branch_from="CE",
                 )
-                for lam in ("2", "1.5", "0.7")
+                for lam in ("0.5", "2", "1.5", "0.7")
             },
             # Stated before running (2026-12-06, fifteenth session; results.md §7, part (f)):
             # the same rules on a class-weighted base. CB-DRW (CE until its switch) branched off
