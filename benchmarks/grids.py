@@ -780,6 +780,18 @@ GRIDS: dict[str, Grid] = {
                 )
                 for lam in (30, 10)
             },
+            # Part (n), stated before running (2026-12-07, twentieth session): two milder λs at
+            # CB-DRW's step, branched the same way, with CB-DRW and λ = 30 on fresh seeds 10-14,
+            # for the sharpest λ the confident guard admits (part (k)'s rule) on CB-DRW over
+            # CB-DRW, λ = 300, 100, 30. Part (o), stated at the same time: CE, λ = 3, 1 and 0.5
+            # (part (l)'s grid) on the same seeds, rule (l) replicated on fresh seeds.
+            **{
+                f"ABSGD + CB-DRW, λ = {lam}, base step, branched": Method(
+                    (*_base_step("CB-DRW").overrides, f"objective.lam={lam}.0"),
+                    branch_from="CE",
+                )
+                for lam in (300, 100)
+            },
         },
         common=(
             *_REPRO_COMMON,
