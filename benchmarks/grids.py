@@ -784,8 +784,8 @@ GRIDS: dict[str, Grid] = {
             # CB-DRW's step, branched the same way, with CB-DRW and λ = 30 on fresh seeds 10-14,
             # for the sharpest λ the confident guard admits (part (k)'s rule) on CB-DRW over
             # CB-DRW, λ = 300, 100, 30. Part (o), stated at the same time: CE, λ = 3, 1 and 0.5
-            # (part (l)'s grid) on the same seeds, rule (l) replicated on fresh seeds (amended
-            # before any score existed: seeds 10-12 only, so that the runs end in the session).
+            # (part (l)'s grid) on the same seeds, rule (l) replicated on fresh seeds (withdrawn
+            # before any score existed, to end the runs within the session; not yet run).
             **{
                 f"ABSGD + CB-DRW, λ = {lam}, base step, branched": Method(
                     (*_base_step("CB-DRW").overrides, f"objective.lam={lam}.0"),
