@@ -778,20 +778,13 @@ GRIDS: dict[str, Grid] = {
                     (*_base_step("CB-DRW").overrides, f"objective.lam={lam}.0"),
                     branch_from="CE",
                 )
-                for lam in (30, 10)
-            },
-            # Part (n), stated before running (2026-12-07, twentieth session): two milder λs at
-            # CB-DRW's step, branched the same way, with CB-DRW and λ = 30 on fresh seeds 10-14,
-            # for the sharpest λ the confident guard admits (part (k)'s rule) on CB-DRW over
-            # CB-DRW, λ = 300, 100, 30. Part (o), stated at the same time: CE, λ = 3, 1 and 0.5
-            # (part (l)'s grid) on the same seeds, rule (l) replicated on fresh seeds (withdrawn
-            # before any score existed, to end the runs within the session; not yet run).
-            **{
-                f"ABSGD + CB-DRW, λ = {lam}, base step, branched": Method(
-                    (*_base_step("CB-DRW").overrides, f"objective.lam={lam}.0"),
-                    branch_from="CE",
-                )
-                for lam in (300, 100)
+                # Part (n), stated before running (2026-12-07, twentieth session): the milder
+                # λ = 300 and 100, branched the same way, with CB-DRW and λ = 30 on fresh seeds
+                # 10-14, for the sharpest λ the confident guard admits (part (k)'s rule) on
+                # CB-DRW over CB-DRW, λ = 300, 100, 30. Part (o), stated at the same time: CE,
+                # λ = 3, 1 and 0.5 (part (l)'s grid) on the same seeds, rule (l) on fresh seeds
+                # (withdrawn before any score existed, to end the runs in the session; not run).
+                for lam in (30, 10, 300, 100)
             },
         },
         common=(
