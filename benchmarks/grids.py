@@ -783,8 +783,12 @@ GRIDS: dict[str, Grid] = {
                 # 10-14, for the sharpest λ the confident guard admits (part (k)'s rule) on
                 # CB-DRW over CB-DRW, λ = 300, 100, 30. Part (o), stated at the same time: CE,
                 # λ = 3, 1 and 0.5 (part (l)'s grid) on the same seeds, rule (l) on fresh seeds
-                # (withdrawn before any score existed, to end the runs in the session; not run).
-                for lam in (30, 10, 300, 100)
+                # (withdrawn before any score existed, to end the runs in the session; stated
+                # again and run in the twenty-first session off the kept CE runs). Part (p),
+                # stated before running (2026-12-07, twenty-first session): λ = 200 and 150
+                # branched off the same CE runs of seeds 10-14, the same rule over CB-DRW,
+                # λ = 300, 200, 150, 100, 30.
+                for lam in (30, 10, 300, 100, 200, 150)
             },
         },
         common=(
