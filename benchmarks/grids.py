@@ -760,7 +760,9 @@ GRIDS: dict[str, Grid] = {
             # for the sharpest λ the confident guard admits (part (k)'s rule) on CE. Part (m),
             # stated before running (the same session, after answer (l)): λ = 2, 1.5 and 0.7
             # branched off the kept CE checkpoints of seeds 5-9, the same rule over the finer
-            # grid ∞, 3, 2, 1.5, 1, 0.7, 0.5.
+            # grid ∞, 3, 2, 1.5, 1, 0.7, 0.5. Part (o), stated with part (n) (2026-12-07,
+            # twentieth session; withdrawn before any score existed, stated again and run in the
+            # twenty-first off the kept CE runs): λ = 3, 1 and 0.5 on fresh seeds 10-14, rule (l).
             **{
                 f"ABSGD + CE, λ = {lam}, α = 1, branched": Method(
                     (*_REPRO_AUTHORS_CPU["ABSGD + CE"].overrides, _ALPHA_1, f"objective.lam={lam}"),
@@ -781,11 +783,9 @@ GRIDS: dict[str, Grid] = {
                 # Part (n), stated before running (2026-12-07, twentieth session): the milder
                 # λ = 300 and 100, branched the same way, with CB-DRW and λ = 30 on fresh seeds
                 # 10-14, for the sharpest λ the confident guard admits (part (k)'s rule) on
-                # CB-DRW over CB-DRW, λ = 300, 100, 30. Part (o), stated at the same time: CE,
-                # λ = 3, 1 and 0.5 (part (l)'s grid) on the same seeds, rule (l) on fresh seeds
-                # (withdrawn before any score existed, to end the runs in the session; stated
-                # again and run in the twenty-first session off the kept CE runs). Part (p),
-                # stated before running (2026-12-07, twenty-first session): λ = 200 and 150
+                # CB-DRW over CB-DRW, λ = 300, 100, 30 (part (o), on CE, is stated with the CE
+                # λs above). Part (p), stated before running (2026-12-07, twenty-first session):
+                # λ = 200 and 150
                 # branched off the same CE runs of seeds 10-14, the same rule over CB-DRW,
                 # λ = 300, 200, 150, 100, 30. Part (q), stated before running (the same session):
                 # rule (k) at 90 % against 95 % confidence on fresh seeds 15-19, CE with λ = 3, 1,
