@@ -545,6 +545,25 @@ def test_cli_guard_confidence_and_eval_predictions(tmp_path, capsys):
     assert np.array_equal(kept.predicted, pred.predicted) and kept.model_sha256 == pred.model_sha256
 
 
+def test_a_diverged_model_gives_no_predictions(tmp_path):
+    import torch
+
+    from absgd.metrics.meters import NaNLogitsError
+    from absgd.training.evaluation import split_predictions
+
+    out = tmp_path / "s"
+    tune(CONFIG, "objective.lam", [1.0], out, overrides=TINY)
+    run = out / "lam=1.0-s0"
+    split_predictions(run)  # kept from the finite model
+    state = torch.load(run / "model.pt", weights_only=True)
+    nan = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
+           for k, v in state.items()}  # fmt: skip
+    torch.save(nan, run / "model.pt")
+    # argmax would name a class for every NaN row; the kept file is of another model
+    with pytest.raises(NaNLogitsError, match=r"model\.pt gave NaN logits for \d+ of a batch"):
+        split_predictions(run)
+
+
 def test_kept_predictions_are_made_again_when_the_model_changes(tmp_path):
     import torch
 

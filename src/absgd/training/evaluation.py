@@ -18,6 +18,7 @@ from torch import nn
 from absgd.data import BatchLoader
 from absgd.fileio import atomic_write
 from absgd.metrics import ConfusionMeter, to_jsonable
+from absgd.metrics.meters import NaNLogitsError
 from absgd.models import to_channels_last
 from absgd.training.build import build_model_for, prepare_data
 from absgd.training.checkpoint import MODEL_NAME
@@ -290,6 +291,12 @@ def predict_run(
         channels_last=loaded.channels_last,
     )
     for x, y, logits in batches:
+        bad = int(torch.isnan(logits).any(1).sum())
+        if bad:  # argmax would name a class for a NaN row; the guard would pair it as a guess
+            raise NaNLogitsError(
+                f"{run / MODEL_NAME} gave NaN logits for {bad} of a batch's {len(y)} {split} "
+                "images (a diverged model?); its predictions cannot be scored"
+            )
         inputs.update(x.detach().cpu().contiguous().numpy().tobytes())
         labels.append(y.cpu())
         predicted.append(logits.argmax(1).cpu())
