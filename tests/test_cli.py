@@ -114,6 +114,9 @@ def test_train_eval_compare_and_resume_of_a_finished_run(capsys, tmp_path):
     evaluated = json.loads(capsys.readouterr().out)
     assert evaluated["top1"] == pytest.approx(final["top1"])
     assert evaluated["per_class_accuracy"] == final["per_class_accuracy"]
+    assert evaluated["train_class_counts"] == final["train_class_counts"]  # as training wrote it
+    prior = np.asarray(final["train_class_counts"]) / sum(final["train_class_counts"])
+    assert evaluated["top1_train_prior"] == pytest.approx(prior @ final["per_class_accuracy"])
     (tmp_path / "failed-start").mkdir()  # e.g. a run whose data could not be read
     assert main(["compare", str(run), str(tmp_path / "failed-start"), str(run), "--markdown"]) == 0
     captured = capsys.readouterr()

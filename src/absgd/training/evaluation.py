@@ -217,6 +217,8 @@ def evaluate_run(
             "split": split,
             "wall_seconds": wall,
             **metrics,
+            # as final.json names them: what top1_train_prior weighed the classes by
+            "train_class_counts": [int(n) for n in loaded.train_counts],
         }
     )
 
