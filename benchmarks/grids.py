@@ -789,8 +789,11 @@ GRIDS: dict[str, Grid] = {
                 # branched off the same CE runs of seeds 10-14, the same rule over CB-DRW,
                 # λ = 300, 200, 150, 100, 30. Part (q), stated before running (the same session):
                 # rule (k) at 90 % against 95 % confidence on fresh seeds 15-19, CE with λ = 3, 1,
-                # 0.5 and CB-DRW with λ = 300, 200, 150, 100, all branched off CE.
-                for lam in (30, 10, 300, 100, 200, 150)
+                # 0.5 and CB-DRW with λ = 300, 200, 150, 100, all branched off CE. Part (r),
+                # stated before running (2026-12-07, twenty-second session): λ = 70 and 50
+                # branched off the same CE runs of seeds 15-19 (not fresh), rule (k) at 95 % over
+                # CB-DRW, λ = 300, 200, 150, 100, 70, 50.
+                for lam in (30, 10, 300, 100, 200, 150, 70, 50)
             },
         },
         common=(
