@@ -785,14 +785,13 @@ GRIDS: dict[str, Grid] = {
                 # 10-14, for the sharpest λ the confident guard admits (part (k)'s rule) on
                 # CB-DRW over CB-DRW, λ = 300, 100, 30 (part (o), on CE, is stated with the CE
                 # λs above). Part (p), stated before running (2026-12-07, twenty-first session):
-                # λ = 200 and 150
-                # branched off the same CE runs of seeds 10-14, the same rule over CB-DRW,
-                # λ = 300, 200, 150, 100, 30. Part (q), stated before running (the same session):
-                # rule (k) at 90 % against 95 % confidence on fresh seeds 15-19, CE with λ = 3, 1,
-                # 0.5 and CB-DRW with λ = 300, 200, 150, 100, all branched off CE. Part (r),
-                # stated before running (2026-12-07, twenty-second session): λ = 70 and 50
-                # branched off the same CE runs of seeds 15-19 (not fresh), rule (k) at 95 % over
-                # CB-DRW, λ = 300, 200, 150, 100, 70, 50.
+                # λ = 200 and 150 branched off the same CE runs of seeds 10-14, the same rule
+                # over CB-DRW, λ = 300, 200, 150, 100, 30. Part (q), stated before running (the
+                # same session): rule (k) at 90 % against 95 % confidence on fresh seeds 15-19,
+                # CE with λ = 3, 1, 0.5 and CB-DRW with λ = 300, 200, 150, 100, all branched off
+                # CE. Part (r), stated before running (2026-12-07, twenty-second session):
+                # λ = 70 and 50 branched off the same CE runs of seeds 15-19 (not fresh), rule (k)
+                # at 95 % over CB-DRW, λ = 300, 200, 150, 100, 70, 50.
                 for lam in (30, 10, 300, 100, 200, 150, 70, 50)
             },
         },
