@@ -260,6 +260,13 @@ def _base_step(base: str) -> Method:
 
 _LDAM_BASE_STEP = _base_step("LDAM-DRW")
 
+_FMNIST_STRATVAL_LAMS = {"CE": ("5", "3", "2", "1.5", "1", "0.5"),
+                         "CB-DRW": ("30", "10", "3", "2", "1.5", "1")}  # fmt: skip
+"""Part (s)'s candidates, mildest first. Set before any run of its grid, from `absgd sharpness`
+on a CE run of seed 99 (outside the study) stopped at the switch, training data only: on CE
+ESS 0.85 at λ = 3, 0.14 at 1, 0.02 at 0.5; as CB-DRW weighs the loss, 1.00 down to λ = 10,
+0.92 at 3, ESS 0.3 near λ = 1.1. Each list runs from no visible sharpening into a collapse."""
+
 # A few seconds on generated data: keeps grid.py and summarize.py working (tests).
 _SMOKE = Grid(
     config="cpu/fashion_mnist_lt_exp100_ce",
@@ -826,6 +833,49 @@ GRIDS: dict[str, Grid] = {
             ),
         },
         common=_NOISE_COMMON,
+    ),
+    # Part (s), stated before running (2026-12-07, twenty-third session; results.md §7, after
+    # answer (r)): rule (k) on a second dataset and network. Fashion-MNIST-LT (exp, ratio 100),
+    # the small CNN, fmnist_lt's 20-epoch schedule (LR ×0.1, DRW and the λ switch at 15), the
+    # validation split carved from the long-tailed training set (stratified, 10 % of every
+    # class), the last epoch's model. CE keeps its checkpoint at the switch; CB-DRW and every
+    # ABSGD candidate (the authors' options at the base's step: α = 1, γ = 0.7, zero start,
+    # divided by the batch mean of the class weights) branch off it. Fresh seeds 0-9.
+    "fmnist_lt_stratval": Grid(
+        config="cpu/fashion_mnist_lt_exp100_ce",
+        settings={"exp, ratio 100": ()},
+        methods={
+            "CE": Method(("objective.loss=ce",)),
+            **{
+                f"ABSGD + CE, λ = {lam}, branched": Method(
+                    ("objective.loss=ce", *_absgd(15), _ALPHA_1, f"objective.lam={lam}"),
+                    branch_from="CE",
+                )
+                for lam in _FMNIST_STRATVAL_LAMS["CE"]
+            },
+            "CB-DRW, branched": Method(("objective.loss=ce", *_drw(15)), branch_from="CE"),
+            **{
+                f"ABSGD + CB-DRW, λ = {lam}, branched": Method(
+                    (
+                        "objective.loss=ce",
+                        *_drw(15),
+                        *_absgd(15),
+                        _ALPHA_1,
+                        "objective.normalize_class_weights=true",
+                        f"objective.lam={lam}",
+                    ),
+                    branch_from="CE",
+                )
+                for lam in _FMNIST_STRATVAL_LAMS["CB-DRW"]
+            },
+        },
+        seeds=tuple(range(10)),
+        common=(
+            "data.val_source=split",
+            "data.val_per_class=null",
+            "data.val_fraction=0.1",
+            "train.select=last",
+        ),
     ),
     # Label noise where CE memorises (see _NOISE_LONG_COMMON): about 5 min a run on a CPU.
     "fmnist_noise_long": Grid(
