@@ -10,16 +10,19 @@ gap is more than the noise of the two samples (the splits differ, or the errors 
 Both splits are scored at the training prior by default (``top1_train_prior``: the per-class
 accuracies weighted by the training class counts), the quantity a guard on a stratified
 validation split estimates and the test verdicts read. Predictions are made once from each
-run's ``model.pt`` and kept beside it (``predictions-val.npz``, ``predictions-test.npz``).
+run's ``model.pt`` and kept beside it (``predictions-val.npz``, ``predictions-test.npz``). A run
+the grid's results file (``--results``) records as diverged has no model: it is listed as such
+and left out of the statistics.
 
     python benchmarks/paired_drops.py cifar10_lt_repro_cpu_authors_stratval \\
         --base LDAM-DRW --methods "ABSGD + LDAM-DRW, λ = 1000, base step, branched" \\
-        --seeds 10 11 12 13 14 --runs RUNS
+        --seeds 10 11 12 13 14 --runs RUNS --results benchmarks/results/GRID.jsonl
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from pathlib import Path
@@ -41,6 +44,19 @@ def _drop(base: Path, run: Path, split: str, metric: str, data_root: str | None)
     return paired_drop(ref.labels, ref.predicted, cand.predicted, weights)
 
 
+def diverged_runs(paths: list[str], grid: str, setting: str) -> set[tuple[str, int]]:
+    """``(method, seed)`` of every run of ``grid``'s ``setting`` that the results files record
+    as diverged (a line with ``diverged``; ``grid.py`` keeps no model for it)."""
+    out: set[tuple[str, int]] = set()
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                row = json.loads(line)
+                if (row.get("grid"), row.get("setting")) == (grid, setting) and row.get("diverged"):
+                    out.add((row["method"], int(row["seed"])))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("grid", choices=sorted(GRIDS))
@@ -51,6 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", nargs="+", required=True, metavar="DIR", help="kept-run folders")
     p.add_argument("--metric", choices=SCORES, default="top1_train_prior")
     p.add_argument("--data-root", metavar="DIR", help="read the data from DIR")
+    p.add_argument(
+        "--results",
+        nargs="+",
+        default=[],
+        metavar="FILE",
+        help="the grid's results (JSON lines): runs they record as diverged are listed as such",
+    )
     args = p.parse_args(argv)
     grid = GRIDS[args.grid]
     if args.setting is None:
@@ -69,8 +92,15 @@ def main(argv: list[str] | None = None) -> int:
     print("| method | seed | validation | test | val − test | z |")
     print("|---|---|---|---|---|---|")
     zs: dict[str, list[float]] = {m: [] for m in args.methods}
+    diverged = diverged_runs(args.results, args.grid, args.setting)
+    left_out: dict[str, int] = {m: 0 for m in args.methods}
     for method in args.methods:
         for seed in args.seeds:
+            gone = [m for m in (args.base, method) if (m, seed) in diverged]
+            if gone:
+                left_out[method] += 1
+                print(f"| {method} | {seed} | {' and '.join(gone)} diverged | – | – | – |")
+                continue
             row = {"grid": args.grid, "setting": args.setting, "lam": None, "seed": seed}
             base = kept_run({**row, "method": args.base}, tuple(args.runs))
             run = kept_run({**row, "method": method}, tuple(args.runs))
@@ -91,9 +121,10 @@ def main(argv: list[str] | None = None) -> int:
             continue
         rms = math.sqrt(sum(z * z for z in ok) / len(ok))
         beyond = sum(abs(z) > 1.96 for z in ok)
+        gone = f" ({left_out[method]} diverged, left out)" if left_out[method] else ""
         print(
-            f"{method}: {len(ok)} seeds, root mean square z {rms:.2f} (about 1 if the gaps are "
-            f"the two samples' noise), |z| > 1.96 on {beyond} (about {0.05 * len(ok):.1f} "
+            f"{method}: {len(ok)} seeds{gone}, root mean square z {rms:.2f} (about 1 if the gaps "
+            f"are the two samples' noise), |z| > 1.96 on {beyond} (about {0.05 * len(ok):.1f} "
             "expected)"
         )
     sys.stdout.flush()

@@ -730,6 +730,23 @@ def test_paired_drops_sets_validation_against_test_in_units_of_their_errors(tmp_
     with pytest.raises(SystemExit) as info:
         main([*args, "--runs", str(tmp_path / "none")])
     assert "holds the run" in str(info.value.code)
+    # A run the results record as diverged (grid.py keeps no model for it) is listed as such
+    # and left out; without --results its missing model is an error that names the cause.
+    results = tmp_path / "results.jsonl"
+    line = {"grid": "smoke_branch", "setting": "synthetic", "method": "DRW, branched", "seed": 0}
+    other = {**line, "setting": "another", "method": "DRW"}  # not this setting: ignored
+    results.write_text(
+        "\n".join(json.dumps({**row, "diverged": "NaN losses"}) for row in (line, other)) + "\n"
+    )
+    more = [*args[:4], "DRW", "DRW, branched", *args[5:], "--runs", str(runs)]
+    with pytest.raises(SystemExit) as info:
+        main(more)
+    assert "diverged keeps none" in str(info.value.code)
+    assert main([*more, "--results", str(results)]) == 0
+    text = capsys.readouterr().out
+    assert "| DRW | 0 | +2.00 ± 1.40 | +2.00 ± 0.98 | +0.00 | +0.00 |" in text
+    assert "| DRW, branched | 0 | DRW, branched diverged | – | – | – |" in text
+    assert "DRW, branched: 0 seeds" not in text  # nothing left to summarise
     with pytest.raises(SystemExit):
         main(["smoke_branch", "--base", "CE", "--methods", "ABSGD", "--seeds", "0", "--runs", "x"])
     assert "chooses λ among candidates" in capsys.readouterr().err

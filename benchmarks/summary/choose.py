@@ -132,7 +132,10 @@ def kept_run(row: dict[str, Any], folders: tuple[str, ...]) -> Path:
     for folder in folders:
         if (Path(folder) / name / "model.pt").is_file():
             return Path(folder) / name
-    raise SystemExit(f"--runs: no folder of {list(folders)} holds the run {name} (its model.pt)")
+    raise SystemExit(
+        f"--runs: no folder of {list(folders)} holds the run {name} (its model.pt; a run that "
+        "diverged keeps none)"
+    )
 
 
 def _confident(
