@@ -121,9 +121,9 @@ def main(argv: list[str] | None = None) -> int:
             continue
         rms = math.sqrt(sum(z * z for z in ok) / len(ok))
         beyond = sum(abs(z) > 1.96 for z in ok)
-        gone = f" ({left_out[method]} diverged, left out)" if left_out[method] else ""
+        note = f" ({left_out[method]} diverged, left out)" if left_out[method] else ""
         print(
-            f"{method}: {len(ok)} seeds{gone}, root mean square z {rms:.2f} (about 1 if the gaps "
+            f"{method}: {len(ok)} seeds{note}, root mean square z {rms:.2f} (about 1 if the gaps "
             f"are the two samples' noise), |z| > 1.96 on {beyond} (about {0.05 * len(ok):.1f} "
             "expected)"
         )
