@@ -841,6 +841,9 @@ GRIDS: dict[str, Grid] = {
     # class), the last epoch's model. CE keeps its checkpoint at the switch; CB-DRW and every
     # ABSGD candidate (the authors' options at the base's step: α = 1, γ = 0.7, zero start,
     # divided by the batch mean of the class weights) branch off it. Fresh seeds 0-9.
+    # Part (t), stated before running (the same session, after answer (s)): the same methods
+    # on fresh seeds 10-19, rule (k) with a gain check (validation balanced accuracy at least
+    # the base's) against rule (k).
     "fmnist_lt_stratval": Grid(
         config="cpu/fashion_mnist_lt_exp100_ce",
         settings={"exp, ratio 100": ()},
