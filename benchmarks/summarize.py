@@ -58,7 +58,9 @@ candidate's run of the same seed, is at most DROP (``absgd tune --guard-confiden
 predictions come from the kept runs in the ``--runs`` folders (``grid.py --keep-runs``), made
 once and kept beside each run's model.
 METRIC ``last`` (with a guard) takes the last listed candidate the guard allows instead of
-the best score (``absgd tune --choose-last``: list the plainest first and the sharpest last).
+the best score (``absgd tune --choose-last``: list the plainest first and the sharpest last);
+``last:SCORE`` the last of those whose validation SCORE is at least the first candidate's
+(``absgd tune --choose-last --not-worse --metric SCORE``).
 ``--seeds S [S ...]`` reads only those seeds' runs in every table, choice and pair (e.g. the
 held-out seeds of a question stated after earlier seeds were read).
 ``--curve K`` adds, where runs evaluated the test split every epoch, the mean test top-1 every
@@ -119,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         metavar=("NAME", "CANDIDATES", "METRIC"),
         help="add the method NAME: per seed, the run of the candidate method (CANDIDATES "
         "separated by '|') with the best validation METRIC (balanced_accuracy, top1, "
-        "top1_train_prior; or last, with a --guard: the last listed candidate it allows), ties to "
+        "top1_train_prior; or last, with a --guard: the last listed candidate it allows; or "
+        "last:SCORE: the last of those whose validation SCORE is at least the first's), ties to "
         "the first listed (repeatable)",
     )
     p.add_argument(

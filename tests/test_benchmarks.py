@@ -591,6 +591,16 @@ def test_choose_evaluates_a_selection_rule_per_seed_as_a_method(tmp_path, capsys
     assert "l3: the last listed candidate among the candidates whose validation" in text
     assert main([str(path), *last, "0.05", "--pair", "L", "l3"]) == 0  # A100 alone
     assert "Chosen: A100 3 of 3, L 0 of 3, A300 0 of 3." in capsys.readouterr().out
+    # METRIC last:SCORE: the last allowed whose validation SCORE is at least the first's. The
+    # guard on balanced accuracy allows all three (L .50, A300 .575-.58, A100 .65); at the
+    # training prior A100 is below L on every seed, A300 below on seed 0 (.795 < .82), above on
+    # seed 1 (.768 > .74) and level on seed 2 (.74): L, A300, A300
+    gain = ["--choose", "lg", "L | A300 | A100", "last:top1_train_prior"]
+    assert main([str(path), *gain, "--guard", "lg", "balanced_accuracy", "0.2"]) == 0
+    text = capsys.readouterr().out
+    assert "Chosen: L 1 of 3, A300 2 of 3, A100 0 of 3." in text
+    assert "lg: the last listed candidate whose validation top1_train_prior (shown)" in text
+    assert "per seed (val last listed with top1_train_prior at least the first's" in text
     # L diverged on seed 2: with no guard score for the first candidate the guarded choice
     # has no bound there, and says it leaves the seed out
     rows = [r for r in rows if (r["method"], r["seed"]) != ("L", 2)]
@@ -612,6 +622,8 @@ def test_choose_evaluates_a_selection_rule_per_seed_as_a_method(tmp_path, capsys
         ([*one, "--guard", "x", "top1", "a"], "DROP must be a fraction in [0, 1)"),
         ([*one, "--guard", "x", "top1", "0.01", "--guard", "x", "top1", "0.02"], "given twice"),
         (["--choose", "x", "L | A300", "last"], "takes the last candidate a guard allows"),
+        (["--choose", "x", "L | A300", "last:top1"], "takes the last candidate a guard allows"),
+        (["--choose", "x", "L | A300", "last:loss"], "'last:SCORE' with SCORE one of"),
     ):
         with pytest.raises(SystemExit) as info:
             main([str(path), *bad])

@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 
 from absgd.metrics import prior_accuracy
-from absgd.selection import PairedDrop, combine_drops, last_allowed, paired_drop, within_bound
+from absgd.selection import (
+    PairedDrop,
+    combine_drops,
+    last_allowed,
+    not_below_first,
+    paired_drop,
+    within_bound,
+)
 
 
 def per_class_accuracy(labels, predicted, classes):
@@ -170,6 +177,27 @@ def test_last_allowed_takes_the_sharpest_candidate_the_guard_allows():
     assert last_allowed(scores, [inf]) == inf
     assert last_allowed(scores, []) is None
     assert last_allowed({inf: [None]}, [inf]) is None
+
+
+def test_not_below_first_keeps_the_candidates_scoring_at_least_the_first():
+    inf = float("inf")
+    # means: ∞ .51; 3 .51 (a tie, summed in another order); 1 .55; 0.5 .425; 0.3 diverged
+    scores = {
+        inf: [0.50, 0.52],
+        3.0: [0.52, 0.50],
+        1.0: [0.55, 0.55],
+        0.5: [0.40, 0.45],
+        0.3: [0.90, None],
+    }
+    assert not_below_first(scores, [inf, 3.0, 1.0, 0.5, 0.3]) == [inf, 3.0, 1.0]
+    assert not_below_first(scores, [inf, 0.5, 3.0]) == [inf, 3.0]  # in the listed order
+    # the gain check before the last allowed: 0.5 is allowed but scores below ∞
+    assert last_allowed(scores, not_below_first(scores, [inf, 3.0, 0.5])) == 3.0
+    assert last_allowed(scores, [inf, 3.0, 0.5]) == 0.5  # without it
+    # equal accuracies summed in another order differ in the last bit: still a tie
+    assert not_below_first({inf: [0.1 + 0.2], 1.0: [0.3]}, [inf, 1.0]) == [inf, 1.0]
+    assert not_below_first({inf: [None], 1.0: [0.5]}, [inf, 1.0]) == []  # no reference
+    assert not_below_first({}, []) == []
 
 
 def test_seeds_scored_on_the_same_images_count_each_image_once():

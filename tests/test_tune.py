@@ -333,6 +333,45 @@ def test_tune_with_a_guard_takes_the_best_score_among_the_values_it_allows(tmp_p
             tune(CONFIG, "objective.lam", values, out, **kw, **bad)
 
 
+def test_not_worse_takes_the_last_allowed_value_not_scoring_below_the_first(
+    tmp_path, monkeypatch, capsys
+):
+    inf = float("inf")
+    # top-1 means ∞ .81, 3 .805, 1 .79: a guard of 2.5 points allows all three; balanced means
+    # ∞ .41, 3 .45, 1 .40: λ = 1 is the sharpest allowed but scores below ∞, so 3 is taken
+    scripted = {
+        inf: [(0.80, 0.40), (0.82, 0.42)],
+        3.0: [(0.805, 0.45), (0.805, 0.45)],
+        1.0: [(0.79, 0.40), (0.79, 0.40)],
+    }
+    _scripted_trials(monkeypatch, scripted)
+    values, out = [inf, 3.0, 1.0], tmp_path / "search"
+    kw = {"overrides": TINY, "seeds": [0, 1], "guard": "top1", "guard_drop": 0.025}
+    assert tune(CONFIG, "objective.lam", values, out, **kw, choose_last=True).best == 1.0
+    result = tune(CONFIG, "objective.lam", values, out, **kw, choose_last=True, not_worse=True)
+    assert result.best == 3.0
+    assert json.loads((out / "selection.json").read_text())["rule"] == (
+        "the last value the guard allows whose val balanced_accuracy is at least the first's"
+    )
+    on_top1 = tune(
+        CONFIG, "objective.lam", values, out, **kw, metric="top1", choose_last=True,
+        not_worse=True,
+    )  # fmt: skip
+    assert on_top1.best == inf  # every other value's top-1 is below ∞'s
+    with pytest.raises(ValueError, match="give choose_last"):
+        tune(CONFIG, "objective.lam", values, out, **kw, not_worse=True)
+    args = ["tune", "--config", str(CONFIG), "--param", "objective.lam", "--quiet"]
+    args += ["--values", "inf", "3", "1", "--seeds", "0", "1", "--out", str(out)]
+    for item in TINY:
+        args += ["--set", item]
+    guard = ["--guard", "top1", "0.025"]
+    assert main([*args, *guard, "--choose-last", "--not-worse"]) == 0
+    assert load_config(out / "selected.yaml").objective.lam == 3.0
+    capsys.readouterr()
+    assert main([*args, *guard, "--not-worse"]) == 2
+    assert "--not-worse checks the gain of --choose-last's choice" in capsys.readouterr().err
+
+
 def test_the_table_says_what_top1_at_the_training_prior_rests_on():
     def trial(value, seed, images):
         val = {"num_samples": 500, "top1_train_prior": 0.8, "top1_train_prior_images": images}

@@ -8,7 +8,9 @@ most DROP below the first candidate's (e.g. the base, λ = ∞, listed first); w
 ``--guard-confidence NAME LEVEL`` only where validation is that confident of it, from the kept
 runs' predictions on the same validation images (``--runs``: the ``grid.py --keep-runs``
 folders), what ``absgd tune --guard-confidence`` does. METRIC ``last`` takes the last listed
-candidate the guard allows (``absgd tune --choose-last``: the sharpest λ within the guard)."""
+candidate the guard allows (``absgd tune --choose-last``: the sharpest λ within the guard);
+``last:SCORE`` the last one whose validation SCORE is also at least the first candidate's
+(``absgd tune --choose-last --not-worse --metric SCORE``: a gain check)."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from absgd.selection import PairedDrop, last_allowed
+from absgd.selection import PairedDrop, last_allowed, not_below_first
 from absgd.training.tune import (
     SCORES,
     check_confidence,
@@ -31,7 +33,13 @@ from absgd.training.tune import (
 )
 
 LAST = "last"
-"""The --choose METRIC that takes the last listed candidate the guard allows."""
+"""The --choose METRIC that takes the last listed candidate the guard allows; ``last:SCORE``
+the last of those whose validation SCORE is at least the first candidate's."""
+
+
+def _gain_score(metric: str) -> str | None:
+    """The SCORE of a ``last:SCORE`` metric, else ``None``."""
+    return metric.split(":", 1)[1] if metric.startswith(f"{LAST}:") else None
 
 
 @dataclass(frozen=True)
@@ -59,12 +67,13 @@ class Choice:
             )
         if self.name in self.candidates:
             raise ValueError(f"--choose {self.name!r}: the name is one of its own candidates")
-        if self.metric not in (*SCORES, LAST):
+        gain = _gain_score(self.metric)
+        if self.metric not in (*SCORES, LAST) and gain not in SCORES:
             raise ValueError(
-                f"--choose {self.name!r}: metric must be one of {(*SCORES, LAST)}, got "
-                f"{self.metric!r}"
+                f"--choose {self.name!r}: metric must be one of {(*SCORES, LAST)} or "
+                f"'{LAST}:SCORE' with SCORE one of {SCORES}, got {self.metric!r}"
             )
-        if self.metric == LAST and self.guard is None:
+        if (self.metric == LAST or gain is not None) and self.guard is None:
             raise ValueError(
                 f"--choose {self.name!r}: {LAST!r} takes the last candidate a guard allows; "
                 f"give --guard {self.name!r}"
@@ -203,7 +212,9 @@ def chosen_runs(methods: dict[str, list[dict[str, Any]]], choice: Choice) -> lis
         runs = by_seed[seed]
         if len(runs) < len(choice.candidates):
             continue
-        shown = choice.guard if choice.metric == LAST else choice.metric
+        gain = _gain_score(choice.metric)
+        last = choice.metric == LAST or gain is not None
+        shown = gain or (choice.guard if choice.metric == LAST else choice.metric)
         assert shown is not None  # a guard is required with LAST
         scores = _scores(runs, choice.candidates, shown)
         # select_value keys by candidate value; an index keeps the listed order for ties
@@ -217,8 +228,9 @@ def chosen_runs(methods: dict[str, list[dict[str, Any]]], choice: Choice) -> lis
             else:
                 among, paired = _confident(runs, choice)
         best, _ = select_value(_indexed(scores, choice.candidates), among=among)
-        if choice.metric == LAST and among is not None:
-            best = last_allowed(_indexed(scores, choice.candidates), among)
+        if last and among is not None:
+            indexed = _indexed(scores, choice.candidates)
+            best = last_allowed(indexed, among if gain is None else not_below_first(indexed, among))
         if best is None:
             why = (
                 f"the first candidate has no validation {choice.guard}"
@@ -250,7 +262,13 @@ def chosen_runs(methods: dict[str, list[dict[str, Any]]], choice: Choice) -> lis
                 "method": choice.name,
                 "_chosen_from": winner,
                 "_choice_scores": scores,
-                "_choice_metric": "last listed" if choice.metric == LAST else choice.metric,
+                "_choice_metric": (
+                    choice.metric
+                    if not last
+                    else "last listed"
+                    if gain is None
+                    else f"last listed with {gain} at least the first's"
+                ),
                 "_chose": False,
                 "_tuned": False,
                 "_candidate": False,
@@ -284,9 +302,13 @@ def choice_tables(
                         f"upper {level} bound) is at most {_points(choice.guard_drop)} below the "
                         f"first's at {level} confidence (✗: ruled out)"
                     )
+            gain = _gain_score(choice.metric)
             how = (
                 "the last listed candidate"
                 if choice.metric == LAST
+                else f"the last listed candidate whose validation {gain} (shown) is at least the "
+                "first's"
+                if gain is not None
                 else f"chosen per seed on validation {choice.metric}"
             )
             out.append(f"### {grid}: {setting} ({device}), {choice.name}: {how}{guard}\n")

@@ -112,6 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--metric (list the values from the plainest to the sharpest, e.g. inf 1000 300: the "
         "sharpest λ within the guard's drop, chosen on the cost alone)",
     )
+    p.add_argument(
+        "--not-worse",
+        action="store_true",
+        help="with --choose-last: only among the allowed values whose validation --metric is "
+        "at least the first value's (a gain check: the sharpest λ within the guard that does "
+        "not score below λ = ∞, e.g. on balanced accuracy)",
+    )
     p.add_argument("--out", required=True, help="folder of the search (its state: resumable)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
@@ -418,6 +425,10 @@ def _cmd_tune(args: argparse.Namespace) -> int:
             raise UsageError(str(err)) from None
     if args.choose_last and guard is None:
         raise UsageError("--choose-last takes the last value a guard allows; give --guard")
+    if args.not_worse and not args.choose_last:
+        raise UsageError(
+            "--not-worse checks the gain of --choose-last's choice; give --choose-last"
+        )
     say = (lambda text: None) if args.quiet else (lambda text: print(text, flush=True))
     try:
         result = tune(
@@ -432,6 +443,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
             guard_drop=guard_drop,
             guard_confidence=guard_confidence,
             choose_last=args.choose_last,
+            not_worse=args.not_worse,
             progress=say,
             reporter=_ProgressReporter(quiet=True),
         )

@@ -12,7 +12,10 @@ A mean score does not say how sure validation is of a drop: on a split of a thou
 third of a point is within its noise. :func:`paired_drop` measures a candidate's drop against the
 reference on the same validation images, with its standard error, and :func:`within_bound` is
 the *confident* guard: the candidates whose one-sided upper confidence bound on the drop is at
-most the stated drop. Pure functions on numbers and label arrays; the test split never enters.
+most the stated drop. :func:`last_allowed` takes the sharpest candidate a guard allows, on the
+cost alone; :func:`not_below_first` is a gain check that can come before it (the candidates
+whose mean score, e.g. balanced accuracy, is at least the first's). Pure functions on numbers
+and label arrays; the test split never enters.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ __all__ = [
     "combine_drops",
     "last_allowed",
     "mean_scores",
+    "not_below_first",
     "paired_drop",
     "select_value",
     "within",
@@ -87,6 +91,24 @@ def last_allowed(scores: dict[float, list[float | None]], among: Iterable[float]
     means = mean_scores(scores)
     ok = [v for v, m in means.items() if v in allowed and m is not None]
     return ok[-1] if ok else None
+
+
+def not_below_first(scores: dict[float, list[float | None]], among: Iterable[float]) -> list[float]:
+    """The candidates of ``among`` whose mean score is at least the first listed candidate's
+    (within ``TIE_TOLERANCE``), in the listed order; empty if the first has no mean (a trial
+    without a score). Before :func:`last_allowed` it is a gain check on a rule that otherwise
+    rests on the cost alone: with ``scores`` the validation balanced accuracy and ``among`` a
+    guard's allowed values, the sharpest λ within the guard that does not score below λ = ∞
+    (the first candidate itself always qualifies). Where a sharper λ buys no tail accuracy
+    this keeps the rule from paying for nothing (results.md §7, parts (s) and (t))."""
+    means = mean_scores(scores)
+    ref = means[next(iter(scores))] if scores else None
+    if ref is None:
+        return []
+    allowed = set(among)
+    return [
+        v for v, m in means.items() if v in allowed and m is not None and m >= ref - TIE_TOLERANCE
+    ]
 
 
 def check_drop(drop: float, name: str = "a guard's drop") -> float:

@@ -38,6 +38,7 @@ from absgd.selection import (
     combine_drops,
     last_allowed,
     mean_scores,
+    not_below_first,
     paired_drop,
     select_value,
     within,
@@ -385,6 +386,7 @@ def tune(
     guard_drop: float | None = None,
     guard_confidence: float | None = None,
     choose_last: bool = False,
+    not_worse: bool = False,
     progress: Callable[[str], None] | None = None,
     reporter: Any = None,
 ) -> TuneResult:
@@ -401,6 +403,9 @@ def tune(
     taken for none. With ``choose_last`` the choice is the last listed value the guard allows
     (:func:`absgd.selection.last_allowed`; list the values from the plainest to the sharpest,
     e.g. ``[inf, 1000, 300]``) instead of the best ``metric``, which is then only reported.
+    With ``not_worse`` as well, only among the allowed values whose mean validation ``metric``
+    is at least the first value's (:func:`absgd.selection.not_below_first`): the sharpest λ
+    within the guard that does not score below λ = ∞ on ``metric`` (e.g. balanced accuracy).
 
     ``out_dir`` receives ``trials.jsonl`` (one line per trial; the search's state), one run
     directory per trial, ``selection.json`` and ``selected.yaml`` (the config with the chosen
@@ -411,8 +416,9 @@ def tune(
     Raises:
         ValueError: no candidates, a metric or guard not in :data:`SCORES`, a guard without
             its drop (or a drop without a guard, or one not in [0, 1)), a confidence without a
-            guard or not in [0.5, 1), ``choose_last`` without a guard, or a config without a
-            validation split (``data.val_source: none``).
+            guard or not in [0.5, 1), ``choose_last`` without a guard, ``not_worse`` without
+            ``choose_last``, or a config without a validation split (``data.val_source:
+            none``).
     """
     from absgd.training.config import ConfigError
 
@@ -438,6 +444,10 @@ def tune(
         guard_confidence = check_confidence(guard_confidence)
     if choose_last and guard is None:
         raise ValueError("choose_last takes the last value a guard allows; give a guard")
+    if not_worse and not choose_last:
+        raise ValueError(
+            "not_worse checks the gain of choose_last's choice; give choose_last (and a guard)"
+        )
     if not seeds:
         raise ValueError("tune needs at least one seed")
     out = Path(out_dir).expanduser()
@@ -516,7 +526,7 @@ def tune(
             }
     best, means = select_value(scores, among=allowed)
     if choose_last and allowed is not None:
-        best = last_allowed(scores, allowed)
+        best = last_allowed(scores, not_below_first(scores, allowed) if not_worse else allowed)
     chosen = None
     if best is not None:
         chosen = configs[(best, seeds[0])]
@@ -527,7 +537,13 @@ def tune(
     selection: dict[str, Any] = {
         "param": param,
         "metric": f"val {metric}",
-        "rule": "the last value the guard allows" if choose_last else f"the best val {metric}",
+        "rule": (
+            f"the last value the guard allows whose val {metric} is at least the first's"
+            if not_worse
+            else "the last value the guard allows"
+            if choose_last
+            else f"the best val {metric}"
+        ),
         "seeds": list(seeds),
         "best": plain_json(best),
         "means": {value_text(v): m for v, m in means.items()},
