@@ -798,7 +798,9 @@ GRIDS: dict[str, Grid] = {
                 # CE with λ = 3, 1, 0.5 and CB-DRW with λ = 300, 200, 150, 100, all branched off
                 # CE. Part (r), stated before running (2026-12-07, twenty-second session):
                 # λ = 70 and 50 branched off the same CE runs of seeds 15-19 (not fresh), rule (k)
-                # at 95 % over CB-DRW, λ = 300, 200, 150, 100, 70, 50.
+                # at 95 % over CB-DRW, λ = 300, 200, 150, 100, 70, 50. Part (u), stated before
+                # running (2026-12-07, twenty-third session): rules (k) and (t) on fresh seeds
+                # 20-24, CE with λ = 3, 1, 0.5 and CB-DRW with λ = 300 down to 50, off CE.
                 for lam in (30, 10, 300, 100, 200, 150, 70, 50)
             },
         },
