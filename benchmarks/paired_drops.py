@@ -22,13 +22,13 @@ and left out of the statistics.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
 
 from grids import GRIDS
 from summary.choose import kept_run
+from summary.runs import load
 
 from absgd.selection import PairedDrop, paired_drop
 from absgd.training.evaluation import split_predictions
@@ -47,14 +47,12 @@ def _drop(base: Path, run: Path, split: str, metric: str, data_root: str | None)
 def diverged_runs(paths: list[str], grid: str, setting: str) -> set[tuple[str, int]]:
     """``(method, seed)`` of every run of ``grid``'s ``setting`` that the results files record
     as diverged (a line with ``diverged``; ``grid.py`` keeps no model for it)."""
-    out: set[tuple[str, int]] = set()
-    for path in paths:
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                row = json.loads(line)
-                if (row.get("grid"), row.get("setting")) == (grid, setting) and row.get("diverged"):
-                    out.add((row["method"], int(row["seed"])))
-    return out
+    runs, _ = load(paths)
+    return {
+        (row["method"], int(row["seed"]))
+        for row in runs
+        if (row.get("grid"), row.get("setting")) == (grid, setting) and row.get("diverged")
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

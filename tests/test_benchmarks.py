@@ -745,7 +745,8 @@ def test_paired_drops_sets_validation_against_test_in_units_of_their_errors(tmp_
     # A run the results record as diverged (grid.py keeps no model for it) is listed as such
     # and left out; without --results its missing model is an error that names the cause.
     results = tmp_path / "results.jsonl"
-    line = {"grid": "smoke_branch", "setting": "synthetic", "method": "DRW, branched", "seed": 0}
+    line = {"kind": "run", "grid": "smoke_branch", "setting": "synthetic", "seed": 0}
+    line["method"] = "DRW, branched"
     other = {**line, "setting": "another", "method": "DRW"}  # not this setting: ignored
     results.write_text(
         "\n".join(json.dumps({**row, "diverged": "NaN losses"}) for row in (line, other)) + "\n"

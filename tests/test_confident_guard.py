@@ -193,6 +193,7 @@ def test_not_below_first_keeps_the_candidates_scoring_at_least_the_first():
     assert not_below_first(scores, [inf, 0.5, 3.0]) == [inf, 3.0]  # in the listed order
     # the gain check before the last allowed: 0.5 is allowed but scores below ∞
     assert last_allowed(scores, not_below_first(scores, [inf, 3.0, 0.5])) == 3.0
+    assert last_allowed(scores, [inf, 3.0, 0.5], not_worse=True) == 3.0
     assert last_allowed(scores, [inf, 3.0, 0.5]) == 0.5  # without it
     # equal accuracies summed in another order differ in the last bit: still a tie
     assert not_below_first({inf: [0.1 + 0.2], 1.0: [0.3]}, [inf, 1.0]) == [inf, 1.0]

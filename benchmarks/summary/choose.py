@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from absgd.selection import PairedDrop, last_allowed, not_below_first
+from absgd.selection import PairedDrop, last_allowed
 from absgd.training.tune import (
     SCORES,
     check_confidence,
@@ -229,8 +229,9 @@ def chosen_runs(methods: dict[str, list[dict[str, Any]]], choice: Choice) -> lis
                 among, paired = _confident(runs, choice)
         best, _ = select_value(_indexed(scores, choice.candidates), among=among)
         if last and among is not None:
-            indexed = _indexed(scores, choice.candidates)
-            best = last_allowed(indexed, among if gain is None else not_below_first(indexed, among))
+            best = last_allowed(
+                _indexed(scores, choice.candidates), among, not_worse=gain is not None
+            )
         if best is None:
             why = (
                 f"the first candidate has no validation {choice.guard}"

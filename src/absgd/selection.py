@@ -81,12 +81,17 @@ def select_value(
     return best, means
 
 
-def last_allowed(scores: dict[float, list[float | None]], among: Iterable[float]) -> float | None:
+def last_allowed(
+    scores: dict[float, list[float | None]], among: Iterable[float], *, not_worse: bool = False
+) -> float | None:
     """The last listed candidate among ``among`` (a guard's allowed values) whose trials all
     have a score (none diverged), or ``None``: with the candidates listed from the plainest to
     the sharpest (``inf, 1000, 300``), the sharpest one the guard allows, chosen without a gain
     score. Where validation measures the cost well and the gain poorly (a rare class with a few
-    validation images), this rule rests on the cost alone."""
+    validation images), this rule rests on the cost alone. With ``not_worse``, only among those
+    whose mean score is at least the first candidate's (:func:`not_below_first`)."""
+    if not_worse:
+        among = not_below_first(scores, among)
     allowed = set(among)
     means = mean_scores(scores)
     ok = [v for v, m in means.items() if v in allowed and m is not None]

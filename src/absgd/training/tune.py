@@ -38,7 +38,6 @@ from absgd.selection import (
     combine_drops,
     last_allowed,
     mean_scores,
-    not_below_first,
     paired_drop,
     select_value,
     within,
@@ -526,7 +525,7 @@ def tune(
             }
     best, means = select_value(scores, among=allowed)
     if choose_last and allowed is not None:
-        best = last_allowed(scores, not_below_first(scores, allowed) if not_worse else allowed)
+        best = last_allowed(scores, allowed, not_worse=not_worse)
     chosen = None
     if best is not None:
         chosen = configs[(best, seeds[0])]
