@@ -34,7 +34,7 @@ from sklearn.utils.estimator_checks import (  # noqa: E402
     parametrize_with_checks,
 )
 
-from absgd.sklearn import ABSGDClassifier  # noqa: E402
+from absgd.sklearn import ABSGDClassifier, GuardedRefit  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -633,7 +633,7 @@ def test_verbose_prints_one_line_per_epoch(capsys):
 def test_docs_python_blocks_run():
     doc = (Path(__file__).resolve().parents[1] / "docs" / "sklearn.md").read_text("utf-8")
     blocks = re.findall(r"```python\n(.*?)```", doc, flags=re.DOTALL)
-    assert len(blocks) == 3
+    assert len(blocks) == 4
     namespace: dict = {}
     for index, code in enumerate(blocks):  # the later blocks continue the first
         exec(compile(code, f"docs/sklearn.md python block {index}", "exec"), namespace)
@@ -653,6 +653,20 @@ def test_docs_python_blocks_run():
     # what the paragraph after the block says: 1.0 and 0.9 allowed, 1.0 (off) chosen
     assert guarded.refit.allowed(res) == [0, 1] and guarded.best_index_ == 0
     assert res["params"][0] == {"absgdclassifier__target_ess": 1.0}
+    # The sharpest λ the confident guard admits: the bounds from the five folds' accuracies by
+    # hand (t = 2.132, one-sided 0.95 with 4 degrees of freedom, from the table; k-fold factor
+    # √(1/5 + 1/4)); what the paragraph after the block says: only λ = 10 admitted, below
+    # λ = ∞ in balanced accuracy, so λ = ∞ is kept, and λ = 10 without not_worse.
+    sharpest = namespace["sharpest"]
+    res = sharpest.cv_results_
+    acc = np.stack([res[f"split{f}_test_accuracy"] for f in range(5)])
+    drops = acc[:, :1] - acc
+    bounds = drops.mean(0) + 2.132 * drops.std(0, ddof=1) * math.sqrt(1 / 5 + 1 / 4)
+    np.testing.assert_allclose(sharpest.refit.upper_bounds(res), bounds, atol=1e-4)
+    assert [k for k in range(5) if bounds[k] <= 0.01] == [0, 1]
+    bal = res["mean_test_balanced_accuracy"]
+    assert bal[1] < bal[0] and sharpest.best_index_ == 0
+    assert GuardedRefit(drop=0.01, confidence=0.95, choose_last=True)(res) == 1
     chosen = ABSGDClassifier(class_weight="balanced", target_ess=target, random_state=0)
     refit = make_pipeline(StandardScaler(), chosen).fit(X_train, y_train)
     X_test = namespace["X_test"]

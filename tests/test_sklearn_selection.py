@@ -199,3 +199,149 @@ def test_grid_search_refits_the_guarded_choice():
     # on this data the best balanced accuracy (λ = 0.3) gives up more than a point of
     # accuracy: the guard rules it out
     assert bal.argmax() not in ok
+
+
+def fold_results(lams, balanced, accuracy_folds):
+    """cv_results_ with per-fold accuracies (one row per fold) and their means."""
+    folds = np.asarray(accuracy_folds, dtype=float)
+    r = results(lams, balanced, np.nanmean(folds, axis=0))
+    for f, row in enumerate(folds):
+        r[f"split{f}_test_accuracy"] = row
+    return r
+
+
+def test_confident_bound_by_hand_with_the_tabled_t_quantile():
+    # two folds: λ = 1 drops 0.4 and 0.6 points; mean 0.005, sd 0.001414 (√2·0.001);
+    # t(0.95, 1 df) = 6.314 from the table; k-fold ρ = 1/2: factor √(1/2 + 1) = 1.2247
+    r = fold_results([math.inf, 1.0], [0.60, 0.70], [[0.900, 0.896], [0.880, 0.874]])
+    expected = 0.005 + 6.314 * math.sqrt(2) * 0.001 * math.sqrt(1.5)
+    rule = GuardedRefit(drop=0.01, confidence=0.95)
+    bounds = rule.upper_bounds(r)
+    assert bounds[0] == 0.0
+    assert bounds[1] == pytest.approx(expected, abs=2e-5)  # 0.01594: over a point
+    assert rule.allowed(r) == [0]
+    assert rule(r) == 0
+    # the mean guard (0.5 points) lets it in
+    assert GuardedRefit(drop=0.01)(r) == 1
+    assert GuardedRefit(drop=0.02, confidence=0.95)(r) == 1
+    # a stated test fraction of 0.2 (e.g. repeated 5-fold) narrows the factor to √(1/2 + 1/4)
+    narrow = GuardedRefit(drop=0.01, confidence=0.95, test_fraction=0.2).upper_bounds(r)
+    assert narrow[1] == pytest.approx(
+        0.005 + 6.314 * math.sqrt(2) * 0.001 * math.sqrt(0.75), abs=2e-5
+    )
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_confidence_one_half_is_the_mean_guard(seed):
+    # at c = 0.5 the t quantile is 0: the bound is the mean paired drop, the difference of means
+    rng = np.random.default_rng(seed)
+    folds = 0.85 + 0.02 * rng.standard_normal((4, 6))
+    r = fold_results([math.inf, 30, 10, 3, 1, 0.5], rng.uniform(0.5, 0.7, 6), folds)
+    for drop in (0.0, 0.005, 0.01, 0.03):
+        assert GuardedRefit(drop=drop, confidence=0.5).allowed(r) == GuardedRefit(
+            drop=drop
+        ).allowed(r)
+        assert GuardedRefit(drop=drop, confidence=0.5)(r) == GuardedRefit(drop=drop)(r)
+
+
+def test_choose_last_takes_the_sharpest_allowed_and_not_worse_checks_the_gain():
+    # accuracy drops 0.2, 0.4, 0.5 and 3 points; balanced accuracy peaks at λ = 10
+    r = results(
+        [math.inf, 30.0, 10.0, 3.0, 1.0],
+        [0.600, 0.640, 0.660, 0.590, 0.700],
+        [0.900, 0.898, 0.896, 0.895, 0.870],
+    )
+    assert GuardedRefit(drop=0.01)(r) == 2  # the best balanced among the allowed
+    assert GuardedRefit(drop=0.01, choose_last=True)(r) == 3  # λ = 3, though below λ = ∞
+    assert GuardedRefit(drop=0.01, choose_last=True, not_worse=True)(r) == 2
+    # nothing sharper is as good as λ = ∞: it keeps λ = ∞
+    r["mean_test_balanced_accuracy"] = np.array([0.60, 0.59, 0.58, 0.57, 0.70])
+    assert GuardedRefit(drop=0.01, choose_last=True, not_worse=True)(r) == 0
+    # the reference needs a score to compare with
+    r["mean_test_balanced_accuracy"] = np.array([np.nan, 0.59, 0.58, 0.57, 0.70])
+    with pytest.raises(ValueError, match="not_worse compares with the reference candidate"):
+        GuardedRefit(drop=0.01, choose_last=True, not_worse=True)(r)
+
+
+def test_a_confident_guard_leaves_out_a_candidate_with_a_failed_fold():
+    r = fold_results(
+        [math.inf, 3.0, 1.0], [0.6, 0.65, 0.7], [[0.90, 0.899, 0.898], [0.88, np.nan, 0.879]]
+    )
+    rule = GuardedRefit(drop=0.01, confidence=0.95, choose_last=True)
+    assert math.isnan(rule.upper_bounds(r)[1])
+    assert rule.allowed(r) == [0, 2]
+    assert rule(r) == 2
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"confidence": 1.0}, r"confidence must be a level in \[0.5, 1\)"),
+        ({"confidence": 0.4}, r"confidence must be a level in \[0.5, 1\)"),
+        ({"confidence": "0.95"}, r"confidence must be a level in \[0.5, 1\)"),
+        ({"not_worse": True}, "pass choose_last=True as well"),
+        ({"choose_last": "yes"}, "choose_last must be True or False, got 'yes'"),
+        ({"not_worse": 1, "choose_last": True}, "not_worse must be True or False, got 1"),
+        ({"confidence": 0.95, "test_fraction": 1.0}, r"test_fraction must be .* in \(0, 1\)"),
+        ({"confidence": 0.95, "test_fraction": True}, r"test_fraction must be .*got True"),
+        ({"test_fraction": 0.2}, "test_fraction enters the confident bound only"),
+    ],
+)
+def test_bad_rule_options_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        GuardedRefit(**kwargs)
+
+
+def test_a_confident_guard_needs_per_fold_scores_and_two_folds():
+    rule = GuardedRefit(confidence=0.95)
+    with pytest.raises(ValueError, match="no 'split0_test_accuracy'"):
+        rule(results([math.inf, 1.0], [0.6, 0.7], [0.9, 0.9]))
+    with pytest.raises(ValueError, match=r"at least two folds .* the search has 1"):
+        rule(fold_results([math.inf, 1.0], [0.6, 0.7], [[0.9, 0.9]]))
+    with pytest.raises(ValueError, match="needs a confidence level"):
+        GuardedRefit().upper_bounds(fold_results([math.inf], [0.6], [[0.9], [0.8]]))
+
+
+def test_repr_names_the_options_set_and_pickles():
+    rule = GuardedRefit(drop=0.01, confidence=0.95, choose_last=True, not_worse=True)
+    assert repr(rule) == (
+        "GuardedRefit(score='balanced_accuracy', guard='accuracy', drop=0.01, reference=None, "
+        "confidence=0.95, choose_last=True, not_worse=True)"
+    )
+    again = pickle.loads(pickle.dumps(rule))
+    r = fold_results([math.inf, 3.0], [0.6, 0.7], [[0.9, 0.899], [0.88, 0.879], [0.89, 0.888]])
+    assert again(r) == rule(r) == 1
+
+
+def test_grid_search_refits_the_sharpest_lambda_the_confident_guard_admits():
+    """A real search with the confident guard and choose_last: the refit model is the last λ
+    whose per-fold accuracy drops, recomputed here by hand, bound the drop under a point."""
+    X, y = make_classification(
+        n_samples=600,
+        n_classes=3,
+        n_informative=4,
+        weights=[0.85, 0.11, 0.04],
+        class_sep=0.7,
+        flip_y=0.02,
+        random_state=3,
+    )
+    lams = [math.inf, 10.0, 3.0, 1.0, 0.3]
+    cv = StratifiedKFold(4, shuffle=True, random_state=0)
+    base = ABSGDClassifier(target_ess=None, random_state=0)
+    scoring = {"balanced_accuracy": "balanced_accuracy", "accuracy": "accuracy"}
+    rule = GuardedRefit(drop=0.01, confidence=0.95, choose_last=True)
+    search = GridSearchCV(base, {"lam": lams}, cv=cv, scoring=scoring, refit=rule)
+    search.fit(X, y)
+
+    acc = np.zeros((4, len(lams)))
+    for f, (train, test) in enumerate(cv.split(X, y)):
+        for k, lam in enumerate(lams):
+            model = clone(base).set_params(lam=lam).fit(X[train], y[train])
+            acc[f, k] = accuracy_score(y[test], model.predict(X[test]))
+    drops = acc[:, :1] - acc
+    t_95_3df = 2.353  # Student's t, one-sided 0.95, 3 degrees of freedom (table)
+    bound = drops.mean(0) + t_95_3df * drops.std(0, ddof=1) * math.sqrt(1 / 4 + 1 / 3)
+    np.testing.assert_allclose(rule.upper_bounds(search.cv_results_), bound, atol=1e-3)
+    ok = [0] + [k for k in range(1, len(lams)) if bound[k] <= 0.01]
+    assert search.best_index_ == max(ok)
+    assert search.best_estimator_.get_params()["lam"] == lams[max(ok)]
