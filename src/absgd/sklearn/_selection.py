@@ -38,18 +38,25 @@ class GuardedRefit:
         A = {k : D_k + t_{c,F−1} · s_k · √(1/F + ρ/(1−ρ)) ≤ drop}    (confidence=c)
 
     where ``d_kf = G_rf − G_kf`` is the drop on fold ``f``, ``D_k`` and ``s_k`` its mean and
-    standard deviation over the folds, ``t_{c,F−1}`` Student's ``c`` quantile and ``ρ`` the
-    test fraction of a split (``test_fraction``; ``1/F`` for k-fold). Folds share most of their
-    training data, so their drops are correlated and the plain ``s_k/√F`` is too small: the
-    factor ``1/F + ρ/(1−ρ)`` is the corrected resampled t-test's (Nadeau and Bengio, "Inference
-    for the Generalization Error", Machine Learning 52, 2003). At ``c = 0.5`` the bound is
-    ``D_k = G_r − G_k``, the mean guard. A candidate with a failed fold is not allowed.
+    standard deviation over the folds, ``t_{c,F−1}`` Student's ``c`` quantile and
+    ``ρ/(1−ρ)`` the ratio of a split's test size to its training size (``ρ = test_fraction``;
+    ``1/F`` for k-fold). Folds share most of their training data, so their drops are correlated
+    and the plain ``s_k/√F`` is too small: the factor ``1/F + ρ/(1−ρ)`` is the corrected
+    resampled t-test's (Nadeau and Bengio, "Inference for the Generalization Error", Machine
+    Learning 52, 2003), derived for random train/test splits and applied to (repeated) k-fold
+    by Bouckaert and Frank ("Evaluating the Replicability of Significance Tests for Comparing
+    Learning Algorithms", PAKDD 2004). At ``c = 0.5`` the bound is ``D_k = G_r − G_k``, the
+    mean guard. A candidate with a failed fold is not allowed.
 
     It then chooses ``argmax_{k ∈ A} S_k`` (ties, within 1e-9, go to the reference, then to
     the first in ``cv_results_`` order), or with ``choose_last`` the last candidate of ``A`` in
-    ``cv_results_`` order: list λ from the plain setting to the sharpest and it takes the
-    sharpest the guard allows, on the cost alone (the rule ``absgd tune --choose-last``
-    applies; docs/method.md §3). With ``not_worse`` as well, only among the candidates of ``A``
+    ``cv_results_`` order: list λ from the plain setting (the reference, first) to the
+    sharpest and it takes the sharpest the guard allows, on the cost alone (the rule ``absgd
+    tune --choose-last`` applies; docs/method.md §3). The order is the search's: a
+    ``GridSearchCV`` over one parameter keeps its list, over a list of dicts the dicts in turn,
+    over several parameters of one dict it runs through their product in sorted key order, and
+    ``RandomizedSearchCV``'s order is random (do not use ``choose_last`` with it). With
+    ``not_worse`` as well, only among the candidates of ``A``
     whose ``S_k ≥ S_r``: the sharpest λ that does not lower the mean ``score``. Candidates
     without a score (failed fits with ``error_score=np.nan``) are never chosen. The search
     then has ``best_index_`` and ``best_estimator_`` but, as with any callable ``refit``, no
@@ -71,7 +78,8 @@ class GuardedRefit:
             ``score`` is at least the reference's.
         test_fraction: ``ρ``, the fraction of the data each split tests on, in ``(0, 1)``;
             ``None``: ``1/F``, right for k-fold (for ``RepeatedStratifiedKFold(n_splits=k)``
-            pass ``1/k``, for ``ShuffleSplit`` its ``test_size``).
+            pass ``1/k``; for ``ShuffleSplit`` the fraction ``n_test/(n_test + n_train)``,
+            which is its ``test_size`` as a fraction only where the train size is the rest).
 
     Example:
         >>> import math
@@ -85,14 +93,14 @@ class GuardedRefit:
         [0, 1]
         >>> rule(results)
         1
-        >>> folds = {  # three folds: λ = 3 drops 0.4, 0.3 and 0.6 points of accuracy
+        >>> folds = {  # three folds: λ = 3 drops 0.4, 0.5 and 0.6 points of accuracy
         ...     "split0_test_accuracy": [0.910, 0.906, 0.880],
-        ...     "split1_test_accuracy": [0.890, 0.887, 0.862],
+        ...     "split1_test_accuracy": [0.890, 0.885, 0.862],
         ...     "split2_test_accuracy": [0.900, 0.894, 0.868],
         ... }
         >>> last = GuardedRefit(drop=0.01, confidence=0.95, choose_last=True)
         >>> last.upper_bounds({**results, **folds}).round(4).tolist()
-        [0.0, 0.0084, 0.0353]
+        [0.0, 0.0077, 0.0353]
         >>> last({**results, **folds})  # the sharpest λ within a point at 95 %
         1
 
@@ -184,6 +192,12 @@ class GuardedRefit:
                 f"allowed: {allowed}); check the failed fits"
             )
         if self.choose_last:
+            if ref != 0:
+                raise ValueError(
+                    f"choose_last takes the last allowed candidate in the search's order, from "
+                    f"the plain setting to the sharpest, and the reference is candidate {ref} "
+                    f"({cv_results['params'][ref]!r}); list the plain setting first"
+                )
             return max(scored)
         top = max(scores[k] for k in scored)
         tied = [k for k in scored if scores[k] >= top - TIE_TOLERANCE]
@@ -225,6 +239,11 @@ class GuardedRefit:
                 f"drop, the search has {n}; use the mean guard (confidence=None) or more folds"
             )
         ref = self.reference_index(cv_results)
+        if np.isnan(folds[:, ref]).any():
+            raise ValueError(
+                f"the reference candidate {cv_results['params'][ref]!r} has no {self.guard!r} "
+                "on some fold (a failed fit), so the drops cannot be paired fold by fold"
+            )
         drops = folds[:, [ref]] - folds  # d_kf = G_rf − G_kf
         rho = 1.0 / n if self.test_fraction is None else self.test_fraction
         scale = math.sqrt(1.0 / n + rho / (1.0 - rho))
