@@ -160,10 +160,9 @@ def test_repr_and_pickle():
     assert again(r) == rule(r) == 1
 
 
-def test_grid_search_refits_the_guarded_choice():
-    """In a real search the refit model is the candidate the rule picks from cv_results_,
-    recomputed here by hand from the per-fold scores."""
-    X, y = make_classification(
+def three_skewed_classes():
+    """600 rows, 3 classes at 85 / 11 / 4 %, overlapping, 2 % of labels flipped."""
+    return make_classification(
         n_samples=600,
         n_classes=3,
         n_informative=4,
@@ -172,6 +171,12 @@ def test_grid_search_refits_the_guarded_choice():
         flip_y=0.02,
         random_state=3,
     )
+
+
+def test_grid_search_refits_the_guarded_choice():
+    """In a real search the refit model is the candidate the rule picks from cv_results_,
+    recomputed here by hand from the per-fold scores."""
+    X, y = three_skewed_classes()
     lams = [math.inf, 3.0, 1.0, 0.3]
     cv = StratifiedKFold(3, shuffle=True, random_state=0)
     base = ABSGDClassifier(target_ess=None, random_state=0)
@@ -339,15 +344,7 @@ def test_repr_names_the_options_set_and_pickles():
 def test_grid_search_refits_the_sharpest_lambda_the_confident_guard_admits():
     """A real search with the confident guard and choose_last: the refit model is the last λ
     whose per-fold accuracy drops, recomputed here by hand, bound the drop under a point."""
-    X, y = make_classification(
-        n_samples=600,
-        n_classes=3,
-        n_informative=4,
-        weights=[0.85, 0.11, 0.04],
-        class_sep=0.7,
-        flip_y=0.02,
-        random_state=3,
-    )
+    X, y = three_skewed_classes()
     lams = [math.inf, 10.0, 3.0, 1.0, 0.3]
     cv = StratifiedKFold(4, shuffle=True, random_state=0)
     base = ABSGDClassifier(target_ess=None, random_state=0)
