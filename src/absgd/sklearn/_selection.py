@@ -56,11 +56,10 @@ class GuardedRefit:
     ``GridSearchCV`` over one parameter keeps its list, over a list of dicts the dicts in turn,
     over several parameters of one dict it runs through their product in sorted key order, and
     ``RandomizedSearchCV``'s order is random (do not use ``choose_last`` with it). With
-    ``not_worse`` as well, only among the candidates of ``A``
-    whose ``S_k ≥ S_r``: the sharpest λ that does not lower the mean ``score``. Candidates
-    without a score (failed fits with ``error_score=np.nan``) are never chosen. The search
-    then has ``best_index_`` and ``best_estimator_`` but, as with any callable ``refit``, no
-    ``best_score_``.
+    ``not_worse`` as well, only among the candidates of ``A`` whose ``S_k ≥ S_r``: the
+    sharpest λ that does not lower the mean ``score``. Candidates without a score (failed fits
+    with ``error_score=np.nan``) are never chosen. The search then has ``best_index_`` and
+    ``best_estimator_`` but, as with any callable ``refit``, no ``best_score_``.
 
     Args:
         score: the scoring name to maximise (a key of the search's ``scoring`` dict).
