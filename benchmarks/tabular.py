@@ -23,6 +23,23 @@ Questions.
    (rule − base) lies above 0. Beside them, without verdicts: (g), the fixed targets, the
    tables whose cost exceeds a point, the choices, (t) − (k). The tables are the evaluation
    tables below, read before for the fixed targets (not for these rules).
+5. (Stated before its runs, 2026-12-07, twenty-fifth session; ``--question guard --split
+   fresh``.) Question 4 on fresh tables, with the mean guard weighed against the gain check:
+   does rule (t) meet its bound and gain on tables no earlier question read, and is rule (g)
+   (the mean guard, the best balanced accuracy; the highest estimate without class weights on
+   both earlier sets, +1.13 and +1.96 points, but −0.38 [−0.75, −0.02] with balanced weights on
+   the evaluation tables) better or worse than (t)? The protocol, models and rules are question
+   4's. Verdicts on each base, paired over the fresh tables, 95 % t intervals: (t) and (g)
+   **meet their bound** and **gain** as in question 4; (g) − (t) in balanced accuracy: **(g)
+   better** if its interval lies above 0, **(t) better** if below, not told apart otherwise.
+   The recommended refit moves from (t) to (g) only if (g) is better on both bases and meets
+   its bound on both; otherwise it stays (t). The fresh tables: every KEEL imbalanced binary
+   table used by neither earlier set with imbalance at least 20:1 and at least 10 rows in its
+   minority class (23 tables, listed before any was run; several come from the same source
+   data as earlier tables, other class pairs: abalone, kddcup, kr-vs-k, poker, shuttle,
+   winequality, yeast), and KEEL's ``marketing`` made long-tailed at ratio 50 (the only
+   multi-class KEEL table of at least five classes, no derivative of which was used, whose
+   rarest class keeps at least 10 rows at ratio 50).
 
 Protocol. Every table is split by 5-fold stratified cross-validation (``shuffle=True``,
 ``random_state=0``); every method sees the same folds, so differences are paired by fold.
@@ -44,6 +61,8 @@ metadata pins an old NumPy that it does not need to be read): twelve binary tabl
     python benchmarks/tabular.py --summarize benchmarks/results/tabular.jsonl
     OMP_NUM_THREADS=1 python benchmarks/tabular.py --question guard \
         --out benchmarks/results/tabular_guard.jsonl            # question 4 (its own file)
+    OMP_NUM_THREADS=1 python benchmarks/tabular.py --question guard --split fresh \
+        --out benchmarks/results/tabular_guard_fresh.jsonl      # question 5
     python benchmarks/tabular.py --summarize-guard benchmarks/results/tabular_guard.jsonl
 
 The run appends one JSON line per (table, fold, method) and resumes from its file.
@@ -121,6 +140,40 @@ DEV_BINARY = (
     "page-blocks-1-3_vs_4",
 )
 DEV_MULTICLASS = {"optdigits": 100.0, "texture": 100.0}
+# Question 5's fresh tables (``--split fresh``), fixed before any was run: every KEEL imbalanced
+# binary table in neither list above with imbalance >= 20:1 and >= 10 minority rows, and
+# ``marketing`` made long-tailed (its rarest class keeps 10 rows at ratio 50).
+FRESH_BINARY = (
+    "abalone-19_vs_10-11-12-13",
+    "abalone-20_vs_8-9-10",
+    "abalone-21_vs_8",
+    "abalone-3_vs_11",
+    "kddcup-buffer_overflow_vs_back",
+    "kddcup-guess_passwd_vs_satan",
+    "kddcup-land_vs_portsweep",
+    "kddcup-land_vs_satan",
+    "kr-vs-k-one_vs_fifteen",
+    "kr-vs-k-zero-one_vs_draw",
+    "kr-vs-k-zero_vs_eight",
+    "poker-8-9_vs_6",
+    "poker-8_vs_6",
+    "shuttle-2_vs_5",
+    "shuttle-6_vs_2-3",
+    "winequality-red-3_vs_5",
+    "winequality-red-8_vs_6-7",
+    "winequality-red-8_vs_6",
+    "winequality-white-3-9_vs_5",
+    "yeast-1-2-8-9_vs_7",
+    "yeast-1-4-5-8_vs_7",
+    "yeast-2_vs_8",
+    "yeast5",
+)
+FRESH_MULTICLASS = {"marketing": 50.0}
+SPLITS = {
+    "eval": (BINARY, MULTICLASS),
+    "dev": (DEV_BINARY, DEV_MULTICLASS),
+    "fresh": (FRESH_BINARY, FRESH_MULTICLASS),
+}
 BASE = "LogisticRegression(balanced)"
 # Question 4: the targets searched (the plain setting first, then sharper), the rules
 # refitting the search, and per base its λ = ∞ row and the fixed targets' rows of ``methods``.
@@ -181,9 +234,12 @@ def long_tailed(X: pd.DataFrame, y: np.ndarray, ratio: float) -> tuple[pd.DataFr
 
 
 def tables(split: str = "eval") -> dict[str, Callable[[], tuple[pd.DataFrame, np.ndarray]]]:
-    """Loaders of the evaluation tables, or of the development tables (``split="dev"``)."""
+    """Loaders of the evaluation tables, the development tables (``split="dev"``) or
+    question 5's fresh tables (``split="fresh"``)."""
+    if split not in SPLITS:
+        raise ValueError(f"split={split!r}: expected one of {', '.join(SPLITS)}")
     root = keel_dir()
-    binary, multiclass = (DEV_BINARY, DEV_MULTICLASS) if split == "dev" else (BINARY, MULTICLASS)
+    binary, multiclass = SPLITS[split]
     out: dict[str, Callable[[], tuple[pd.DataFrame, np.ndarray]]] = {}
     for name in binary:
         out[name] = functools.partial(read_keel, root / "imbalanced" / "raw" / f"{name}.dat")
@@ -473,7 +529,7 @@ def summarize_guard(path: Path) -> str:
     """Question 4's tables: per base, each row's balanced accuracy and held-out accuracy and
     their paired differences to the base over the tables (each table's mean over its 5 folds,
     95 % t intervals), the worst table's accuracy cost, the tables costing more than a point,
-    the targets chosen; then the verdicts of rules (k) and (t) and (t) − (k)."""
+    the targets chosen; then the verdicts of rules (g), (k) and (t), (t) − (k) and (g) − (t)."""
     score: dict[str, dict[str, dict[str, list[float]]]] = {
         m: defaultdict(lambda: defaultdict(list)) for m in ("balanced_accuracy", "accuracy")
     }
@@ -526,17 +582,18 @@ def summarize_guard(path: Path) -> str:
                 f"{statistics.mean(acc.values()):.2f} | {_ci(d_acc)} | {worst[0]:+.2f} "
                 f"({worst[1]}) | {sum(d < -1 for d in d_acc)} | {counts or '–'} |"
             )
-            if method in rules[1:]:
+            if method in rules:
                 _, low_acc, _ = _interval(d_acc)
                 _, low_bal, high_bal = _interval(d_bal)
                 gain = "gains" if low_bal > 0 else "loses" if high_bal < 0 else "no gain shown"
                 bound = "meets its bound" if low_acc > -1 else "misses its bound"
                 verdicts.append(f"- {method}: {bound} (accuracy), {gain} (balanced accuracy)")
-        k, t = rules[1], rules[2]
-        if all(tb in means(r, m) for r in (k, t) for m in score for tb in tables):
-            for metric in score:
-                d = [means(t, metric)[tb] - means(k, metric)[tb] for tb in tables]
-                verdicts.append(f"- (t) − (k), {metric}: {_ci(d)}")
+        g, k, t = rules
+        for (a, b), label in (((t, k), "(t) − (k)"), ((g, t), "(g) − (t)")):
+            if all(tb in means(r, m) for r in (a, b) for m in score for tb in tables):
+                for metric in score:
+                    d = [means(a, metric)[tb] - means(b, metric)[tb] for tb in tables]
+                    verdicts.append(f"- {label}, {metric}: {_ci(d)}")
         lines += ["", *verdicts, ""]
     return "\n".join(lines)
 
@@ -546,9 +603,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="JSON-lines results file (appended, resumed)")
     parser.add_argument(
         "--split",
-        choices=("eval", "dev"),
+        choices=tuple(SPLITS),
         default="eval",
-        help="the evaluation tables (default) or the development tables the defaults came from",
+        help="the evaluation tables (default), the development tables the defaults came "
+        "from, or question 5's fresh tables",
     )
     parser.add_argument("--tables", nargs="+", help="only these tables")
     parser.add_argument("--methods", nargs="+", help="only these methods")

@@ -1501,6 +1501,7 @@ def test_tabular_guard_question_summary_by_hand(tmp_path):
         "ABSGD(λ=∞)": {"A": (0.60, 0.90), "B": (0.50, 0.80)},
         "ABSGD(ESS by rule (k))": {"A": (0.62, 0.888), "B": (0.53, 0.795)},
         "ABSGD(ESS by rule (t))": {"A": (0.60, 0.90), "B": (0.50, 0.80)},
+        "ABSGD(ESS by rule (g))": {"A": (0.64, 0.895), "B": (0.52, 0.795)},
     }
     # the balanced base on three tables (t(0.975, 2 df) = 4.303): (k) gains +3, +4, +3.5 (half
     # 4.303·0.5/√3 = 1.24) at −0.5, −0.2, −0.35 (half 0.37): meets; (t) loses −1, −2, −1.5
@@ -1540,11 +1541,30 @@ def test_tabular_guard_question_summary_by_hand(tmp_path):
     assert "- ABSGD(ESS by rule (k)): misses its bound (accuracy), no gain shown" in text
     assert "- ABSGD(ESS by rule (t)): meets its bound (accuracy), no gain shown" in text
     assert "- (t) − (k), balanced_accuracy: -2.50 [-8.85, +3.85]" in text
+    # (g): balanced +4 and +2 over (t) (sd √2, half 12.706); accuracy −0.5 on both tables
+    assert "- ABSGD(ESS by rule (g)): meets its bound (accuracy), no gain shown" in text
+    assert "- (g) − (t), balanced_accuracy: +3.00 [-9.71, +15.71]" in text
+    assert "- (g) − (t), accuracy: -0.50 [-0.50, -0.50]" in text
     assert "(incomplete)" in text  # the fixed targets have no rows here
     assert "| ABSGD(balanced, ESS by rule (k)) | 63.50 | +3.50 [+2.26, +4.74] | 87.98 | " in text
     assert "-0.35 [-0.72, +0.02] | -0.50 (A) | 0 |" in text
     assert "- ABSGD(balanced, ESS by rule (k)): meets its bound (accuracy), gains" in text
     assert "- ABSGD(balanced, ESS by rule (t)): meets its bound (accuracy), loses" in text
+
+
+def test_tabular_fresh_tables_are_disjoint_and_named():
+    """Question 5's fresh tables share no table with the evaluation or development sets, and
+    an unknown split is refused by name before any file is read."""
+    pytest.importorskip("pandas")
+    pytest.importorskip("sklearn")
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import tabular
+
+    fresh = set(tabular.FRESH_BINARY) | set(tabular.FRESH_MULTICLASS)
+    earlier = {*tabular.BINARY, *tabular.MULTICLASS, *tabular.DEV_BINARY, *tabular.DEV_MULTICLASS}
+    assert len(fresh) == 24 and not fresh & earlier
+    with pytest.raises(ValueError, match="split='test'.*eval, dev, fresh"):
+        tabular.tables("test")
 
 
 def test_tabular_guard_models_fit(tmp_path):
