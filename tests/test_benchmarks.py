@@ -1563,7 +1563,7 @@ def test_tabular_fresh_tables_are_disjoint_and_named():
     fresh = set(tabular.FRESH_BINARY) | set(tabular.FRESH_MULTICLASS)
     earlier = {*tabular.BINARY, *tabular.MULTICLASS, *tabular.DEV_BINARY, *tabular.DEV_MULTICLASS}
     assert len(fresh) == 24 and not fresh & earlier
-    with pytest.raises(ValueError, match="split='test'.*eval, dev, fresh"):
+    with pytest.raises(ValueError, match=r"split='test'.*eval, dev, fresh"):
         tabular.tables("test")
 
 
