@@ -724,9 +724,12 @@ GRIDS: dict[str, Grid] = {
     # bound of its paired validation drop is within 1 point.
     # Part (k), stated before any of those runs had finished: the same runs, the sharpest λ that
     # confident guard admits.
+    # Part (v), stated before running (2026-12-07, twenty-fifth session): rules (k) and (t) at
+    # exp ratio 10, the milder imbalance: CE with λ = 3, 1, 0.5 (CE's step, branched off CE),
+    # seeds 0-4 of the "exp, ratio 10" setting (no run of this grid used that setting).
     "cifar10_lt_repro_cpu_authors_stratval": Grid(
         config="cifar_lt/cifar10_lt_exp100/authors/ce",
-        settings={"exp, ratio 100": ()},
+        settings={"exp, ratio 100": (), "exp, ratio 10": ("data.imbalance_ratio=10",)},
         methods={
             "LDAM-DRW": _REPRO_AUTHORS_CPU["LDAM-DRW"],
             **{
