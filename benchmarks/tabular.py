@@ -526,7 +526,7 @@ def summarize(path: Path) -> str:
 
 
 def summarize_guard(path: Path) -> str:
-    """Question 4's tables: per base, each row's balanced accuracy and held-out accuracy and
+    """Questions 4 and 5's tables: per base, each row's balanced accuracy and held-out accuracy and
     their paired differences to the base over the tables (each table's mean over its 5 folds,
     95 % t intervals), the worst table's accuracy cost, the tables costing more than a point,
     the targets chosen; then the verdicts of rules (g), (k) and (t), (t) − (k) and (g) − (t)."""
