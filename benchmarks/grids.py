@@ -726,7 +726,9 @@ GRIDS: dict[str, Grid] = {
     # confident guard admits.
     # Part (v), stated before running (2026-12-07, twenty-fifth session): rules (k) and (t) at
     # exp ratio 10, the milder imbalance: CE with λ = 3, 1, 0.5 (CE's step, branched off CE),
-    # seeds 0-4 of the "exp, ratio 10" setting (no run of this grid used that setting).
+    # seeds 0-4 of the "exp, ratio 10" setting (no run of this grid used that setting); its
+    # CB-DRW half, stated in the same session before any ratio-10 score: CB-DRW and λ = 300,
+    # 100, 50 at CB-DRW's step, branched off the same CE runs.
     "cifar10_lt_repro_cpu_authors_stratval": Grid(
         config="cifar_lt/cifar10_lt_exp100/authors/ce",
         settings={"exp, ratio 100": (), "exp, ratio 10": ("data.imbalance_ratio=10",)},
