@@ -62,7 +62,8 @@ the best score (``absgd tune --choose-last``: list the plainest first and the sh
 ``last:SCORE`` the last of those whose validation SCORE is at least the first candidate's
 (``absgd tune --choose-last --not-worse --metric SCORE``).
 ``--seeds S [S ...]`` reads only those seeds' runs in every table, choice and pair (e.g. the
-held-out seeds of a question stated after earlier seeds were read).
+held-out seeds of a question stated after earlier seeds were read); ``--settings NAME [NAME
+...]`` only those settings' runs and selections (a grid file holding several settings).
 ``--curve K`` adds, where runs evaluated the test split every epoch, the mean test top-1 every
 K epochs, its fall from each run's best test epoch to its last (how much of what the model
 once knew about the clean test set it lost, e.g. by memorising noisy labels), and the test
@@ -162,6 +163,13 @@ def main(argv: list[str] | None = None) -> int:
         "the seed that chose λ among them); a method without some of them is named on stderr",
     )
     p.add_argument(
+        "--settings",
+        nargs="+",
+        metavar="NAME",
+        help="read only the runs and selections of these settings (e.g. 'exp, ratio 10'); "
+        "a setting with no line in the files is an error",
+    )
+    p.add_argument(
         "--confidence",
         type=float,
         default=0.95,
@@ -243,8 +251,12 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"{flag} tabulates the pairs given with --pair; give at least one --pair")
     with tempfile.TemporaryDirectory() as tmp:
         files = args.files
+        if args.seeds is not None or args.settings is not None:
+            files, seen = only_runs(args.files, tmp, args.seeds, args.settings)
+            absent = sorted(set(args.settings or ()) - {setting for _, setting, _ in seen})
+            if absent:
+                p.error(f"--settings: no run of setting(s) {absent} in the files")
         if args.seeds is not None:
-            files, seen = only_seeds(args.files, args.seeds, tmp)
             missing = sorted(set(args.seeds) - set().union(*seen.values()))
             if missing:
                 p.error(f"--seeds: no run of seed(s) {missing} in the files")
@@ -259,21 +271,26 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def only_seeds(
-    paths: list[str], seeds: list[int], folder: str
+def only_runs(
+    paths: list[str],
+    folder: str,
+    seeds: list[int] | None = None,
+    settings: list[str] | None = None,
 ) -> tuple[list[str], dict[tuple[str, str, str], set[int]]]:
     """Copies of ``paths`` in ``folder`` (same names, one subfolder each) without the run
-    lines of other seeds (selection lines kept), in the same order: what every table reads
-    under ``--seeds``; and the seeds kept of each (grid, setting, method)."""
-    keep = set(seeds)
+    lines of other seeds and the lines of other settings (a selection line kept if its
+    setting is), in the same order: what every table reads under ``--seeds`` and
+    ``--settings``; and the seeds kept of each (grid, setting, method)."""
     out: list[str] = []
     seen: dict[tuple[str, str, str], set[int]] = {}
     for k, path in enumerate(paths):
         kept = []
         for line in Path(path).read_text(encoding="utf-8").splitlines(keepends=True):
             row = json.loads(line) if line.strip() else {}
+            if settings is not None and row and row.get("setting") not in settings:
+                continue
             if row.get("kind") == "run":
-                if row.get("seed") not in keep:
+                if seeds is not None and row.get("seed") not in seeds:
                     continue
                 seen.setdefault((row["grid"], row["setting"], row["method"]), set()).add(
                     row["seed"]

@@ -801,6 +801,32 @@ def test_summarize_seeds_reads_only_the_runs_of_those_seeds(tmp_path, capsys):
     assert "| AB − CE | 1 |" in captured.out
 
 
+def test_summarize_settings_reads_only_the_lines_of_those_settings(tmp_path, capsys):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from summarize import main
+
+    # setting s: AB − CE +1 and +3 points (seeds 0, 1); setting r: +20 on both seeds
+    rows = []
+    for setting, diffs in (("s", {0: 0.01, 1: 0.03}), ("r", {0: 0.20, 1: 0.20})):
+        for seed, d in diffs.items():
+            rows += [{**_row("CE", seed, None, 0.5), "setting": setting}]
+            rows += [{**_row("AB", seed, None, 0.5 + d), "setting": setting}]
+        rows.append({"kind": "lam_selection", "grid": "g", "setting": setting, "method": "AB",
+                     "lam": None, "scores": {}})  # fmt: skip
+    path = tmp_path / "r.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main([str(path), "--pair", "CE", "AB", "--settings", "s"]) == 0
+    text = capsys.readouterr().out
+    assert "| AB − CE | 2 | +2.00 [-10.71, +14.71] |" in text  # t(0.975, 1) = 12.706
+    assert "+20.00" not in text and "g: r" not in text
+    assert main([str(path), "--pair", "CE", "AB", "--settings", "r", "--seeds", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "| AB − CE | 1 | +20.00 (1 seed) |" in text and "g: s" not in text
+    with pytest.raises(SystemExit):
+        main([str(path), "--settings", "exp, ratio 10"])
+    assert "no run of setting(s) ['exp, ratio 10']" in capsys.readouterr().err
+
+
 def test_choose_passes_over_a_diverged_candidate_and_treats_rounding_as_a_tie(tmp_path):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from summary import method_groups, parse_choice
