@@ -40,6 +40,16 @@ Questions.
    winequality, yeast), and KEEL's ``marketing`` made long-tailed at ratio 50 (the only
    multi-class KEEL table of at least five classes, no derivative of which was used, whose
    rarest class keeps at least 10 rows at ratio 50).
+6. (Stated before its runs, 2026-12-07, twenty-fifth session; ``--question guard --split
+   mild``.) Does rule (t) meet its bound and gain at milder imbalance? Question 4's protocol on
+   every KEEL imbalanced binary table no earlier question used with imbalance below 20:1 and at
+   least 10 minority rows (43 tables, 1.8:1 to 19:1, listed before any was run). These come
+   from 11 source data sets (17 from ``ecoli``), so the verdicts pair over the sources
+   (``--by-source``: each source's mean over its tables), 95 % t intervals: rule (t) **meets
+   its bound** if the interval of accuracy (rule − base) lies above −1 point and **gains** if
+   the interval of balanced accuracy lies above 0, on each base. If (t) misses its bound on
+   either base, the recommendation says so beside it. Beside them without verdicts: the same
+   paired over the 43 tables, (g), (k), the fixed targets, the choices.
 
 Protocol. Every table is split by 5-fold stratified cross-validation (``shuffle=True``,
 ``random_state=0``); every method sees the same folds, so differences are paired by fold.
@@ -63,6 +73,8 @@ metadata pins an old NumPy that it does not need to be read): twelve binary tabl
         --out benchmarks/results/tabular_guard.jsonl            # question 4 (its own file)
     OMP_NUM_THREADS=1 python benchmarks/tabular.py --question guard --split fresh \
         --out benchmarks/results/tabular_guard_fresh.jsonl      # question 5
+    OMP_NUM_THREADS=1 python benchmarks/tabular.py --question guard --split mild --by-source \
+        --out benchmarks/results/tabular_guard_mild.jsonl       # question 6
     python benchmarks/tabular.py --summarize-guard benchmarks/results/tabular_guard.jsonl
 
 The run appends one JSON line per (table, fold, method) and resumes from its file.
@@ -75,6 +87,7 @@ import functools
 import importlib.util
 import json
 import math
+import re
 import statistics
 import sys
 import time
@@ -169,10 +182,58 @@ FRESH_BINARY = (
     "yeast5",
 )
 FRESH_MULTICLASS = {"marketing": 50.0}
+# Question 6's tables (``--split mild``), fixed before any was run: every KEEL imbalanced binary
+# table in none of the lists above with imbalance below 20:1 and >= 10 minority rows.
+MILD_BINARY = (
+    "cleveland-0_vs_4",
+    "dermatology-6",
+    "ecoli-0-1-4-6_vs_5",
+    "ecoli-0-1-4-7_vs_2-3-5-6",
+    "ecoli-0-1-4-7_vs_5-6",
+    "ecoli-0-1_vs_2-3-5",
+    "ecoli-0-1_vs_5",
+    "ecoli-0-2-3-4_vs_5",
+    "ecoli-0-2-6-7_vs_3-5",
+    "ecoli-0-3-4-6_vs_5",
+    "ecoli-0-3-4-7_vs_5-6",
+    "ecoli-0-3-4_vs_5",
+    "ecoli-0-4-6_vs_5",
+    "ecoli-0-6-7_vs_3-5",
+    "ecoli-0-6-7_vs_5",
+    "ecoli-0_vs_1",
+    "ecoli1",
+    "ecoli2",
+    "ecoli3",
+    "glass-0-1-2-3_vs_4-5-6",
+    "glass-0-1-4-6_vs_2",
+    "glass-0-1-5_vs_2",
+    "glass-0-1-6_vs_2",
+    "glass0",
+    "glass1",
+    "glass2",
+    "glass6",
+    "haberman",
+    "iris0",
+    "new-thyroid1",
+    "new-thyroid2",
+    "pima",
+    "vehicle1",
+    "vehicle2",
+    "vehicle3",
+    "wisconsin",
+    "yeast-0-2-5-6_vs_3-7-8-9",
+    "yeast-0-2-5-7-9_vs_3-6-8",
+    "yeast-0-3-5-9_vs_7-8",
+    "yeast-0-5-6-7-9_vs_4",
+    "yeast-1_vs_7",
+    "yeast1",
+    "yeast3",
+)
 SPLITS = {
     "eval": (BINARY, MULTICLASS),
     "dev": (DEV_BINARY, DEV_MULTICLASS),
     "fresh": (FRESH_BINARY, FRESH_MULTICLASS),
+    "mild": (MILD_BINARY, {}),
 }
 BASE = "LogisticRegression(balanced)"
 # Question 4: the targets searched (the plain setting first, then sharper), the rules
@@ -525,11 +586,20 @@ def summarize(path: Path) -> str:
     return "\n".join(lines)
 
 
-def summarize_guard(path: Path) -> str:
-    """Questions 4 and 5's tables: per base, each row's balanced accuracy and held-out accuracy and
-    their paired differences to the base over the tables (each table's mean over its 5 folds,
-    95 % t intervals), the worst table's accuracy cost, the tables costing more than a point,
-    the targets chosen; then the verdicts of rules (g), (k) and (t), (t) − (k) and (g) − (t)."""
+def source(table: str) -> str:
+    """The data set a KEEL table was cut from: its name up to the first digit or underscore
+    (``ecoli-0-1_vs_5`` and ``ecoli1`` -> ``ecoli``, ``new-thyroid2`` -> ``new-thyroid``).
+    Class names made of letters stay in it (``kddcup-land_vs_satan`` -> ``kddcup-land``), so
+    it groups question 6's tables, whose classes are numbered, and not every KEEL name."""
+    return re.match(r"[A-Za-z]+(?:-[A-Za-z]+)*", table).group(0)  # type: ignore[union-attr]
+
+
+def summarize_guard(path: Path, by_source: bool = False) -> str:
+    """Questions 4 to 6's tables: per base, each row's balanced accuracy and held-out accuracy
+    and their paired differences to the base over the tables (each table's mean over its 5
+    folds; with ``by_source``, over the source data sets, each the mean of its tables; 95 % t
+    intervals), the worst unit's accuracy cost, the units costing more than a point, the
+    targets chosen; then the verdicts of rules (g), (k) and (t), (t) − (k) and (g) − (t)."""
     score: dict[str, dict[str, dict[str, list[float]]]] = {
         m: defaultdict(lambda: defaultdict(list)) for m in ("balanced_accuracy", "accuracy")
     }
@@ -546,7 +616,15 @@ def summarize_guard(path: Path) -> str:
             chosen[r["method"]].append(r["chosen"].get("target_ess", math.inf))
 
     def means(method: str, metric: str) -> dict[str, float]:
-        return {t: statistics.mean(v) for t, v in score[metric][method].items() if len(v) == 5}
+        per = {t: statistics.mean(v) for t, v in score[metric][method].items() if len(v) == 5}
+        if not by_source:
+            return per
+        groups: dict[str, list[float]] = defaultdict(list)
+        for t, v in per.items():
+            groups[source(t)].append(v)
+        return {name: statistics.mean(v) for name, v in groups.items()}
+
+    unit = "source" if by_source else "table"
 
     lines: list[str] = []
     for label, (weights, base, fixed) in GUARD_BASES.items():
@@ -556,10 +634,10 @@ def summarize_guard(path: Path) -> str:
         if not tables:
             continue
         lines += [
-            f"Base: {base} ({label}), {len(tables)} tables; differences in points, paired "
-            "over the tables, 95 % t intervals",
+            f"Base: {base} ({label}), {len(tables)} {unit}s; differences in points, paired "
+            f"over the {unit}s, 95 % t intervals",
             "",
-            "| method | balanced acc. | − base | accuracy | − base | worst table | tables "
+            f"| method | balanced acc. | − base | accuracy | − base | worst {unit} | {unit}s "
             "costing > 1 point | targets chosen |",
             "|---|---|---|---|---|---|---|---|",
         ]
@@ -606,7 +684,7 @@ def main(argv: list[str] | None = None) -> int:
         choices=tuple(SPLITS),
         default="eval",
         help="the evaluation tables (default), the development tables the defaults came "
-        "from, or question 5's fresh tables",
+        "from, question 5's fresh tables or question 6's milder ones",
     )
     parser.add_argument("--tables", nargs="+", help="only these tables")
     parser.add_argument("--methods", nargs="+", help="only these methods")
@@ -620,17 +698,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--summarize-guard", type=Path, help="print question 4's tables of a results file"
     )
+    parser.add_argument(
+        "--by-source",
+        action="store_true",
+        help="pair the guard summary over the source data sets (each the mean of its tables)",
+    )
     args = parser.parse_args(argv)
     if args.summarize:
         print(summarize(args.summarize))
         return 0
     if args.summarize_guard:
-        print(summarize_guard(args.summarize_guard))
+        print(summarize_guard(args.summarize_guard, args.by_source))
         return 0
     if args.out is None:
         parser.error("--out FILE is needed to run (or --summarize / --summarize-guard FILE)")
     run(args.out, args.split, args.tables, args.methods, args.question)
-    print(summarize_guard(args.out) if args.question == "guard" else summarize(args.out))
+    if args.question == "guard":
+        print(summarize_guard(args.out, args.by_source))
+    else:
+        print(summarize(args.out))
     return 0
 
 

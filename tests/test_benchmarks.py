@@ -1593,6 +1593,39 @@ def test_tabular_fresh_tables_are_disjoint_and_named():
         tabular.tables("test")
 
 
+def test_tabular_mild_tables_and_the_summary_over_sources(tmp_path):
+    """Question 6's tables are new, come from 11 sources, and ``by_source`` pairs over the
+    sources, each the mean of its tables (hand-computed)."""
+    pytest.importorskip("pandas")
+    pytest.importorskip("sklearn")
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import tabular
+
+    earlier = {*tabular.BINARY, *tabular.DEV_BINARY, *tabular.FRESH_BINARY}
+    assert len(set(tabular.MILD_BINARY)) == 43 and not set(tabular.MILD_BINARY) & earlier
+    assert {tabular.source(t) for t in tabular.MILD_BINARY} == {
+        "cleveland", "dermatology", "ecoli", "glass", "haberman", "iris", "new-thyroid", "pima",
+        "vehicle", "wisconsin", "yeast",
+    }  # fmt: skip
+    # (t) − base in balanced accuracy: ecoli1 +4, ecoli-0_vs_1 +2 (source ecoli: +3), glass0 +1
+    cells = {"ecoli1": 0.04, "ecoli-0_vs_1": 0.02, "glass0": 0.01}
+    rows = []
+    for table, gain in cells.items():
+        for fold in range(5):
+            for method, bal in (("ABSGD(λ=∞)", 0.5), ("ABSGD(ESS by rule (t))", 0.5 + gain)):
+                rows.append({"table": table, "fold": fold, "method": method,
+                             "balanced_accuracy": bal, "accuracy": 0.9})  # fmt: skip
+    path = tmp_path / "mild.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    by_table = tabular.summarize_guard(path)
+    by_source = tabular.summarize_guard(path, by_source=True)
+    assert "3 tables; differences in points, paired over the tables" in by_table
+    assert "| ABSGD(ESS by rule (t)) | 52.33 | +2.33 [-1.46, +6.13] |" in by_table
+    # sources: +3 and +1 (mean +2, sd √2, half 12.706)
+    assert "2 sources; differences in points, paired over the sources" in by_source
+    assert "| ABSGD(ESS by rule (t)) | 52.00 | +2.00 [-10.71, +14.71] |" in by_source
+
+
 def test_tabular_guard_models_fit(tmp_path):
     """Question 4's models build and fit (a tiny table; every search refits by its rule)."""
     pytest.importorskip("pandas")
