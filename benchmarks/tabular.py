@@ -591,7 +591,10 @@ def source(table: str) -> str:
     (``ecoli-0-1_vs_5`` and ``ecoli1`` -> ``ecoli``, ``new-thyroid2`` -> ``new-thyroid``).
     Class names made of letters stay in it (``kddcup-land_vs_satan`` -> ``kddcup-land``), so
     it groups question 6's tables, whose classes are numbered, and not every KEEL name."""
-    return re.match(r"[A-Za-z]+(?:-[A-Za-z]+)*", table).group(0)  # type: ignore[union-attr]
+    match = re.match(r"[A-Za-z]+(?:-[A-Za-z]+)*", table)
+    if match is None:
+        raise ValueError(f"table {table!r}: a KEEL table name starts with its data set's name")
+    return match.group(0)
 
 
 def summarize_guard(path: Path, by_source: bool = False) -> str:

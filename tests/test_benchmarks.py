@@ -1607,6 +1607,8 @@ def test_tabular_mild_tables_and_the_summary_over_sources(tmp_path):
         "cleveland", "dermatology", "ecoli", "glass", "haberman", "iris", "new-thyroid", "pima",
         "vehicle", "wisconsin", "yeast",
     }  # fmt: skip
+    with pytest.raises(ValueError, match="'3-class'"):
+        tabular.source("3-class")
     # (t) − base in balanced accuracy: ecoli1 +4, ecoli-0_vs_1 +2 (source ecoli: +3), glass0 +1
     cells = {"ecoli1": 0.04, "ecoli-0_vs_1": 0.02, "glass0": 0.01}
     rows = []
